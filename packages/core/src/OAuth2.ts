@@ -1,0 +1,259 @@
+/**
+ * OAuth 2.0 client credentials (RFC 6749 §4.4) against any standards-compliant authorization server:
+ * `client_secret_basic` or `client_secret_post`, optional scope, audience and extra parameters, the
+ * refresh_token grant (§6), token revocation (RFC 7009), and §5.2 error bodies as typed errors.
+ *
+ * @since 0.1.0
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import { Effect, Either, Encoding, Option, Predicate, Redacted, Schema } from "effect"
+import type * as AccessToken from "./AccessToken.js"
+import * as TokenExchange from "./TokenExchange.js"
+import * as TokenSource from "./TokenSource.js"
+import * as TollgateError from "./TollgateError.js"
+
+/**
+ * How the client authenticates to the token endpoint (RFC 6749 §2.3.1): HTTP Basic, which every
+ * server must support, or the credentials in the form body.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AuthMethod = "client_secret_basic" | "client_secret_post"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Names the provider in errors, logs and spans. Default: "oauth2". */
+  readonly provider?: string | undefined
+  readonly tokenUrl: string
+  readonly clientId: string
+  readonly clientSecret: Redacted.Redacted<string>
+  /** Default: `client_secret_basic`. */
+  readonly authMethod?: AuthMethod | undefined
+  /** Space-delimited, or a list joined with spaces. */
+  readonly scope?: string | ReadonlyArray<string> | undefined
+  /** Sent as the `audience` parameter, an extension many servers use. */
+  readonly audience?: string | undefined
+  /** Further form parameters for the grant, e.g. `resource`. */
+  readonly extraParams?: Readonly<Record<string, string>> | undefined
+  /** Headers added to every request to the token and revocation endpoints. */
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** RFC 7009 endpoint; without it tokens are not revoked. */
+  readonly revocationUrl?: string | undefined
+  /** Whether to use the refresh_token grant when the server issues refresh tokens. Default: true. */
+  readonly useRefreshToken?: boolean | undefined
+  readonly timeout?: TokenExchange.RequestOptions["timeout"]
+  readonly lifetime?: AccessToken.LifetimePolicy | undefined
+}
+
+/**
+ * `application/x-www-form-urlencoded` encoding of one value, as RFC 6749 Appendix B asks for the
+ * client id and secret before they are joined for HTTP Basic.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const formEncode = (value: string): string => new URLSearchParams([["", value]]).toString().slice(1)
+
+/**
+ * The `Authorization` header for `client_secret_basic`: each credential form-encoded, joined by ":",
+ * then base64 (RFC 6749 §2.3.1). Plain HTTP Basic skips the form-encoding and breaks secrets holding
+ * ":", "+", "%" or non-ASCII characters.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const basicAuthorization = (
+  clientId: string,
+  clientSecret: Redacted.Redacted<string>
+): Redacted.Redacted<string> =>
+  Redacted.make(
+    `Basic ${Encoding.encodeBase64(`${formEncode(clientId)}:${formEncode(Redacted.value(clientSecret))}`)}`
+  )
+
+/**
+ * A successful token response (RFC 6749 §5.1), lenient where servers commonly are: `token_type` may
+ * be missing, `expires_in` may arrive as a string, optional fields may be `null`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const TokenResponse = Schema.Struct({
+  access_token: Schema.String,
+  token_type: Schema.optional(Schema.NullOr(Schema.String)),
+  expires_in: Schema.optional(Schema.NullOr(TokenExchange.Seconds)),
+  refresh_token: Schema.optional(Schema.NullOr(Schema.String)),
+  scope: Schema.optional(Schema.NullOr(Schema.String))
+})
+
+/**
+ * The §5.2 error codes that mean the client itself was not recognised.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const credentialErrorCodes: ReadonlySet<string> = new Set(["invalid_client"])
+
+/**
+ * Reads a §5.2 error body (`error`, `error_description`) on a 4xx, or on a 2xx that carries an error
+ * instead of a token. `invalid_client` rejects the credentials; every other code is the server
+ * refusing the grant (`invalid_scope`, `invalid_grant`, `unauthorized_client`...).
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const refineError = (
+  provider: string,
+  secrets: ReadonlyArray<Redacted.Redacted<string>>
+) =>
+(reply: TokenExchange.Reply): Option.Option<TollgateError.TokenError> => {
+  const isClientError = reply.status >= 400 && reply.status < 500 && reply.status !== 429
+  const isOk = reply.status >= 200 && reply.status < 300
+  const body = Option.getOrUndefined(reply.body)
+  if (!(isClientError || isOk) || !Predicate.isRecord(body) || typeof body["error"] !== "string") {
+    return Option.none()
+  }
+  if (isOk && typeof body["access_token"] === "string") return Option.none()
+  const { code, description } = TokenExchange.errorDetails(reply, secrets)
+  const errorCode = code ?? "invalid_request"
+  return Option.some(
+    credentialErrorCodes.has(errorCode)
+      ? new TollgateError.InvalidCredentials({ provider, status: reply.status, code: errorCode, description })
+      : new TollgateError.ProviderError({ provider, code: errorCode, description, status: reply.status })
+  )
+}
+
+const scopeString = (scope: Options["scope"]): string | undefined => {
+  if (scope === undefined) return undefined
+  const joined = typeof scope === "string" ? scope : scope.join(" ")
+  const normalized = joined.split(/\s+/).filter((s) => s.length > 0).join(" ")
+  return normalized.length === 0 ? undefined : normalized
+}
+
+/**
+ * The identity tokens from these options are cached under.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const identity = (options: Options): TokenSource.Identity => ({
+  provider: options.provider ?? "oauth2",
+  endpoint: options.tokenUrl,
+  clientId: options.clientId,
+  scope: scopeString(options.scope),
+  audience: options.audience,
+  extra: options.extraParams
+})
+
+/**
+ * A `TokenSource` for a standard authorization server. The returned source carries the `HttpClient` it
+ * was built with.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): Effect.Effect<TokenSource.Service, never, HttpClient.HttpClient> =>
+  Effect.map(HttpClient.HttpClient, (client) => {
+    const provider = options.provider ?? "oauth2"
+    const authMethod = options.authMethod ?? "client_secret_basic"
+    const scope = scopeString(options.scope)
+    const secrets = [options.clientSecret]
+    const refine = refineError(provider, secrets)
+
+    const formRequest = (url: string, params: Record<string, string | undefined>) => {
+      const body: Record<string, string> = {}
+      for (const [key, value] of Object.entries(params)) if (value !== undefined) body[key] = value
+      if (authMethod === "client_secret_post") {
+        body["client_id"] = options.clientId
+        body["client_secret"] = Redacted.value(options.clientSecret)
+      }
+      let request = HttpClientRequest.post(url).pipe(
+        HttpClientRequest.setHeaders(options.headers ?? {}),
+        HttpClientRequest.acceptJson,
+        HttpClientRequest.bodyUrlParams(body)
+      )
+      if (authMethod === "client_secret_basic") {
+        request = HttpClientRequest.setHeader(
+          request,
+          "authorization",
+          Redacted.value(basicAuthorization(options.clientId, options.clientSecret))
+        )
+      }
+      return request
+    }
+
+    const grant = (
+      params: Record<string, string | undefined>,
+      previousRefreshToken: Option.Option<Redacted.Redacted<string>>,
+      operation: string
+    ) =>
+      TokenExchange.requestToken({
+        provider,
+        operation,
+        request: formRequest(options.tokenUrl, params),
+        timeout: options.timeout,
+        secrets: Option.match(previousRefreshToken, {
+          onNone: () => secrets,
+          onSome: (token) => [...secrets, token]
+        }),
+        lifetime: options.lifetime,
+        success: TokenResponse,
+        refine,
+        toFields: (body) =>
+          Either.right({
+            value: body.access_token,
+            type: body.token_type ?? undefined,
+            expiresIn: body.expires_in ?? undefined,
+            // RFC 6749 §6: a server that issues no new refresh token leaves the old one in force.
+            refreshToken: body.refresh_token ??
+              Option.getOrUndefined(Option.map(previousRefreshToken, Redacted.value)),
+            scope: body.scope ?? scope
+          })
+      }).pipe(Effect.provideService(HttpClient.HttpClient, client))
+
+    const fetch = grant(
+      { grant_type: "client_credentials", scope, audience: options.audience, ...options.extraParams },
+      Option.none(),
+      "token request"
+    )
+
+    const refresh = (token: AccessToken.AccessToken) =>
+      Option.match(token.refreshToken, {
+        onNone: () => fetch,
+        onSome: (refreshToken) =>
+          grant(
+            { grant_type: "refresh_token", refresh_token: Redacted.value(refreshToken) },
+            Option.some(refreshToken),
+            "token refresh"
+          )
+      })
+
+    const revokeOne = (url: string, value: Redacted.Redacted<string>, hint: string) =>
+      TokenExchange.requestOk({
+        provider,
+        operation: "token revocation",
+        request: formRequest(url, { token: Redacted.value(value), token_type_hint: hint }),
+        timeout: options.timeout,
+        secrets: [...secrets, value],
+        refine
+      }).pipe(Effect.asVoid, Effect.provideService(HttpClient.HttpClient, client))
+
+    const revocationUrl = options.revocationUrl
+    return TokenSource.make({
+      identity: identity(options),
+      fetch,
+      refresh: options.useRefreshToken === false ? undefined : refresh,
+      revoke: revocationUrl === undefined ? undefined : (token) =>
+        Effect.zipRight(
+          revokeOne(revocationUrl, token.value, "access_token"),
+          Option.match(token.refreshToken, {
+            onNone: () => Effect.void,
+            onSome: (refreshToken) => revokeOne(revocationUrl, refreshToken, "refresh_token")
+          })
+        )
+    })
+  })

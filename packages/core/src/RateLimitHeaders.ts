@@ -1,0 +1,276 @@
+/**
+ * Reads what a server says about its rate limit: `Retry-After` (seconds or an HTTP date), the
+ * `X-RateLimit-Limit/Remaining/Reset` family (reset as epoch seconds, epoch milliseconds or seconds
+ * until reset), the IETF `RateLimit` / `RateLimit-Policy` fields (every draft shape seen in the wild),
+ * and provider bodies such as `{"errors":[{"code":88}]}`.
+ *
+ * @since 0.1.0
+ */
+import type * as Headers from "@effect/platform/Headers"
+import { DateTime, Duration, Option, Predicate } from "effect"
+
+/**
+ * What one response said. Every field is optional because servers say as little as they like.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RateLimitInfo {
+  /** The quota of the window the server applies. */
+  readonly limit: Option.Option<number>
+  /** Requests left in the current window, as the server counts them. */
+  readonly remaining: Option.Option<number>
+  /** When the current window resets and the quota is whole again. */
+  readonly resetAt: Option.Option<DateTime.Utc>
+  /** The earliest instant the server said a retry may succeed (`Retry-After`). */
+  readonly retryAt: Option.Option<DateTime.Utc>
+  /** The window length, when a policy header gives it. */
+  readonly window: Option.Option<Duration.Duration>
+}
+
+/**
+ * How to read a bare reset number. `auto` tells epoch seconds, epoch milliseconds and seconds-until
+ * apart by magnitude: no server means a delta of 30 years, and no epoch instant is below 10^9.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ResetFormat = "auto" | "epoch-seconds" | "epoch-millis" | "delta-seconds"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ParseOptions {
+  /** Default: `auto`. */
+  readonly resetFormat?: ResetFormat | undefined
+}
+
+/**
+ * An answer that said nothing about limits.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const empty: RateLimitInfo = {
+  limit: Option.none(),
+  remaining: Option.none(),
+  resetAt: Option.none(),
+  retryAt: Option.none(),
+  window: Option.none()
+}
+
+const EPOCH_SECONDS_FLOOR = 1e9
+const EPOCH_MILLIS_FLOOR = 1e12
+
+const leadingNumber = (value: string | undefined): Option.Option<number> => {
+  if (value === undefined) return Option.none()
+  const match = /^\s*(-?\d+(?:\.\d+)?)/.exec(value)
+  if (match === null || match[1] === undefined) return Option.none()
+  const parsed = Number(match[1])
+  return Number.isFinite(parsed) ? Option.some(parsed) : Option.none()
+}
+
+const nonNegative = (value: Option.Option<number>): Option.Option<number> =>
+  Option.filter(value, (n) => n >= 0).pipe(Option.map(Math.floor))
+
+const header = (headers: Headers.Headers, ...names: ReadonlyArray<string>): string | undefined => {
+  for (const name of names) {
+    const value = headers[name]
+    if (value !== undefined && value.length > 0) return value
+  }
+  return undefined
+}
+
+const addSeconds = (now: DateTime.Utc, seconds: number): DateTime.Utc =>
+  DateTime.unsafeMake(DateTime.toEpochMillis(now) + Math.max(0, seconds) * 1000)
+
+/**
+ * Turns a bare reset number into an instant.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const resetInstant = (value: number, now: DateTime.Utc, format: ResetFormat = "auto"): DateTime.Utc => {
+  const resolved: ResetFormat = format !== "auto"
+    ? format
+    : value >= EPOCH_MILLIS_FLOOR
+    ? "epoch-millis"
+    : value >= EPOCH_SECONDS_FLOOR
+    ? "epoch-seconds"
+    : "delta-seconds"
+  switch (resolved) {
+    case "epoch-millis":
+      return DateTime.unsafeMake(value)
+    case "epoch-seconds":
+      return DateTime.unsafeMake(value * 1000)
+    default:
+      return addSeconds(now, value)
+  }
+}
+
+/**
+ * Reads `Retry-After`: a number of seconds, or an HTTP date (RFC 9110 §10.2.3).
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parseRetryAfter = (value: string | undefined, now: DateTime.Utc): Option.Option<DateTime.Utc> => {
+  if (value === undefined) return Option.none()
+  const trimmed = value.trim()
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Option.some(addSeconds(now, Number(trimmed)))
+  const date = Date.parse(trimmed)
+  if (Number.isNaN(date) || !/[a-z]/i.test(trimmed)) return Option.none()
+  return Option.some(DateTime.unsafeMake(Math.max(date, DateTime.toEpochMillis(now))))
+}
+
+interface StructuredItem {
+  readonly params: ReadonlyMap<string, string>
+}
+
+// RFC 8941 list members: `"name";r=5;t=30, "other";r=1` or the draft-07 dictionary `limit=10, remaining=5`.
+const parseStructuredList = (value: string): ReadonlyArray<StructuredItem> =>
+  value.split(",").map((member) => {
+    const params = new Map<string, string>()
+    for (const part of member.split(";")) {
+      const eq = part.indexOf("=")
+      if (eq > 0) params.set(part.slice(0, eq).trim().toLowerCase(), part.slice(eq + 1).trim().replace(/^"|"$/g, ""))
+    }
+    return { params }
+  })
+
+const numberParam = (item: StructuredItem, ...names: ReadonlyArray<string>): Option.Option<number> => {
+  for (const name of names) {
+    const value = leadingNumber(item.params.get(name))
+    if (Option.isSome(value)) return value
+  }
+  return Option.none()
+}
+
+const minOption = (values: ReadonlyArray<Option.Option<number>>): Option.Option<number> =>
+  values.reduce<Option.Option<number>>(
+    (acc, value) =>
+      Option.isNone(value) ? acc : Option.isNone(acc) ? value : Option.some(Math.min(acc.value, value.value)),
+    Option.none()
+  )
+
+const maxOption = (values: ReadonlyArray<Option.Option<number>>): Option.Option<number> =>
+  values.reduce<Option.Option<number>>(
+    (acc, value) =>
+      Option.isNone(value) ? acc : Option.isNone(acc) ? value : Option.some(Math.max(acc.value, value.value)),
+    Option.none()
+  )
+
+const parseIetf = (headers: Headers.Headers): {
+  readonly limit: Option.Option<number>
+  readonly remaining: Option.Option<number>
+  readonly resetSeconds: Option.Option<number>
+  readonly windowSeconds: Option.Option<number>
+} => {
+  const field = header(headers, "ratelimit")
+  const policy = header(headers, "ratelimit-policy")
+  const items = field === undefined ? [] : parseStructuredList(field)
+  const policies = policy === undefined ? [] : parseStructuredList(policy)
+  // With several policies the most restrictive one binds: fewest remaining, latest reset.
+  return {
+    remaining: minOption(items.map((item) => numberParam(item, "r", "remaining"))),
+    resetSeconds: maxOption(items.map((item) => numberParam(item, "t", "reset"))),
+    limit: minOption([
+      ...items.map((item) => numberParam(item, "limit")),
+      ...policies.map((item) => numberParam(item, "q")),
+      // draft-07 policy: `10;w=60` puts the quota first, without a name
+      ...(policy === undefined ? [] : [leadingNumber(policy)])
+    ]),
+    windowSeconds: maxOption(policies.map((item) => numberParam(item, "w")))
+  }
+}
+
+/**
+ * Reads every rate-limit signal from response headers. `now` is the local instant the response was
+ * received; relative values are counted from it.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parse = (headers: Headers.Headers, now: DateTime.Utc, options?: ParseOptions): RateLimitInfo => {
+  const format = options?.resetFormat ?? "auto"
+  const ietf = parseIetf(headers)
+  const limit = Option.orElse(
+    nonNegative(leadingNumber(header(headers, "x-ratelimit-limit", "x-rate-limit-limit", "ratelimit-limit"))),
+    () => nonNegative(ietf.limit)
+  )
+  const remaining = Option.orElse(
+    nonNegative(
+      leadingNumber(header(headers, "x-ratelimit-remaining", "x-rate-limit-remaining", "ratelimit-remaining"))
+    ),
+    () => nonNegative(ietf.remaining)
+  )
+  const legacyReset = leadingNumber(header(headers, "x-ratelimit-reset", "x-rate-limit-reset"))
+  // The IETF drafts define reset as seconds until reset, never an epoch.
+  const ietfReset = Option.orElse(leadingNumber(header(headers, "ratelimit-reset")), () => ietf.resetSeconds)
+  const resetAt = Option.isSome(legacyReset)
+    ? Option.some(resetInstant(legacyReset.value, now, format))
+    : Option.map(ietfReset, (seconds) => addSeconds(now, seconds))
+  return {
+    limit,
+    remaining,
+    resetAt,
+    retryAt: parseRetryAfter(header(headers, "retry-after"), now),
+    window: Option.map(Option.filter(ietf.windowSeconds, (w) => w > 0), Duration.seconds)
+  }
+}
+
+/**
+ * True when the server said something about its limit.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isInformative = (info: RateLimitInfo): boolean =>
+  Option.isSome(info.limit) || Option.isSome(info.remaining) || Option.isSome(info.resetAt) ||
+  Option.isSome(info.retryAt)
+
+/**
+ * The instant a rate-limited client should wait for: the later of `Retry-After` and the reset.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const waitUntil = (info: RateLimitInfo): Option.Option<DateTime.Utc> => {
+  if (Option.isNone(info.retryAt)) return info.resetAt
+  if (Option.isNone(info.resetAt)) return info.retryAt
+  return Option.some(DateTime.max(info.retryAt.value, info.resetAt.value))
+}
+
+/**
+ * The error codes that mean "rate limit exceeded" in provider bodies shaped like
+ * `{"errors":[{"code":88,"message":"Rate limit exceeded"}]}` (the Token project and its Twitter
+ * lineage).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const rateLimitBodyCodes: ReadonlySet<number | string> = new Set([88, "88"])
+
+/**
+ * Whether a decoded JSON body reports a rate limit: an `errors` array holding a known code, or a
+ * top-level `code` that is one.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isRateLimitBody = (
+  body: unknown,
+  codes: ReadonlySet<number | string> = rateLimitBodyCodes
+): boolean => {
+  if (!Predicate.isRecord(body)) return false
+  const errors = body["errors"]
+  if (Array.isArray(errors)) {
+    return errors.some((entry) =>
+      Predicate.isRecord(entry) && (typeof entry["code"] === "number" || typeof entry["code"] === "string") &&
+      codes.has(entry["code"])
+    )
+  }
+  const code = body["code"]
+  return (typeof code === "number" || typeof code === "string") && codes.has(code)
+}

@@ -1,0 +1,43 @@
+/**
+ * @since 0.1.0
+ */
+
+/**
+ * @since 0.1.0
+ */
+export * as AccessToken from "./AccessToken.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as OAuth2 from "./OAuth2.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as RateLimiter from "./RateLimiter.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as RateLimitHeaders from "./RateLimitHeaders.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TokenCache from "./TokenCache.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TokenExchange from "./TokenExchange.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TokenSource from "./TokenSource.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TollgateError from "./TollgateError.js"

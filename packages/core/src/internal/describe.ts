@@ -1,0 +1,47 @@
+import { Predicate } from "effect"
+
+/**
+ * Names the kind of a value for an error message without ever echoing it: a token response field may
+ * hold a secret, so "a string" is as specific as Tollgate gets.
+ */
+export const kindOf = (value: unknown): string => {
+  if (value === undefined) return "missing"
+  if (value === null) return "null"
+  if (typeof value === "string") return value.length === 0 ? "an empty string" : "a string"
+  if (typeof value === "number") {
+    if (Number.isNaN(value)) return "NaN"
+    if (!Number.isFinite(value)) return "an infinite number"
+    if (value === 0) return "zero"
+    return value < 0 ? "a negative number" : "a number"
+  }
+  if (typeof value === "boolean") return "a boolean"
+  if (Array.isArray(value)) return "an array"
+  if (Predicate.isRecord(value)) return "an object"
+  return typeof value
+}
+
+/**
+ * Describes a response body that is not JSON by its content type only ("an HTML page", "plain text").
+ */
+export const describeBody = (contentType: string | undefined, text: string): string => {
+  if (text.trim().length === 0) return "an empty body"
+  const type = (contentType ?? "").toLowerCase()
+  if (type.includes("html") || /^\s*<(!doctype|html)/i.test(text)) return "an HTML page"
+  if (type.includes("json")) return "truncated or invalid JSON"
+  if (type.startsWith("text/")) return "plain text"
+  return type.length > 0 ? `a ${type.split(";")[0]} body` : "a body that is not JSON"
+}
+
+/**
+ * Removes every occurrence of the given secrets from provider-supplied text, and bounds its length, so
+ * an error description can be shown even when a misbehaving server echoes what it was sent.
+ */
+export const scrub = (text: string, secrets: ReadonlyArray<string>, maxLength = 300): string => {
+  let result = text
+  for (const secret of secrets) {
+    if (secret.length < 4) continue
+    const forms = new Set([secret, encodeURIComponent(secret), new URLSearchParams([["", secret]]).toString().slice(1)])
+    for (const form of forms) result = result.split(form).join("<redacted>")
+  }
+  return result.length > maxLength ? `${result.slice(0, maxLength)}…` : result
+}
