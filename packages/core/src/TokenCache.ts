@@ -116,7 +116,7 @@ export interface Options {
   } | undefined
   /** Revoke the current token when the scope closes, where the source can. Default: true. */
   readonly revokeOnClose?: boolean | undefined
-  /** Bound on waiting for an in-flight request and on revocation at close. Default: 5 seconds. */
+  /** Bound on revocation when the scope closes. Default: 5 seconds. */
   readonly closeTimeout?: Duration.DurationInput | undefined
   /** Every token request (fetch and refresh) takes a permit from this limiter first. */
   readonly limiter?: RateLimiter.Service | undefined
@@ -198,8 +198,9 @@ const jittered = (millis: number): Effect.Effect<number> =>
 
 /**
  * Builds a cache over `source`. Its refresher and its token request live in the current scope; closing
- * the scope stops them, waits (bounded) for a request in flight, and revokes the current token where
- * the source can, logging rather than failing if that goes wrong.
+ * the scope stops the refresher, revokes the current token where the source can (bounded by
+ * `closeTimeout`, logging rather than failing if that goes wrong), and interrupts a request still in
+ * flight, whose waiters fail with `TokenEndpointUnavailable`.
  *
  * @since 0.1.0
  * @category constructors
@@ -459,7 +460,8 @@ export const make = (
           if (options.revokeOnClose === false || Option.isNone(s.token)) return Effect.void
           const token = s.token.value
           if (Option.isSome(token.expiresAt) && token.expiresAt.value.epochMillis <= now()) return Effect.void
-          return revoke(token).pipe(
+          // Finalizers run uninterruptibly; without `interruptible` the timeout could not stop a hung call.
+          return Effect.interruptible(revoke(token)).pipe(
             Effect.timeoutFail({
               duration: closeTimeout,
               onTimeout: () =>
@@ -482,15 +484,13 @@ export const make = (
         })
     })
 
+    // Runs before `fiberScope` closes. A request still in flight is then interrupted rather than awaited:
+    // waiting on it would hang any test whose clock stands still, and its waiters fail with a typed error.
     yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
-        const s = yield* Ref.getAndUpdate(state, (s) => ({ ...s, closed: true }))
-        yield* FiberHandle.clear(refresher)
-        if (s.flight !== undefined) {
-          yield* Deferred.await(s.flight.deferred).pipe(Effect.exit, Effect.timeout(closeTimeout), Effect.ignore)
-        }
-        yield* revoke
-      })
+      Effect.zipRight(
+        Effect.zipRight(Ref.update(state, (s) => ({ ...s, closed: true })), FiberHandle.clear(refresher)),
+        revoke
+      )
     )
 
     return {
