@@ -10,6 +10,11 @@ export * as AccessToken from "./AccessToken.js"
 /**
  * @since 0.1.0
  */
+export * as ApiClient from "./ApiClient.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as OAuth2 from "./OAuth2.js"
 
 /**
