@@ -120,7 +120,7 @@ describe("RateLimiter", () => {
             RateLimiter.tokenBucket({ rate, interval: Duration.millis(intervalMs), burst })
           )
           const admitted: Array<number> = []
-          const fibers: Array<Fiber.RuntimeFiber<void, unknown>> = []
+          const fibers: Array<Fiber.RuntimeFiber<number, unknown>> = []
           for (const gap of gaps) {
             yield* TestClock.adjust(Duration.millis(gap))
             fibers.push(
