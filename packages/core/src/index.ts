@@ -15,6 +15,11 @@ export * as ApiClient from "./ApiClient.js"
 /**
  * @since 0.1.0
  */
+export * as BaseUrl from "./BaseUrl.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as OAuth2 from "./OAuth2.js"
 
 /**
