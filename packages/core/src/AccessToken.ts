@@ -116,12 +116,19 @@ export interface LifetimeIssue {
  */
 export const defaultMaxLifetime: Duration.Duration = Duration.hours(24)
 
+// The latest instant a `Date`, and so a `DateTime`, can hold: an unbounded `maxLifetime` must not turn a
+// huge lifetime into an invalid date.
+const MAX_INSTANT_MILLIS = 8.64e15
+
 const resolveExpiry = (options: MakeOptions): Either.Either<Option.Option<number>, LifetimeIssue> => {
   const received = DateTime.toEpochMillis(options.receivedAt)
   const maxMillis = Duration.toMillis(options.maxLifetime ?? defaultMaxLifetime)
+  const expiry = (lifetimeMillis: number) =>
+    Math.min(received + Math.min(lifetimeMillis, maxMillis), MAX_INSTANT_MILLIS)
+  // Instants are whole milliseconds: a shorter lifetime is a token that expires on arrival.
   const clampRemaining = (field: string, remaining: number) =>
-    remaining > 0
-      ? Either.right(Option.some(received + Math.min(remaining, maxMillis)))
+    remaining >= 1
+      ? Either.right(Option.some(expiry(remaining)))
       : Either.left<LifetimeIssue>({
         field,
         expected: "an instant after the response was received",
@@ -141,7 +148,14 @@ const resolveExpiry = (options: MakeOptions): Either.Either<Option.Option<number
     if (!Number.isFinite(seconds) || seconds <= 0) {
       return Either.left({ field: "expires_in", expected: "a positive number of seconds", received: kindOf(seconds) })
     }
-    return Either.right(Option.some(received + Math.min(seconds * 1000, maxMillis)))
+    if (seconds * 1000 < 1) {
+      return Either.left({
+        field: "expires_in",
+        expected: "a positive number of seconds",
+        received: "less than a millisecond"
+      })
+    }
+    return Either.right(Option.some(expiry(seconds * 1000)))
   }
   if (options.expiresAt !== undefined) {
     return fromAbsolute("expiresAt", DateTime.toEpochMillis(options.expiresAt), Option.none())
@@ -157,9 +171,7 @@ const resolveExpiry = (options: MakeOptions): Either.Either<Option.Option<number
     }
   }
   if (options.defaultLifetime !== undefined) {
-    return Either.right(
-      Option.some(received + Math.min(Duration.toMillis(options.defaultLifetime), maxMillis))
-    )
+    return Either.right(Option.some(expiry(Duration.toMillis(options.defaultLifetime))))
   }
   return Either.right(Option.none())
 }

@@ -161,8 +161,9 @@ export const make = (options: Options): Effect.Effect<TokenSource.Service, never
     const provider = options.provider ?? "oauth2"
     const authMethod = options.authMethod ?? "client_secret_basic"
     const scope = scopeString(options.scope)
-    const secrets = [options.clientSecret]
-    const refine = refineError(provider, secrets)
+    const basic = basicAuthorization(options.clientId, options.clientSecret)
+    // A server that echoes the Authorization header echoes the secret in base64: scrub that form too.
+    const secrets = [options.clientSecret, Redacted.make(Redacted.value(basic).slice("Basic ".length))]
 
     const formRequest = (url: string, params: Record<string, string | undefined>) => {
       const body: Record<string, string> = {}
@@ -177,11 +178,7 @@ export const make = (options: Options): Effect.Effect<TokenSource.Service, never
         HttpClientRequest.bodyUrlParams(body)
       )
       if (authMethod === "client_secret_basic") {
-        request = HttpClientRequest.setHeader(
-          request,
-          "authorization",
-          Redacted.value(basicAuthorization(options.clientId, options.clientSecret))
-        )
+        request = HttpClientRequest.setHeader(request, "authorization", Redacted.value(basic))
       }
       return request
     }
@@ -190,19 +187,21 @@ export const make = (options: Options): Effect.Effect<TokenSource.Service, never
       params: Record<string, string | undefined>,
       previousRefreshToken: Option.Option<Redacted.Redacted<string>>,
       operation: string
-    ) =>
-      TokenExchange.requestToken({
+    ) => {
+      const requestSecrets = Option.match(previousRefreshToken, {
+        onNone: () => secrets,
+        onSome: (token) => [...secrets, token]
+      })
+      return TokenExchange.requestToken({
         provider,
         operation,
         request: formRequest(options.tokenUrl, params),
         timeout: options.timeout,
-        secrets: Option.match(previousRefreshToken, {
-          onNone: () => secrets,
-          onSome: (token) => [...secrets, token]
-        }),
+        secrets: requestSecrets,
         lifetime: options.lifetime,
         success: TokenResponse,
-        refine,
+        // The §5.2 description is scrubbed of every secret this request carried, the token sent included.
+        refine: refineError(provider, requestSecrets),
         toFields: (body) =>
           Either.right({
             value: body.access_token,
@@ -214,6 +213,7 @@ export const make = (options: Options): Effect.Effect<TokenSource.Service, never
             scope: body.scope ?? scope
           })
       }).pipe(Effect.provideService(HttpClient.HttpClient, client))
+    }
 
     const fetch = grant(
       { grant_type: "client_credentials", scope, audience: options.audience, ...options.extraParams },
@@ -232,28 +232,35 @@ export const make = (options: Options): Effect.Effect<TokenSource.Service, never
           )
       })
 
-    const revokeOne = (url: string, value: Redacted.Redacted<string>, hint: string) =>
-      TokenExchange.requestOk({
+    const revokeOne = (url: string, value: Redacted.Redacted<string>, hint: string) => {
+      const requestSecrets = [...secrets, value]
+      return TokenExchange.requestOk({
         provider,
         operation: "token revocation",
         request: formRequest(url, { token: Redacted.value(value), token_type_hint: hint }),
         timeout: options.timeout,
-        secrets: [...secrets, value],
-        refine
+        secrets: requestSecrets,
+        refine: refineError(provider, requestSecrets)
       }).pipe(Effect.asVoid, Effect.provideService(HttpClient.HttpClient, client))
+    }
 
     const revocationUrl = options.revocationUrl
     return TokenSource.make({
       identity: identity(options),
       fetch,
       refresh: options.useRefreshToken === false ? undefined : refresh,
+      // Each token is revoked even when the other one fails: a server may refuse to revoke access tokens
+      // (RFC 7009 §2.2.1 unsupported_token_type), and the long-lived refresh token matters most.
       revoke: revocationUrl === undefined ? undefined : (token) =>
-        Effect.zipRight(
+        Effect.all([
           revokeOne(revocationUrl, token.value, "access_token"),
           Option.match(token.refreshToken, {
             onNone: () => Effect.void,
             onSome: (refreshToken) => revokeOne(revocationUrl, refreshToken, "refresh_token")
           })
+        ], { mode: "validate" }).pipe(
+          Effect.asVoid,
+          Effect.mapError((errors) => Option.getOrThrow(Option.orElse(errors[0], () => errors[1])))
         )
     })
   })

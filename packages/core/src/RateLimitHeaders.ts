@@ -82,16 +82,19 @@ const header = (headers: Headers.Headers, ...names: ReadonlyArray<string>): stri
   return undefined
 }
 
-const addSeconds = (now: DateTime.Utc, seconds: number): DateTime.Utc =>
-  DateTime.unsafeMake(DateTime.toEpochMillis(now) + Math.max(0, seconds) * 1000)
+// The range a `Date`, and so a `DateTime`, can hold. A server may send any number of digits; one that
+// names an instant outside it is ignored rather than thrown as an invalid date.
+const MAX_INSTANT_MILLIS = 8.64e15
 
-/**
- * Turns a bare reset number into an instant.
- *
- * @since 0.1.0
- * @category parsing
- */
-export const resetInstant = (value: number, now: DateTime.Utc, format: ResetFormat = "auto"): DateTime.Utc => {
+const toInstant = (millis: number): Option.Option<DateTime.Utc> =>
+  Number.isFinite(millis) && Math.abs(millis) <= MAX_INSTANT_MILLIS
+    ? Option.some(DateTime.unsafeMake(millis))
+    : Option.none()
+
+const afterSeconds = (now: DateTime.Utc, seconds: number): number =>
+  DateTime.toEpochMillis(now) + Math.max(0, seconds) * 1000
+
+const resetMillis = (value: number, now: DateTime.Utc, format: ResetFormat): number => {
   const resolved: ResetFormat = format !== "auto"
     ? format
     : value >= EPOCH_MILLIS_FLOOR
@@ -101,12 +104,27 @@ export const resetInstant = (value: number, now: DateTime.Utc, format: ResetForm
     : "delta-seconds"
   switch (resolved) {
     case "epoch-millis":
-      return DateTime.unsafeMake(value)
+      return value
     case "epoch-seconds":
-      return DateTime.unsafeMake(value * 1000)
+      return value * 1000
     default:
-      return addSeconds(now, value)
+      return afterSeconds(now, value)
   }
+}
+
+/**
+ * Turns a bare reset number into an instant, clamped to the range a `DateTime` can hold.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const resetInstant = (value: number, now: DateTime.Utc, format: ResetFormat = "auto"): DateTime.Utc => {
+  const millis = resetMillis(value, now, format)
+  return DateTime.unsafeMake(
+    Number.isNaN(millis)
+      ? DateTime.toEpochMillis(now)
+      : Math.max(-MAX_INSTANT_MILLIS, Math.min(MAX_INSTANT_MILLIS, millis))
+  )
 }
 
 /**
@@ -118,26 +136,68 @@ export const resetInstant = (value: number, now: DateTime.Utc, format: ResetForm
 export const parseRetryAfter = (value: string | undefined, now: DateTime.Utc): Option.Option<DateTime.Utc> => {
   if (value === undefined) return Option.none()
   const trimmed = value.trim()
-  if (/^\d+(\.\d+)?$/.test(trimmed)) return Option.some(addSeconds(now, Number(trimmed)))
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return toInstant(afterSeconds(now, Number(trimmed)))
   const date = Date.parse(trimmed)
   if (Number.isNaN(date) || !/[a-z]/i.test(trimmed)) return Option.none()
   return Option.some(DateTime.unsafeMake(Math.max(date, DateTime.toEpochMillis(now))))
 }
 
 interface StructuredItem {
+  /** The member's name (`"burst"` or `burst`), absent in the draft-07 dictionary. */
+  readonly name: string | undefined
   readonly params: ReadonlyMap<string, string>
 }
 
-// RFC 8941 list members: `"name";r=5;t=30, "other";r=1` or the draft-07 dictionary `limit=10, remaining=5`.
-const parseStructuredList = (value: string): ReadonlyArray<StructuredItem> =>
-  value.split(",").map((member) => {
-    const params = new Map<string, string>()
-    for (const part of member.split(";")) {
-      const eq = part.indexOf("=")
-      if (eq > 0) params.set(part.slice(0, eq).trim().toLowerCase(), part.slice(eq + 1).trim().replace(/^"|"$/g, ""))
+// Splits on `separator` wherever it is not inside a quoted string.
+const splitUnquoted = (value: string, separator: string): Array<string> => {
+  const parts: Array<string> = []
+  let start = 0
+  let quoted = false
+  for (let i = 0; i < value.length; i++) {
+    const char = value[i]
+    if (char === "\\" && quoted) i++
+    else if (char === "\"") quoted = !quoted
+    else if (char === separator && !quoted) {
+      parts.push(value.slice(start, i))
+      start = i + 1
     }
-    return { params }
-  })
+  }
+  parts.push(value.slice(start))
+  return parts
+}
+
+const unquote = (value: string): string =>
+  value.length >= 2 && value.startsWith("\"") && value.endsWith("\"") ? value.slice(1, -1) : value
+
+const setParam = (params: Map<string, string>, part: string): void => {
+  const eq = part.indexOf("=")
+  if (eq > 0) params.set(part.slice(0, eq).trim().toLowerCase(), unquote(part.slice(eq + 1).trim()))
+}
+
+// RFC 8941 list members `"name";r=5;t=30, "other";r=1` (draft-08+), or draft-07 shapes: the dictionary
+// `limit=10, remaining=5, reset=30`, whose members together describe one policy and become one unnamed
+// item, and the policy list `10;w=60, 1000;w=3600`, whose leading number is the quota.
+const parseStructuredList = (value: string): ReadonlyArray<StructuredItem> => {
+  const items: Array<StructuredItem> = []
+  const dictionary = new Map<string, string>()
+  for (const member of splitUnquoted(value, ",")) {
+    const [head = "", ...rest] = splitUnquoted(member, ";").map((part) => part.trim())
+    if (head.length === 0) continue
+    const params = new Map<string, string>()
+    for (const part of rest) setParam(params, part)
+    if (!head.startsWith("\"") && head.includes("=")) {
+      setParam(dictionary, head)
+      for (const [key, param] of params) dictionary.set(key, param)
+    } else if (/^\d/.test(head)) {
+      params.set("q", head)
+      items.push({ name: undefined, params })
+    } else {
+      items.push({ name: unquote(head), params })
+    }
+  }
+  if (dictionary.size > 0) items.push({ name: undefined, params: dictionary })
+  return items
+}
 
 const numberParam = (item: StructuredItem, ...names: ReadonlyArray<string>): Option.Option<number> => {
   for (const name of names) {
@@ -171,17 +231,43 @@ const parseIetf = (headers: Headers.Headers): {
   const policy = header(headers, "ratelimit-policy")
   const items = field === undefined ? [] : parseStructuredList(field)
   const policies = policy === undefined ? [] : parseStructuredList(policy)
-  // With several policies the most restrictive one binds: fewest remaining, latest reset.
+  // With several limits at once (a burst window and a daily quota) the one with the fewest requests left
+  // binds, and among equally spent ones the one that resets last. Its remaining count, reset and quota
+  // belong together: the fewest remaining of one with the latest reset of another would close the gate
+  // for the daily reset when only the one-second burst window is spent.
+  let binding: { readonly item: StructuredItem; readonly remaining: number; readonly reset: number } | undefined
+  for (const item of items) {
+    const remaining = numberParam(item, "r", "remaining").pipe(
+      Option.filter((n) => n >= 0),
+      Option.getOrElse(() => Infinity)
+    )
+    const reset = Option.getOrElse(numberParam(item, "t", "reset"), () => -Infinity)
+    if (
+      binding === undefined || remaining < binding.remaining ||
+      (remaining === binding.remaining && reset > binding.reset)
+    ) binding = { item, remaining, reset }
+  }
+  const named = binding?.item.name
+  const ownLimit = binding === undefined ? Option.none() : numberParam(binding.item, "limit", "q")
+  const quota = (item: StructuredItem) => numberParam(item, "q")
+  const matching = named !== undefined
+    ? policies.find((item) => item.name === named)
+    : Option.isSome(ownLimit)
+    ? policies.find((item) => Option.getOrUndefined(quota(item)) === ownLimit.value)
+    : policies.length === 1
+    ? policies[0]
+    : undefined
   return {
-    remaining: minOption(items.map((item) => numberParam(item, "r", "remaining"))),
-    resetSeconds: maxOption(items.map((item) => numberParam(item, "t", "reset"))),
-    limit: minOption([
-      ...items.map((item) => numberParam(item, "limit")),
-      ...policies.map((item) => numberParam(item, "q")),
-      // draft-07 policy: `10;w=60` puts the quota first, without a name
-      ...(policy === undefined ? [] : [leadingNumber(policy)])
-    ]),
-    windowSeconds: maxOption(policies.map((item) => numberParam(item, "w")))
+    remaining: binding === undefined || binding.remaining === Infinity ? Option.none() : Option.some(binding.remaining),
+    resetSeconds: binding === undefined || binding.reset === -Infinity ? Option.none() : Option.some(binding.reset),
+    limit: Option.isSome(ownLimit)
+      ? ownLimit
+      : matching !== undefined
+      ? quota(matching)
+      : minOption(policies.map(quota)),
+    windowSeconds: matching !== undefined
+      ? numberParam(matching, "w")
+      : maxOption(policies.map((item) => numberParam(item, "w")))
   }
 }
 
@@ -209,8 +295,8 @@ export const parse = (headers: Headers.Headers, now: DateTime.Utc, options?: Par
   // The IETF drafts define reset as seconds until reset, never an epoch.
   const ietfReset = Option.orElse(leadingNumber(header(headers, "ratelimit-reset")), () => ietf.resetSeconds)
   const resetAt = Option.isSome(legacyReset)
-    ? Option.some(resetInstant(legacyReset.value, now, format))
-    : Option.map(ietfReset, (seconds) => addSeconds(now, seconds))
+    ? toInstant(resetMillis(legacyReset.value, now, format))
+    : Option.flatMap(ietfReset, (seconds) => toInstant(afterSeconds(now, seconds)))
   return {
     limit,
     remaining,

@@ -29,7 +29,9 @@ export const describeBody = (contentType: string | undefined, text: string): str
   if (type.includes("html") || /^\s*<(!doctype|html)/i.test(text)) return "an HTML page"
   if (type.includes("json")) return "truncated or invalid JSON"
   if (type.startsWith("text/")) return "plain text"
-  return type.length > 0 ? `a ${type.split(";")[0]} body` : "a body that is not JSON"
+  const mediaType = type.split(";")[0]!.trim()
+  if (mediaType.length === 0) return "a body that is not JSON"
+  return `${/^[aeiou]/.test(mediaType) ? "an" : "a"} ${mediaType} body`
 }
 
 /**

@@ -73,7 +73,9 @@ export const make = (options: Options) =>
       if (request.method !== "POST") return { answer: { status: 405, headers: { allow: "POST" } } }
       const contentType = request.headers["content-type"] ?? ""
       if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(contentType)) {
-        return { answer: oauthError(400, "invalid_request", `content type must be form-urlencoded, got ${contentType}`) }
+        return {
+          answer: oauthError(400, "invalid_request", `content type must be form-urlencoded, got ${contentType}`)
+        }
       }
       if ([...request.query.keys()].length > 0) {
         return { answer: oauthError(400, "invalid_request", "parameters must not be sent in the query") }
@@ -145,7 +147,9 @@ export const make = (options: Options) =>
           if (requested.some((s) => s.length === 0)) {
             return oauthError(400, "invalid_request", "scope must be space-delimited")
           }
-          const unknown = requested.filter((s) => options.allowedScopes !== undefined && !options.allowedScopes.includes(s))
+          const unknown = requested.filter((s) =>
+            options.allowedScopes !== undefined && !options.allowedScopes.includes(s)
+          )
           if (unknown.length > 0) return oauthError(400, "invalid_scope", `unknown scope ${unknown.join(" ")}`)
           body["scope"] = scope
         }

@@ -11,7 +11,10 @@ export interface Recorded {
   readonly rawBody: string
 }
 
-/** What the server does with a request: answer it, never answer, or drop the connection. */
+/**
+ * What the server does with a request: answer it, never answer, drop the connection, or send the status
+ * line, headers and half a body and then stall.
+ */
 export type Answer =
   | {
     readonly status: number
@@ -21,6 +24,7 @@ export type Answer =
   }
   | "hang"
   | "destroy"
+  | "stall-body"
 
 export interface Server {
   readonly url: string
@@ -58,6 +62,11 @@ export const serve = (handler: (request: Recorded) => Answer) =>
           if (answer === "hang") return
           if (answer === "destroy") {
             req.socket.destroy()
+            return
+          }
+          if (answer === "stall-body") {
+            res.writeHead(200, { "content-type": "application/json", "content-length": "1000" })
+            res.write("{\"access_token\":\"at_")
             return
           }
           const body = answer.body === undefined
