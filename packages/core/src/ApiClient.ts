@@ -196,6 +196,40 @@ export const bearerChallenge = (header: string | undefined): Option.Option<strin
   return match?.[1] === undefined ? Option.none() : Option.some(match[1].toLowerCase())
 }
 
+/**
+ * The same response, reporting `request` as the request it answers. Platform responses and errors
+ * print their request's headers, and outside a fiber nothing redacts them: handing back the request
+ * the caller built, before the bearer token was added, keeps the token out of any `JSON.stringify`.
+ * Delegation through the prototype keeps every getter of the original working.
+ */
+const answering = (
+  response: HttpClientResponse.HttpClientResponse,
+  request: HttpClientRequest.HttpClientRequest
+): HttpClientResponse.HttpClientResponse =>
+  response.request === request ? response : Object.create(response, { request: { value: request, enumerable: true } })
+
+const withoutCredentials = (error: Error, request: HttpClientRequest.HttpClientRequest): Error => {
+  switch (error._tag) {
+    case "RequestError":
+      return new HttpClientError.RequestError({
+        request,
+        reason: error.reason,
+        cause: error.cause,
+        ...(error.description === undefined ? {} : { description: error.description })
+      })
+    case "ResponseError":
+      return new HttpClientError.ResponseError({
+        request,
+        response: answering(error.response, request),
+        reason: error.reason,
+        cause: error.cause,
+        ...(error.description === undefined ? {} : { description: error.description })
+      })
+    default:
+      return error
+  }
+}
+
 // A stream body is consumed by the first attempt; any other body can be sent again.
 const isReplayable = (request: HttpClientRequest.HttpClientRequest): boolean => request.body._tag !== "Stream"
 
@@ -440,6 +474,10 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
           }
         })
       return loop({ renewed: false, rateLimited: 0, transient: 0 }).pipe(
+        Effect.mapBoth({
+          onFailure: (error) => withoutCredentials(error, prepared),
+          onSuccess: (response) => answering(response, prepared)
+        }),
         Effect.withSpan("tollgate.request", {
           kind: "client",
           attributes: {
