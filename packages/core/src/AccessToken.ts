@@ -171,7 +171,12 @@ const resolveExpiry = (options: MakeOptions): Either.Either<Option.Option<number
     }
   }
   if (options.defaultLifetime !== undefined) {
-    return Either.right(Option.some(expiry(Duration.toMillis(options.defaultLifetime))))
+    const millis = Duration.toMillis(options.defaultLifetime)
+    // A zero default would mint tokens that are expired on arrival, and the cache would spin on them.
+    if (!(millis >= 1)) {
+      return Either.left({ field: "defaultLifetime", expected: "a positive duration", received: kindOf(millis) })
+    }
+    return Either.right(Option.some(expiry(millis)))
   }
   return Either.right(Option.none())
 }

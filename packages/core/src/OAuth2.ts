@@ -99,9 +99,19 @@ export const TokenResponse = Schema.Struct({
 export const credentialErrorCodes: ReadonlySet<string> = new Set(["invalid_client"])
 
 /**
+ * The §4.1.2.1 codes a server uses for its own trouble; some token endpoints send them too. They are
+ * outages, retried like a 503, not refusals.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const outageErrorCodes: ReadonlySet<string> = new Set(["temporarily_unavailable", "server_error"])
+
+/**
  * Reads a §5.2 error body (`error`, `error_description`) on a 4xx, or on a 2xx that carries an error
- * instead of a token. `invalid_client` rejects the credentials; every other code is the server
- * refusing the grant (`invalid_scope`, `invalid_grant`, `unauthorized_client`...).
+ * instead of a token. `invalid_client` rejects the credentials; `temporarily_unavailable` and
+ * `server_error` are outages; every other code is the server refusing the grant (`invalid_scope`,
+ * `invalid_grant`, `unauthorized_client`...).
  *
  * @since 0.1.0
  * @category decoding
@@ -120,6 +130,15 @@ export const refineError = (
   if (isOk && typeof body["access_token"] === "string") return Option.none()
   const { code, description } = TokenExchange.errorDetails(reply, secrets)
   const errorCode = code ?? "invalid_request"
+  if (outageErrorCodes.has(errorCode)) {
+    return Option.some(
+      new TollgateError.TokenEndpointUnavailable({
+        provider,
+        reason: description === undefined ? errorCode : `${errorCode}: ${description}`,
+        status: reply.status
+      })
+    )
+  }
   return Option.some(
     credentialErrorCodes.has(errorCode)
       ? new TollgateError.InvalidCredentials({ provider, status: reply.status, code: errorCode, description })
@@ -216,7 +235,13 @@ export const make = (options: Options): Effect.Effect<TokenSource.Service, never
     }
 
     const fetch = grant(
-      { grant_type: "client_credentials", scope, audience: options.audience, ...options.extraParams },
+      // Extra parameters never override the grant itself, nor the scope and audience given explicitly.
+      {
+        ...options.extraParams,
+        grant_type: "client_credentials",
+        ...(scope === undefined ? {} : { scope }),
+        ...(options.audience === undefined ? {} : { audience: options.audience })
+      },
       Option.none(),
       "token request"
     )

@@ -103,40 +103,54 @@ export const send = (
   const timeout = Duration.decode(options.timeout ?? defaultTimeout)
   const operation = options.operation ?? "token request"
   const path = URL.canParse(options.request.url) ? new URL(options.request.url).pathname : "(invalid url)"
-  return Effect.flatMap(HttpClient.HttpClient, (client) =>
-    client.execute(options.request).pipe(
-      Effect.flatMap((response) => Effect.map(response.text, (text) => ({ response, text }))),
-      Effect.mapError((error) =>
-        new TollgateError.TokenEndpointUnavailable({ provider: options.provider, reason: describeRequestError(error) })
-      ),
-      Effect.timeoutFail({
-        duration: timeout,
-        onTimeout: () => new TollgateError.Timeout({ provider: options.provider, operation, after: timeout })
-      }),
-      Effect.flatMap(({ response, text }) =>
-        Effect.map(DateTime.now, (receivedAt): Reply => {
-          const body = parseJson(text)
-          return {
-            status: response.status,
-            headers: response.headers,
-            body,
-            bodyKind: Option.isSome(body) ? "JSON" : describeBody(response.headers["content-type"], text),
-            receivedAt,
-            serverDate: serverDate(response.headers)
+  // The span ends with the value of the effect it wraps; a tracer that looks at it must not find the
+  // reply, whose body holds the token. So the spanned effect stores the reply in a cell of its own run
+  // and returns nothing.
+  const exchange = (cell: { reply?: Reply }) =>
+    Effect.flatMap(HttpClient.HttpClient, (client) =>
+      client.execute(options.request).pipe(
+        Effect.flatMap((response) => Effect.map(response.text, (text) => ({ response, text }))),
+        Effect.mapError((error) =>
+          new TollgateError.TokenEndpointUnavailable({
+            provider: options.provider,
+            reason: describeRequestError(error)
+          })
+        ),
+        Effect.timeoutFail({
+          duration: timeout,
+          onTimeout: () => new TollgateError.Timeout({ provider: options.provider, operation, after: timeout })
+        }),
+        Effect.flatMap(({ response, text }) =>
+          Effect.map(DateTime.now, (receivedAt): Reply => {
+            const body = parseJson(text)
+            return {
+              status: response.status,
+              headers: response.headers,
+              body,
+              bodyKind: Option.isSome(body) ? "JSON" : describeBody(response.headers["content-type"], text),
+              receivedAt,
+              serverDate: serverDate(response.headers)
+            }
+          })
+        ),
+        Effect.tap((reply) => Effect.annotateCurrentSpan("http.response.status_code", reply.status)),
+        Effect.map((reply) => {
+          cell.reply = reply
+        }),
+        Effect.locally(HttpClient.currentTracerDisabledWhen, Function.constTrue),
+        Effect.withSpan(`tollgate.${operation.replace(/\s+/g, "_")}`, {
+          kind: "client",
+          attributes: {
+            "tollgate.provider": options.provider,
+            "http.request.method": options.request.method,
+            "url.path": path
           }
         })
-      ),
-      Effect.tap((reply) => Effect.annotateCurrentSpan("http.response.status_code", reply.status)),
-      Effect.locally(HttpClient.currentTracerDisabledWhen, Function.constTrue),
-      Effect.withSpan(`tollgate.${operation.replace(/\s+/g, "_")}`, {
-        kind: "client",
-        attributes: {
-          "tollgate.provider": options.provider,
-          "http.request.method": options.request.method,
-          "url.path": path
-        }
-      })
-    ))
+      ))
+  return Effect.suspend(() => {
+    const cell: { reply?: Reply } = {}
+    return Effect.map(exchange(cell), () => cell.reply!)
+  })
 }
 
 const firstString = (...values: ReadonlyArray<unknown>): string | undefined => {

@@ -281,6 +281,14 @@ describe("AccessToken", () => {
       expect(expiryOf({ defaultLifetime: "1 hour", expiresIn: 60 })).toEqual(Option.some(RECEIVED + 60_000))
     })
 
+    it("a zero or negative default is an issue, not tokens expired on arrival", () => {
+      for (const defaultLifetime of [Duration.zero, Duration.millis(0.5), "-1 seconds" as const]) {
+        expect(issueOf({ defaultLifetime: defaultLifetime as Duration.DurationInput })).toMatchObject({
+          field: "defaultLifetime"
+        })
+      }
+    })
+
     it("follows the full order of trust: expires_in, expiresAt, JWT exp, default", () => {
       const value = Redacted.make(jwt({ exp: seconds(RECEIVED) + 3000 }))
       const all = {

@@ -203,6 +203,18 @@ describe("OAuth2", () => {
         })
       }).pipe(Effect.provide(NodeHttpClient.layerUndici)))
 
+    it.scopedLive("extra parameters never override the grant type, the scope or the audience", () =>
+      Effect.gen(function*() {
+        const server = yield* AuthServer.make(serverOptions)
+        const source = yield* sourceFor(server, {
+          scope: "orders:read",
+          extraParams: { grant_type: "password", scope: "admin", resource: "r" }
+        })
+        yield* source.fetch
+        const form = Object.fromEntries(new URLSearchParams(server.requests[0]!.rawBody))
+        expect(form).toEqual({ grant_type: "client_credentials", scope: "orders:read", resource: "r" })
+      }).pipe(Effect.provide(NodeHttpClient.layerUndici)))
+
     it.scopedLive("an empty scope list sends no scope; the response's scope wins over the requested one", () =>
       Effect.gen(function*() {
         const server = yield* answering((body) => ({ status: 200, body: { ...body, scope: "granted" } }))
@@ -404,6 +416,17 @@ describe("OAuth2", () => {
           expect(error.message).toBe(
             `loopback-idp refused the request with code "${code}" (HTTP 400, ${code} happened).`
           )
+        }).pipe(Effect.provide(NodeHttpClient.layerUndici))
+    )
+
+    it.scopedLive.each(["temporarily_unavailable", "server_error"])(
+      "%s is an outage (TokenEndpointUnavailable, retried), not a refusal",
+      (code) =>
+        Effect.gen(function*() {
+          const { result } = yield* fetchWith(oauthError(400, code))
+          const error = leftOf(result)
+          expect(error).toMatchObject({ _tag: "TokenEndpointUnavailable", status: 400, retryable: true })
+          expect(error.message).toContain(code)
         }).pipe(Effect.provide(NodeHttpClient.layerUndici))
     )
 

@@ -6,6 +6,7 @@ import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { describe, expect, it } from "@effect/vitest"
 import { DateTime, Duration, Effect, Either, Fiber, Option, Redacted, Schema, TestClock } from "effect"
 import * as fc from "fast-check"
+import { inspect } from "node:util"
 import { describeBody, kindOf, scrub } from "../src/internal/describe.js"
 import * as TokenExchange from "../src/TokenExchange.js"
 import * as TollgateError from "../src/TollgateError.js"
@@ -412,6 +413,9 @@ describe("TokenExchange", () => {
           "http.response.status_code": 200
         })
         expect(server.requests[0]!.query.get("client_secret")).toBe("do-not-record-me")
+        // Even a tracer that inspects the value a span ended with finds no token there.
+        expect(spans[0]!.status._tag).toBe("Ended")
+        expect(inspect(spans[0]!.status, { depth: Infinity })).not.toContain("tok_span")
       }).pipe(Effect.provide(NodeHttpClient.layerUndici)))
   })
 })
