@@ -13,13 +13,15 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import {
   Context,
   DateTime,
   Duration,
   Effect,
   FiberRef,
+  Inspectable,
   Layer,
   Metric,
   MetricBoundaries,
@@ -198,15 +200,64 @@ export const bearerChallenge = (header: string | undefined): Option.Option<strin
 
 /**
  * The same response, reporting `request` as the request it answers. Platform responses and errors
- * print their request's headers, and outside a fiber nothing redacts them: handing back the request
- * the caller built, before the bearer token was added, keeps the token out of any `JSON.stringify`.
- * Delegation through the prototype keeps every getter of the original working.
+ * print their request's headers, and outside a fiber nothing redacts them; the platform's own
+ * response wrapper prints its original's request whatever you override. So the response handed back
+ * is a thin view over the original whose `request` and printed form are those of the request the
+ * caller built, before the bearer token was added.
  */
+class AnsweredResponse extends Inspectable.Class implements HttpClientResponse.HttpClientResponse {
+  readonly [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId = HttpIncomingMessage.TypeId
+  readonly [HttpClientResponse.TypeId]: HttpClientResponse.TypeId = HttpClientResponse.TypeId
+  declare private readonly original: HttpClientResponse.HttpClientResponse
+
+  constructor(original: HttpClientResponse.HttpClientResponse, readonly request: HttpClientRequest.HttpClientRequest) {
+    super()
+    // Not enumerable, so no generic printer walks into the original and its request.
+    Object.defineProperty(this, "original", { value: original, enumerable: false })
+  }
+  get status() {
+    return this.original.status
+  }
+  get headers() {
+    return this.original.headers
+  }
+  get cookies() {
+    return this.original.cookies
+  }
+  get remoteAddress() {
+    return this.original.remoteAddress
+  }
+  get formData() {
+    return this.original.formData
+  }
+  get json() {
+    return this.original.json
+  }
+  get text() {
+    return this.original.text
+  }
+  get urlParamsBody() {
+    return this.original.urlParamsBody
+  }
+  get arrayBuffer() {
+    return this.original.arrayBuffer
+  }
+  get stream() {
+    return this.original.stream
+  }
+  toJSON(): unknown {
+    return HttpIncomingMessage.inspect(this, {
+      _id: "@effect/platform/HttpClientResponse",
+      request: this.request.toJSON(),
+      status: this.status
+    })
+  }
+}
+
 const answering = (
   response: HttpClientResponse.HttpClientResponse,
   request: HttpClientRequest.HttpClientRequest
-): HttpClientResponse.HttpClientResponse =>
-  response.request === request ? response : Object.create(response, { request: { value: request, enumerable: true } })
+): HttpClientResponse.HttpClientResponse => new AnsweredResponse(response, request)
 
 const withoutCredentials = (error: Error, request: HttpClientRequest.HttpClientRequest): Error => {
   switch (error._tag) {

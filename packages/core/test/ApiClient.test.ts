@@ -7,6 +7,7 @@ import { Clock, Duration, Effect, Either, Exit, Fiber, Option, Random, Redacted,
 import * as fc from "fast-check"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
+import { inspect } from "node:util"
 import * as ApiClient from "../src/ApiClient.js"
 import * as RateLimiter from "../src/RateLimiter.js"
 import * as TokenCache from "../src/TokenCache.js"
@@ -411,6 +412,35 @@ describe("ApiClient", () => {
       10_000
     )
   })
+
+  it.scoped("nothing it hands back prints the bearer token: responses and errors, outside any fiber", () =>
+    Effect.gen(function*() {
+      const { arrivals, client } = yield* setup({
+        handle: (request) =>
+          request.url.endsWith("/down")
+            ? { status: 503 }
+            : request.url.endsWith("/drop")
+            ? { transportError: true }
+            : request.url.endsWith("/limited")
+            ? { status: 429, headers: { "retry-after": "86400" } }
+            : { status: request.url.endsWith("/missing") ? 404 : 200, body: "{\"ok\":true}" }
+      }, { retry: { transient: 0 } })
+      const values: Array<unknown> = [
+        yield* client.get("/ok"),
+        yield* client.get("/missing"),
+        yield* Effect.flip(client.get("/down")),
+        yield* Effect.flip(client.get("/drop")),
+        yield* Effect.flip(client.get("/limited"))
+      ]
+      expect(arrivals.every((a) => a.authorization === "Bearer secret-token-fetch-1")).toBe(true)
+      for (const value of values) {
+        const printed = [JSON.stringify(value), String(value), inspect(value, { depth: 20 })]
+        for (const text of printed) expect(text).not.toContain("secret-token-fetch-1")
+      }
+      const ok = values[0] as { readonly status: number; readonly json: Effect.Effect<unknown> }
+      expect(ok.status).toBe(200)
+      expect(yield* ok.json).toEqual({ ok: true })
+    }))
 
   it.scoped("reads only the request options of its own fiber", () =>
     Effect.gen(function*() {
