@@ -1,0 +1,149 @@
+/**
+ * A `RateLimiter` that records what it did: every permit with its key, cost and wait, every pause and
+ * every observation. Wrap a real policy to assert on pacing, or use `unlimited` to observe traffic.
+ *
+ * @since 0.1.0
+ */
+import { RateLimiter } from "@tollgate/core"
+import type { RateLimitHeaders, TollgateError } from "@tollgate/core"
+import { Context, Effect, Layer, Option } from "effect"
+import type { Scope } from "effect"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Event =
+  | {
+    readonly _tag: "Permit"
+    readonly key: string | undefined
+    readonly cost: number
+    readonly requestedAt: number
+    readonly grantedAt: number
+  }
+  | { readonly _tag: "Refused"; readonly key: string | undefined; readonly at: number; readonly reason: string }
+  | { readonly _tag: "Pause"; readonly key: string | undefined; readonly until: number; readonly at: number }
+  | {
+    readonly _tag: "Observe"
+    readonly key: string | undefined
+    readonly at: number
+    readonly remaining: number | undefined
+    readonly resetAt: number | undefined
+  }
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RecordingLimiter {
+  readonly limiter: RateLimiter.Service
+  readonly events: Effect.Effect<ReadonlyArray<Event>>
+  /** Permit waits in milliseconds, in grant order. */
+  readonly waits: Effect.Effect<ReadonlyArray<number>>
+}
+
+/**
+ * Gives a test the events of the limiter its Layer installed.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Recorder
+  extends Context.Tag("@tollgate/testing/RecordingLimiter/Recorder")<Recorder, RecordingLimiter>()
+{}
+
+/**
+ * Records everything `limiter` does.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const wrap = (limiter: RateLimiter.Service): Effect.Effect<RecordingLimiter> =>
+  Effect.map(Effect.clock, (clock) => {
+    const events: Array<Event> = []
+    const now = () => clock.unsafeCurrentTimeMillis()
+    const recorded: RateLimiter.Service = {
+      provider: limiter.provider,
+      withPermit: (options) => (effect) =>
+        Effect.suspend(() => {
+          const requestedAt = now()
+          return limiter.withPermit(options)(
+            Effect.zipRight(
+              Effect.sync(() =>
+                events.push({
+                  _tag: "Permit",
+                  key: options?.key,
+                  cost: options?.cost ?? 1,
+                  requestedAt,
+                  grantedAt: now()
+                })
+              ),
+              effect
+            )
+          ).pipe(
+            Effect.tapErrorTag("RateLimited", (error) =>
+              Effect.sync(() =>
+                events.push({
+                  _tag: "Refused",
+                  key: options?.key,
+                  at: now(),
+                  reason: (error as TollgateError.RateLimited).reason
+                })
+              ))
+          )
+        }),
+      pauseUntil: (instant, subject) =>
+        Effect.zipRight(
+          Effect.sync(() => events.push({ _tag: "Pause", key: subject?.key, until: instant.epochMillis, at: now() })),
+          limiter.pauseUntil(instant, subject)
+        ),
+      observe: (info: RateLimitHeaders.RateLimitInfo, subject) =>
+        Effect.zipRight(
+          Effect.sync(() =>
+            events.push({
+              _tag: "Observe",
+              key: subject?.key,
+              at: now(),
+              remaining: Option.getOrUndefined(info.remaining),
+              resetAt: Option.getOrUndefined(Option.map(info.resetAt, (d) => d.epochMillis))
+            })
+          ),
+          limiter.observe(info, subject)
+        ),
+      awaitGate: limiter.awaitGate,
+      stats: limiter.stats
+    }
+    return {
+      limiter: recorded,
+      events: Effect.sync(() => [...events]),
+      waits: Effect.sync(() =>
+        events.flatMap((event) => (event._tag === "Permit" ? [event.grantedAt - event.requestedAt] : []))
+      )
+    }
+  })
+
+/**
+ * A recording limiter enforcing `policy` (default: unlimited).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  policy: RateLimiter.Policy = RateLimiter.unlimited,
+  options?: { readonly provider?: string | undefined }
+): Effect.Effect<RecordingLimiter, never, Scope.Scope> => Effect.flatMap(RateLimiter.make(policy, options), wrap)
+
+/**
+ * Installs a recording limiter as the `RateLimiter`, and its events as `Recorder`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  policy?: RateLimiter.Policy,
+  options?: { readonly provider?: string | undefined }
+): Layer.Layer<RateLimiter.RateLimiter | Recorder> =>
+  Layer.scopedContext(
+    Effect.map(make(policy, options), (recording) =>
+      Context.make(RateLimiter.RateLimiter, recording.limiter).pipe(Context.add(Recorder, recording)))
+  )
