@@ -220,11 +220,13 @@ export class Timeout extends Schema.TaggedError<Timeout>("@tollgate/core/Timeout
  * - `cost`: the request costs more permits than the limit can ever grant
  * - `server`: the server kept answering 429 after the bounded retries
  * - `closed`: the limiter's scope closed while the request waited
+ * - `unavailable`: a shared limiter could not reach its store (Redis), so it refused rather than risk
+ *   overdrawing the budget
  *
  * @since 0.1.0
  * @category models
  */
-export type RateLimitedReason = "deadline" | "timeout" | "cost" | "server" | "closed"
+export type RateLimitedReason = "deadline" | "timeout" | "cost" | "server" | "closed" | "unavailable"
 
 /**
  * The request was refused by a rate limit, ours or the server's; `retryAt` is the earliest instant a
@@ -235,7 +237,7 @@ export type RateLimitedReason = "deadline" | "timeout" | "cost" | "server" | "cl
  */
 export class RateLimited extends Schema.TaggedError<RateLimited>("@tollgate/core/RateLimited")("RateLimited", {
   provider: Schema.String,
-  reason: Schema.Literal("deadline", "timeout", "cost", "server", "closed"),
+  reason: Schema.Literal("deadline", "timeout", "cost", "server", "closed", "unavailable"),
   key: Schema.optional(Schema.String),
   retryAt: Schema.optional(Schema.DateTimeUtcFromSelf)
 }) {
@@ -264,6 +266,8 @@ export class RateLimited extends Schema.TaggedError<RateLimited>("@tollgate/core
         return `${where} kept answering 429 Too Many Requests after the bounded retries.${retry}`
       case "closed":
         return `The rate limiter for ${where} was shut down while the request waited.`
+      case "unavailable":
+        return `The shared rate limiter for ${where} cannot reach its store, so the request was not sent (failing closed).${retry}`
     }
   }
 }
