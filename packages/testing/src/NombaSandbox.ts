@@ -1,0 +1,440 @@
+/**
+ * An emulator of the Nomba API authentication, to the letter of its docs.
+ *
+ * - `POST /v1/auth/token/issue`, header `accountId`, JSON `{ grant_type: "client_credentials", client_id,
+ *   client_secret }` → `{ code: "00", description: "Success", data: { businessId, access_token,
+ *   refresh_token, expiresAt } }`, `expiresAt` an absolute ISO instant 30 minutes after issue.
+ * - `POST /v1/auth/token/refresh`, `Authorization: Bearer <access token>` (it may have expired, not been
+ *   revoked), header `accountId`, JSON `{ grant_type: "refresh_token", refresh_token }` → the same envelope
+ *   with new tokens; a refresh token is single-use.
+ * - `POST /v1/auth/token/revoke`, header `accountId`, JSON `{ clientId, access_token }` →
+ *   `{ code: "00", description: "Token revoked successfully" }`; the token (and its refresh token) then
+ *   gets 401. Revoking an unknown, expired or already revoked token succeeds (RFC 7009).
+ *
+ * Failures use the same envelope with a `code` other than `"00"` (see `codes`, which the docs leave
+ * unspecified) and, as the docs allow, HTTP 200 by default for credential and refresh failures, so clients
+ * must read `code`; every status is configurable. API routes (`GET /v1/accounts`, `GET /v1/accounts/balance`,
+ * `POST /v1/transfers/bank`) take the Bearer token and the `accountId` header. No limit is documented; an
+ * optional sliding window can be turned on.
+ *
+ * @since 0.1.0
+ */
+import type { HttpServerResponse } from "@effect/platform"
+import { HttpRouter, HttpServerRequest } from "@effect/platform"
+import { Clock, Effect } from "effect"
+import type * as Emulator from "./Emulator.js"
+import * as Http from "./internal/http.js"
+import type { Handled } from "./internal/kernel.js"
+import { Kernel, randomString } from "./internal/kernel.js"
+import { SlidingLog } from "./internal/limiters.js"
+
+/**
+ * Nomba API client credentials and the account they belong to.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Credentials {
+  readonly clientId: string
+  readonly clientSecret: string
+  /** Sent as the `accountId` header. */
+  readonly accountId: string
+  /** Answered as `data.businessId`. */
+  readonly businessId: string
+}
+
+/**
+ * The test credentials the emulator accepts by default (not secret).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultCredentials: Credentials = {
+  clientId: "nomba-sandbox-client",
+  clientSecret: "nomba-sandbox-secret",
+  accountId: "nomba-sandbox-account",
+  businessId: "01a10aeb-d989-460a-bbde-9842f2b4320f"
+}
+
+/**
+ * The documented values, before the time scale.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const documented = {
+  tokenLifetimeSeconds: 1800
+} as const
+
+/**
+ * The envelope codes the emulator answers. Only `"00"` is documented; the others are the sandbox's own.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const codes = {
+  success: "00",
+  invalidCredentials: "01",
+  badRequest: "02",
+  invalidRefreshToken: "03",
+  invalidAccount: "04",
+  unauthorized: "05",
+  notFound: "06",
+  rateLimited: "29"
+} as const
+
+/**
+ * HTTP statuses of envelope failures, by kind.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ErrorStatus {
+  /** Wrong client id, secret or accountId at issue or revoke (default 200). */
+  readonly credentials: number
+  /** Malformed request: missing header or field, wrong grant_type, bad JSON (default 400). */
+  readonly request: number
+  /** Unknown, used or revoked refresh token (default 200). */
+  readonly refresh: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends Emulator.Options {
+  readonly credentials?: Credentials | undefined
+  readonly clients?: ReadonlyArray<Credentials> | undefined
+  /** Access token lifetime before the time scale (default 1800 s, as documented). */
+  readonly tokenLifetimeSeconds?: number | undefined
+  readonly errorStatus?: Partial<ErrorStatus> | undefined
+  /** An API limit per account, before the time scale (default none: the docs document none). */
+  readonly rateLimit?: { readonly limit: number; readonly windowMillis: number } | undefined
+}
+
+/**
+ * A running Nomba emulator.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface NombaSandbox extends Emulator.Emulator<Credentials> {
+  readonly provider: "nomba"
+  /** Access token lifetime in milliseconds, after the time scale. */
+  readonly tokenLifetimeMillis: number
+  readonly errorStatus: ErrorStatus
+  /** The API limit after the time scale, if any. */
+  readonly rateLimit: { readonly limit: number; readonly windowMillis: number } | undefined
+}
+
+interface RefreshRecord {
+  readonly clientId: string
+  readonly accountId: string
+  readonly accessJti: string
+  used: boolean
+}
+
+const envelope = (
+  status: number,
+  code: string,
+  description: string,
+  headers?: Record<string, string>
+): HttpServerResponse.HttpServerResponse => Http.json(status, { code, description }, headers)
+
+const isoSeconds = (millis: number): string =>
+  new Date(Math.floor(millis / 1000) * 1000).toISOString().replace(".000Z", "Z")
+
+/**
+ * Builds a Nomba emulator. Its time comes from `Clock` and its randomness from `Random`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
+  Effect.gen(function*() {
+    const kernel = yield* Kernel.make("nomba", options)
+    const credentials = options?.credentials ?? defaultCredentials
+    const clients = [credentials, ...(options?.clients ?? [])]
+    const tokenLifetimeMillis = kernel.scaled((options?.tokenLifetimeSeconds ?? documented.tokenLifetimeSeconds) * 1000)
+    const errorStatus: ErrorStatus = {
+      credentials: options?.errorStatus?.credentials ?? 200,
+      request: options?.errorStatus?.request ?? 400,
+      refresh: options?.errorStatus?.refresh ?? 200
+    }
+    const rateLimit = options?.rateLimit === undefined
+      ? undefined
+      : { limit: options.rateLimit.limit, windowMillis: kernel.scaled(options.rateLimit.windowMillis) }
+    const log = rateLimit === undefined ? undefined : new SlidingLog(rateLimit.limit, rateLimit.windowMillis)
+    const refreshTokens = new Map<string, RefreshRecord>()
+
+    const refused = (status: number, code: string, description: string, reason: string): Handled => ({
+      response: envelope(status, code, description),
+      outcome: "refused",
+      reason
+    })
+    const badRequest = (description: string) => refused(errorStatus.request, codes.badRequest, description, description)
+
+    const jsonBody = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      if (Http.mediaType(request) !== "application/json") return undefined
+      const parsed = Http.parseJson(yield* Http.bodyText(request))
+      return parsed !== undefined && Http.isRecord(parsed.value) ? parsed.value : undefined
+    })
+
+    const grant = (client: Credentials) =>
+      Effect.gen(function*() {
+        const { record, token } = yield* kernel.issue({
+          subject: client.clientId,
+          lifetimeMillis: tokenLifetimeMillis,
+          exp: true,
+          claims: { sub: client.clientId, accountId: client.accountId, businessId: client.businessId },
+          data: { accountId: client.accountId }
+        })
+        const refreshToken = `01${yield* randomString(24)}${record.issuedAt + kernel.skewMillis}`
+        refreshTokens.set(refreshToken, {
+          clientId: client.clientId,
+          accountId: client.accountId,
+          accessJti: record.jti,
+          used: false
+        })
+        return {
+          response: Http.json(200, {
+            code: codes.success,
+            description: "Success",
+            data: {
+              businessId: client.businessId,
+              access_token: token,
+              refresh_token: refreshToken,
+              expiresAt: isoSeconds(record.expiresAt! + kernel.skewMillis)
+            }
+          }, { "cache-control": "no-store" }),
+          outcome: "granted" as const
+        }
+      })
+
+    const issueToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const accountId = request.headers["accountid"]
+      if (accountId === undefined || accountId === "") return badRequest("The accountId header is required")
+      const body = yield* jsonBody
+      if (body === undefined) return badRequest("The request body must be a JSON object")
+      if (body.grant_type !== "client_credentials") return badRequest("grant_type must be client_credentials")
+      if (typeof body.client_id !== "string" || typeof body.client_secret !== "string") {
+        return badRequest("client_id and client_secret are required")
+      }
+      const client = clients.find((c) =>
+        Http.safeEqual(c.clientId, body.client_id as string) &&
+        Http.safeEqual(c.clientSecret, body.client_secret as string)
+      )
+      if (client === undefined) {
+        return refused(
+          errorStatus.credentials,
+          codes.invalidCredentials,
+          "Invalid client credentials",
+          "invalid credentials"
+        )
+      }
+      if (client.accountId !== accountId) {
+        return refused(errorStatus.credentials, codes.invalidAccount, "Invalid accountId", "invalid accountId")
+      }
+      return yield* grant(client)
+    })
+
+    const refreshToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const accountId = request.headers["accountid"]
+      if (accountId === undefined || accountId === "") return badRequest("The accountId header is required")
+      const bearer = /^Bearer +(\S+) *$/i.exec(request.headers["authorization"] ?? "")?.[1]
+      const access = bearer === undefined ? undefined : kernel.recordOf(bearer)
+      if (access === undefined || access.revoked) {
+        return {
+          response: envelope(401, codes.unauthorized, "A valid Bearer access token is required", {
+            "www-authenticate": bearer === undefined ? "Bearer" : "Bearer error=\"invalid_token\""
+          }),
+          outcome: "refused",
+          reason: bearer === undefined ? "missing token" : "invalid token"
+        }
+      }
+      const body = yield* jsonBody
+      if (body === undefined) return badRequest("The request body must be a JSON object")
+      if (body.grant_type !== "refresh_token") return badRequest("grant_type must be refresh_token")
+      if (typeof body.refresh_token !== "string" || body.refresh_token === "") {
+        return badRequest("refresh_token is required")
+      }
+      const stored = refreshTokens.get(body.refresh_token)
+      if (stored === undefined || stored.used || stored.clientId !== access.subject) {
+        return refused(
+          errorStatus.refresh,
+          codes.invalidRefreshToken,
+          "Invalid or expired refresh token",
+          stored?.used === true ? "refresh token already used" : "unknown refresh token"
+        )
+      }
+      if (stored.accountId !== accountId) {
+        return refused(errorStatus.credentials, codes.invalidAccount, "Invalid accountId", "invalid accountId")
+      }
+      const client = clients.find((c) => c.clientId === stored.clientId)!
+      stored.used = true
+      return yield* grant(client)
+    })
+
+    const revokeToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const accountId = request.headers["accountid"]
+      if (accountId === undefined || accountId === "") return badRequest("The accountId header is required")
+      const body = yield* jsonBody
+      if (body === undefined) return badRequest("The request body must be a JSON object")
+      if (typeof body.clientId !== "string" || typeof body.access_token !== "string") {
+        return badRequest("clientId and access_token are required")
+      }
+      const client = clients.find((c) => c.clientId === body.clientId)
+      if (client === undefined) {
+        return refused(errorStatus.credentials, codes.invalidCredentials, "Unknown clientId", "unknown client")
+      }
+      if (client.accountId !== accountId) {
+        return refused(errorStatus.credentials, codes.invalidAccount, "Invalid accountId", "invalid accountId")
+      }
+      const record = kernel.recordOf(body.access_token)
+      if (record !== undefined && record.subject !== client.clientId) {
+        return refused(
+          errorStatus.credentials,
+          codes.invalidCredentials,
+          "The token was not issued to this client",
+          "token of another client"
+        )
+      }
+      const now = yield* Clock.currentTimeMillis
+      if (record !== undefined) {
+        kernel.revokeWhere(now, (r) => r === record)
+        for (const stored of refreshTokens.values()) {
+          if (stored.accessJti === record.jti) stored.used = true
+        }
+      }
+      return {
+        response: Http.json(200, { code: codes.success, description: "Token revoked successfully" }),
+        outcome: "granted"
+      }
+    })
+
+    /** Authentication, then the accountId header, then the optional limit, then the route. */
+    const guarded = <R>(
+      handler: (accountId: string) => Effect.Effect<Handled, never, R>
+    ): Effect.Effect<Handled, never, R | HttpServerRequest.HttpServerRequest> =>
+      Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const now = yield* Clock.currentTimeMillis
+        const check = kernel.checkBearer(request, now)
+        if (check._tag !== "Valid") {
+          return {
+            response: envelope(401, codes.unauthorized, "Unauthorized", {
+              "www-authenticate": check._tag === "Missing" ? "Bearer" : "Bearer error=\"invalid_token\""
+            }),
+            client: check._tag === "Invalid" ? check.subject : undefined,
+            reason: check._tag === "Missing" ? "missing token" : check.reason
+          }
+        }
+        const client = check.record.subject
+        const accountId = request.headers["accountid"]
+        if (accountId === undefined || accountId === "") {
+          return { response: envelope(400, codes.badRequest, "The accountId header is required"), client }
+        }
+        if (accountId !== check.record.data.accountId) {
+          return {
+            response: envelope(403, codes.invalidAccount, "The token does not belong to this accountId"),
+            client
+          }
+        }
+        if (log !== undefined && !log.take(accountId, now).admitted) {
+          return { response: envelope(429, codes.rateLimited, "Too many requests"), client }
+        }
+        const handled = yield* handler(accountId)
+        return { ...handled, client, admitted: true }
+      })
+
+    const success = (data: unknown, status = 200): Handled => ({
+      response: Http.json(status, { code: codes.success, description: "Success", data })
+    })
+
+    const transfer = Effect.gen(function*() {
+      const body = yield* jsonBody
+      if (body === undefined) {
+        return { response: envelope(400, codes.badRequest, "The request body must be a JSON object") }
+      }
+      const amount = body.amount
+      if (typeof amount !== "number" || !(amount > 0)) {
+        return { response: envelope(400, codes.badRequest, "amount must be a positive number") }
+      }
+      if (typeof body.accountNumber !== "string" || !/^\d{10}$/.test(body.accountNumber)) {
+        return { response: envelope(400, codes.badRequest, "accountNumber must be 10 digits") }
+      }
+      for (const field of ["bankCode", "merchantTxRef"] as const) {
+        if (typeof body[field] !== "string" || body[field] === "") {
+          return { response: envelope(400, codes.badRequest, `${field} is required`) }
+        }
+      }
+      const now = yield* Clock.currentTimeMillis
+      return success({
+        id: `API-TRANSFER-${(yield* randomString(10)).toUpperCase()}`,
+        status: "SUCCESS",
+        amount,
+        fee: 10.75,
+        merchantTxRef: body.merchantTxRef,
+        timeCreated: new Date(now).toISOString()
+      })
+    })
+
+    const router = HttpRouter.empty.pipe(
+      HttpRouter.post("/v1/auth/token/issue", kernel.token("issue", "POST /v1/auth/token/issue", issueToken)),
+      HttpRouter.post("/v1/auth/token/refresh", kernel.token("refresh", "POST /v1/auth/token/refresh", refreshToken)),
+      HttpRouter.post("/v1/auth/token/revoke", kernel.token("revoke", "POST /v1/auth/token/revoke", revokeToken)),
+      HttpRouter.get(
+        "/v1/accounts",
+        kernel.api(
+          "GET /v1/accounts",
+          guarded((accountId) =>
+            Effect.succeed(success({
+              results: [{
+                accountId,
+                accountName: "Sandbox Business",
+                accountType: "PRIMARY",
+                currency: "NGN",
+                status: "ACTIVE"
+              }],
+              cursor: ""
+            }))
+          )
+        )
+      ),
+      HttpRouter.get(
+        "/v1/accounts/balance",
+        kernel.api(
+          "GET /v1/accounts/balance",
+          guarded(() => Effect.succeed(success({ amount: "1500000.00", currency: "NGN" })))
+        )
+      ),
+      HttpRouter.post(
+        "/v1/transfers/bank",
+        kernel.api("POST /v1/transfers/bank", guarded(() => transfer))
+      )
+    )
+
+    const app = kernel.app(router, () => envelope(404, codes.notFound, "Resource not found"))
+
+    return {
+      provider: "nomba",
+      app,
+      credentials,
+      timeScale: kernel.timeScale,
+      tokenLifetimeMillis,
+      errorStatus,
+      rateLimit,
+      recording: Effect.sync(() => kernel.snapshot()),
+      resetRecording: Effect.sync(() => kernel.resetRecording()),
+      faults: kernel.controls(),
+      revokeAll: Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.sync(() => {
+          for (const stored of refreshTokens.values()) stored.used = true
+          return kernel.revokeWhere(now, () => true)
+        }))
+    } satisfies NombaSandbox
+  })

@@ -1,0 +1,309 @@
+/**
+ * An emulator of the Nora (Formflow) API, to the letter of its docs: `POST /api/token` exchanges a JSON
+ * body `{ clientId, clientSecret, organizationId }` (`Content-Type: application/json`) for
+ * `{ token, expires_in: 3600, token_type: "Bearer" }`, answering 400 for a missing or invalid parameter or
+ * content type and 401 for wrong credentials. API routes take `Authorization: Bearer <token>` and are
+ * limited to 60 requests per minute per client, enforced as a strict sliding log (no interval of 60 s
+ * ever admits more than 60); beyond it they answer 429 `{"statusCode":429,"message":"Too Many Requests"}`,
+ * without `Retry-After` unless asked (the docs give none).
+ *
+ * Routes: `POST /api/token`, `GET /api/forms`, `GET /api/forms/:formId`, `POST /api/forms/:formId/submissions`.
+ * Error bodies follow the NestJS shape the OpenAPI operation id (`TokenController_getToken`) suggests.
+ *
+ * @since 0.1.0
+ */
+import { HttpRouter, HttpServerRequest } from "@effect/platform"
+import { Clock, Effect } from "effect"
+import type * as Emulator from "./Emulator.js"
+import * as Http from "./internal/http.js"
+import type { Handled } from "./internal/kernel.js"
+import { Kernel, randomString } from "./internal/kernel.js"
+import { SlidingLog } from "./internal/limiters.js"
+
+/**
+ * Nora API client credentials.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Credentials {
+  readonly clientId: string
+  readonly clientSecret: string
+  readonly organizationId: string
+}
+
+/**
+ * The test credentials the emulator accepts by default (not secret).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultCredentials: Credentials = {
+  clientId: "nora-sandbox-client",
+  clientSecret: "nora-sandbox-secret",
+  organizationId: "nora-sandbox-organization"
+}
+
+/**
+ * The documented values, before the time scale.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const documented = {
+  tokenLifetimeSeconds: 3600,
+  limit: 60,
+  windowMillis: 60_000
+} as const
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends Emulator.Options {
+  /** The client the emulator accepts (default `defaultCredentials`). */
+  readonly credentials?: Credentials | undefined
+  /** More accepted clients, each with its own rate limit. */
+  readonly clients?: ReadonlyArray<Credentials> | undefined
+  /** Token lifetime before the time scale (default 3600 s, as documented). */
+  readonly tokenLifetimeSeconds?: number | undefined
+  /** The API limit before the time scale (default 60 per 60 000 ms, as documented). */
+  readonly rateLimit?: { readonly limit: number; readonly windowMillis: number } | undefined
+  /** Send `Retry-After` (whole seconds until a slot frees) with 429s. Default false: the docs give none. */
+  readonly retryAfter?: boolean | undefined
+}
+
+/**
+ * A running Nora emulator.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface NoraSandbox extends Emulator.Emulator<Credentials> {
+  readonly provider: "nora"
+  /** `expires_in` as answered, after the time scale. */
+  readonly tokenLifetimeSeconds: number
+  /** The enforced limit, after the time scale. */
+  readonly rateLimit: { readonly limit: number; readonly windowMillis: number }
+}
+
+interface Form {
+  readonly id: string
+  readonly name: string
+  readonly fields: ReadonlyArray<{ readonly name: string; readonly type: string; readonly required: boolean }>
+}
+
+const forms: ReadonlyArray<Form> = [
+  {
+    id: "frm_motor_quote",
+    name: "Motor insurance quote",
+    fields: [
+      { name: "registrationNumber", type: "string", required: true },
+      { name: "driverAge", type: "number", required: true }
+    ]
+  },
+  {
+    id: "frm_home_claim",
+    name: "Home insurance claim",
+    fields: [
+      { name: "policyNumber", type: "string", required: true },
+      { name: "description", type: "string", required: false }
+    ]
+  }
+]
+
+const badRequest = (message: string | ReadonlyArray<string>, reason: string): Handled => ({
+  response: Http.json(400, { statusCode: 400, message, error: "Bad Request" }),
+  reason
+})
+
+/**
+ * Builds a Nora emulator. Its time comes from `Clock` and its randomness from `Random`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
+  Effect.gen(function*() {
+    const kernel = yield* Kernel.make("nora", options)
+    const credentials = options?.credentials ?? defaultCredentials
+    const clients = [credentials, ...(options?.clients ?? [])]
+    const tokenLifetimeSeconds = Http.shownSeconds(
+      (options?.tokenLifetimeSeconds ?? documented.tokenLifetimeSeconds) / kernel.timeScale
+    )
+    const rateLimit = {
+      limit: options?.rateLimit?.limit ?? documented.limit,
+      windowMillis: kernel.scaled(options?.rateLimit?.windowMillis ?? documented.windowMillis)
+    }
+    const log = new SlidingLog(rateLimit.limit, rateLimit.windowMillis)
+    const retryAfter = options?.retryAfter ?? false
+
+    const issueToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      if (Http.mediaType(request) !== "application/json") {
+        return badRequest("Content-Type must be application/json", "wrong content type")
+      }
+      const parsed = Http.parseJson(yield* Http.bodyText(request))
+      if (parsed === undefined) return badRequest("Request body must be valid JSON", "malformed JSON")
+      if (!Http.isRecord(parsed.value)) return badRequest("Request body must be a JSON object", "not an object")
+      const body = parsed.value
+      const problems = (["clientId", "clientSecret", "organizationId"] as const).flatMap((name) =>
+        typeof body[name] !== "string"
+          ? [`${name} must be a string`]
+          : body[name] === ""
+          ? [`${name} should not be empty`]
+          : []
+      )
+      if (problems.length > 0) return badRequest(problems, "missing or invalid parameters")
+      const client = clients.find((c) =>
+        Http.safeEqual(c.clientId, body.clientId as string) &&
+        Http.safeEqual(c.clientSecret, body.clientSecret as string) &&
+        Http.safeEqual(c.organizationId, body.organizationId as string)
+      )
+      if (client === undefined) {
+        return {
+          response: Http.json(401, { statusCode: 401, message: "Invalid credentials", error: "Unauthorized" }),
+          reason: "invalid credentials"
+        }
+      }
+      const { token } = yield* kernel.issue({
+        subject: client.clientId,
+        lifetimeMillis: tokenLifetimeSeconds * 1000,
+        exp: true,
+        claims: {
+          iss: "https://main.formflow-dev.net",
+          sub: client.clientId,
+          aud: "formflow-api",
+          org: client.organizationId,
+          token_use: "access"
+        }
+      })
+      return {
+        response: Http.json(200, { token, expires_in: tokenLifetimeSeconds, token_type: "Bearer" }, {
+          "cache-control": "no-store"
+        })
+      }
+    })
+
+    /** Authentication, then the per-client sliding log, then the route. */
+    const guarded = <R>(
+      handler: (client: string) => Effect.Effect<Handled, never, R>
+    ): Effect.Effect<Handled, never, R | HttpServerRequest.HttpServerRequest> =>
+      Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const now = yield* Clock.currentTimeMillis
+        const check = kernel.checkBearer(request, now)
+        if (check._tag !== "Valid") {
+          return {
+            response: Http.json(401, { statusCode: 401, message: "Unauthorized" }, {
+              "www-authenticate": check._tag === "Missing" ? "Bearer" : "Bearer error=\"invalid_token\""
+            }),
+            client: check._tag === "Invalid" ? check.subject : undefined,
+            reason: check._tag === "Missing" ? "missing token" : check.reason
+          }
+        }
+        const client = check.record.subject
+        const decision = log.take(client, now)
+        if (!decision.admitted) {
+          const headers: Record<string, string> = retryAfter
+            ? { "retry-after": String(Math.max(1, Math.ceil((decision.resetAt - now) / 1000))) }
+            : {}
+          return {
+            response: Http.json(429, { statusCode: 429, message: "Too Many Requests" }, headers),
+            client,
+            admitted: false
+          }
+        }
+        const handled = yield* handler(client)
+        return { ...handled, client, admitted: true }
+      })
+
+    const formNotFound = (formId: string | undefined): Handled => ({
+      response: Http.json(404, { statusCode: 404, message: `Form ${formId ?? ""} not found`, error: "Not Found" })
+    })
+
+    const router = HttpRouter.empty.pipe(
+      HttpRouter.post("/api/token", kernel.token("issue", "POST /api/token", issueToken)),
+      HttpRouter.get(
+        "/api/forms",
+        kernel.api(
+          "GET /api/forms",
+          guarded(() =>
+            Effect.succeed({
+              response: Http.json(200, {
+                data: forms.map(({ id, name }) => ({ id, name })),
+                total: forms.length
+              })
+            })
+          )
+        )
+      ),
+      HttpRouter.get(
+        "/api/forms/:formId",
+        kernel.api(
+          "GET /api/forms/:formId",
+          guarded(() =>
+            Effect.map(HttpRouter.params, ({ formId }) => {
+              const form = forms.find((f) => f.id === formId)
+              return form === undefined ? formNotFound(formId) : { response: Http.json(200, form) }
+            })
+          )
+        )
+      ),
+      HttpRouter.post(
+        "/api/forms/:formId/submissions",
+        kernel.api(
+          "POST /api/forms/:formId/submissions",
+          guarded(() =>
+            Effect.gen(function*() {
+              const { formId } = yield* HttpRouter.params
+              const form = forms.find((f) => f.id === formId)
+              if (form === undefined) return formNotFound(formId)
+              const request = yield* HttpServerRequest.HttpServerRequest
+              const parsed = Http.mediaType(request) === "application/json"
+                ? Http.parseJson(yield* Http.bodyText(request))
+                : undefined
+              if (parsed === undefined || !Http.isRecord(parsed.value)) {
+                return badRequest("Request body must be a JSON object", "invalid submission")
+              }
+              const now = yield* Clock.currentTimeMillis
+              return {
+                response: Http.json(201, {
+                  id: `sub_${yield* randomString(16)}`,
+                  formId: form.id,
+                  status: "received",
+                  createdAt: new Date(now).toISOString()
+                })
+              }
+            })
+          )
+        )
+      )
+    )
+
+    const app = kernel.app(
+      router,
+      (request) =>
+        Http.json(404, {
+          statusCode: 404,
+          message: `Cannot ${request.method} ${Http.pathOf(request.url)}`,
+          error: "Not Found"
+        })
+    )
+
+    return {
+      provider: "nora",
+      app,
+      credentials,
+      timeScale: kernel.timeScale,
+      tokenLifetimeSeconds,
+      rateLimit,
+      recording: Effect.sync(() => kernel.snapshot()),
+      resetRecording: Effect.sync(() => kernel.resetRecording()),
+      faults: kernel.controls(),
+      revokeAll: Effect.flatMap(
+        Clock.currentTimeMillis,
+        (now) => Effect.sync(() => kernel.revokeWhere(now, () => true))
+      )
+    } satisfies NoraSandbox
+  })

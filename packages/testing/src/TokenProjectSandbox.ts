@@ -1,0 +1,291 @@
+/**
+ * An emulator of the Token project ("Token APIs"), to the letter of its docs.
+ *
+ * `POST /auth/token?key=…&secret=…` (the app credentials as query parameters, no body) answers
+ * `{ token_type: "bearer", access_token }`, a JWT whose payload has `sub`, `owner`, `app_name`, `scope`,
+ * `aud`, `grant_type`, `iat` and no `exp`; wrong credentials get 401. Tokens do not expire unless the
+ * `tokenLifetimeSeconds` option sets a server-side lifetime the client cannot see, so clients must renew
+ * on 401. Deleting the app (`deleteApp`) revokes all its tokens at once.
+ *
+ * API calls (`GET /notarizations/stamps`, `POST /notarizations/stamps`, `GET /storage/files`) are limited
+ * per endpoint (method and path template) per app to 10 requests over any 2-minute interval (a strict
+ * sliding log; refused requests are not counted). Every API response carries `X-RateLimit-Limit`,
+ * `X-RateLimit-Remaining` and `X-RateLimit-Reset` (UTC epoch seconds, rounded up, when the window frees a
+ * slot); beyond the limit: 429 `{"errors":[{"code":88,"message":"Rate limit exceeded"}]}` with the same
+ * headers. Other error bodies use the same `errors` shape with codes of the sandbox's own choosing.
+ *
+ * @since 0.1.0
+ */
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Clock, Effect } from "effect"
+import type * as Emulator from "./Emulator.js"
+import * as Http from "./internal/http.js"
+import type { Handled } from "./internal/kernel.js"
+import { Kernel, randomString } from "./internal/kernel.js"
+import { SlidingLog } from "./internal/limiters.js"
+
+/**
+ * The credentials of one developer App.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Credentials {
+  readonly key: string
+  readonly secret: string
+  readonly appName: string
+}
+
+/**
+ * The test credentials the emulator accepts by default (not secret).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultCredentials: Credentials = {
+  key: "token-project-sandbox-key",
+  secret: "token-project-sandbox-secret",
+  appName: "Sandbox App"
+}
+
+/**
+ * The documented values, before the time scale.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const documented = {
+  limit: 10,
+  windowMillis: 120_000
+} as const
+
+/**
+ * The body of a 429, as documented.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const rateLimitedBody = { errors: [{ code: 88, message: "Rate limit exceeded" }] } as const
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends Emulator.Options {
+  readonly credentials?: Credentials | undefined
+  /** More apps, each with its own limits. */
+  readonly clients?: ReadonlyArray<Credentials> | undefined
+  /** A server-side token lifetime before the time scale (default none: tokens never expire). */
+  readonly tokenLifetimeSeconds?: number | undefined
+  /** The per-endpoint limit before the time scale (default 10 per 120 000 ms, as documented). */
+  readonly rateLimit?: { readonly limit: number; readonly windowMillis: number } | undefined
+}
+
+/**
+ * A running Token project emulator.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TokenProjectSandbox extends Emulator.Emulator<Credentials> {
+  readonly provider: "token-project"
+  /** The enforced per-endpoint limit, after the time scale. */
+  readonly rateLimit: { readonly limit: number; readonly windowMillis: number }
+  /** The server-side token lifetime in milliseconds after the time scale, if any. */
+  readonly tokenLifetimeMillis: number | undefined
+  /**
+   * Deletes an app (default: the primary one): all its tokens get 401 and its credentials are refused
+   * until `restoreApp`. Returns how many live tokens were revoked.
+   */
+  readonly deleteApp: (key?: string) => Effect.Effect<number>
+  /** Accepts a deleted app's credentials again (its old tokens stay revoked). */
+  readonly restoreApp: (key?: string) => Effect.Effect<void>
+}
+
+const errors = (code: number, message: string) => ({ errors: [{ code, message }] })
+
+/**
+ * Builds a Token project emulator. Its time comes from `Clock` and its randomness from `Random`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
+  Effect.gen(function*() {
+    const kernel = yield* Kernel.make("token-project", options)
+    const credentials = options?.credentials ?? defaultCredentials
+    const apps = [credentials, ...(options?.clients ?? [])]
+    const deleted = new Set<string>()
+    const tokenLifetimeMillis = options?.tokenLifetimeSeconds === undefined
+      ? undefined
+      : kernel.scaled(options.tokenLifetimeSeconds * 1000)
+    const rateLimit = {
+      limit: options?.rateLimit?.limit ?? documented.limit,
+      windowMillis: kernel.scaled(options?.rateLimit?.windowMillis ?? documented.windowMillis)
+    }
+    const log = new SlidingLog(rateLimit.limit, rateLimit.windowMillis)
+    const stamps: Array<{ id: string; hash: string; status: string; createdAt: string }> = [
+      {
+        id: "stamp_0001",
+        hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        status: "confirmed",
+        createdAt: "2024-01-01T00:00:00.000Z"
+      }
+    ]
+
+    const issueToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const query = Http.queryOf(request.url)
+      const key = query.get("key")
+      const secret = query.get("secret")
+      if (key === null || secret === null || key === "" || secret === "") {
+        return {
+          response: Http.json(400, errors(215, "Bad Authentication data: key and secret are required")),
+          reason: "missing key or secret"
+        }
+      }
+      const app = apps.find((a) => Http.safeEqual(a.key, key) && Http.safeEqual(a.secret, secret))
+      if (app === undefined || deleted.has(app.key)) {
+        return {
+          response: Http.json(401, errors(32, "Could not authenticate you")),
+          reason: app === undefined ? "invalid credentials" : "app deleted"
+        }
+      }
+      const { token } = yield* kernel.issue({
+        subject: app.key,
+        lifetimeMillis: tokenLifetimeMillis,
+        exp: false,
+        claims: {
+          sub: app.key,
+          owner: {
+            uid: `uid_${app.key.slice(0, 12)}`,
+            uname: "sandbox",
+            uavatar: "//www.gravatar.com/avatar/00000000000000000000000000000000?d=identicon"
+          },
+          app_name: app.appName,
+          scope: ["notarization:*", "storage:*", "ipfs:*", "streams:*", "connect:*", "infura:*", "cluster:*", "sso"],
+          aud: "https://developers.token-project.eu",
+          grant_type: "client_credentials"
+        }
+      })
+      return {
+        response: Http.json(200, { token_type: "bearer", access_token: token }, { "cache-control": "no-store" })
+      }
+    })
+
+    const rateHeaders = (remaining: number, resetAt: number): Record<string, string> => ({
+      "x-ratelimit-limit": String(rateLimit.limit),
+      "x-ratelimit-remaining": String(remaining),
+      "x-ratelimit-reset": String(Math.ceil(resetAt / 1000))
+    })
+
+    /** Authentication, then the per-app per-endpoint sliding log, then the route; X-RateLimit-* always. */
+    const guarded = <R>(
+      route: string,
+      handler: (app: string) => Effect.Effect<Handled, never, R>
+    ): Effect.Effect<Handled, never, R | HttpServerRequest.HttpServerRequest> =>
+      Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const now = yield* Clock.currentTimeMillis
+        const check = kernel.checkBearer(request, now)
+        if (check._tag !== "Valid") {
+          const subject = check._tag === "Invalid" ? check.subject : undefined
+          const state = subject === undefined
+            ? { remaining: rateLimit.limit, resetAt: now }
+            : log.peek(`${subject}|${route}`, now)
+          return {
+            response: Http.json(
+              401,
+              check._tag === "Missing"
+                ? errors(215, "Bad Authentication data")
+                : errors(89, "Invalid or expired token"),
+              {
+                ...rateHeaders(state.remaining, state.resetAt),
+                "www-authenticate": check._tag === "Missing" ? "Bearer" : "Bearer error=\"invalid_token\""
+              }
+            ),
+            client: subject,
+            reason: check._tag === "Missing" ? "missing token" : check.reason
+          }
+        }
+        const app = check.record.subject
+        const decision = log.take(`${app}|${route}`, now)
+        const headers = rateHeaders(decision.remaining, decision.resetAt)
+        if (!decision.admitted) {
+          return { response: Http.json(429, rateLimitedBody, headers), client: app }
+        }
+        const handled = yield* handler(app)
+        return {
+          ...handled,
+          response: HttpServerResponse.setHeaders(handled.response, headers),
+          client: app,
+          admitted: true
+        }
+      })
+
+    const api = <R>(
+      method: "GET" | "POST",
+      path: `/${string}`,
+      handler: (app: string) => Effect.Effect<Handled, never, R>
+    ) => HttpRouter.makeRoute(method, path, kernel.api(`${method} ${path}`, guarded(`${method} ${path}`, handler)))
+
+    const router = HttpRouter.fromIterable([
+      HttpRouter.makeRoute("POST", "/auth/token", kernel.token("issue", "POST /auth/token", issueToken)),
+      api("GET", "/notarizations/stamps", () => Effect.succeed({ response: Http.json(200, { data: stamps }) })),
+      api("POST", "/notarizations/stamps", () =>
+        Effect.gen(function*() {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const parsed = Http.mediaType(request) === "application/json"
+            ? Http.parseJson(yield* Http.bodyText(request))
+            : undefined
+          const hash = parsed !== undefined && Http.isRecord(parsed.value) ? parsed.value.hash : undefined
+          if (typeof hash !== "string" || !/^[0-9a-f]{64}$/i.test(hash)) {
+            return { response: Http.json(400, errors(38, "hash parameter is missing or not a SHA-256 hex digest")) }
+          }
+          const now = yield* Clock.currentTimeMillis
+          const stamp = {
+            id: `stamp_${yield* randomString(12)}`,
+            hash,
+            status: "pending",
+            createdAt: new Date(now).toISOString()
+          }
+          stamps.push(stamp)
+          if (stamps.length > 100) stamps.splice(1, 1)
+          return { response: Http.json(201, stamp) }
+        })),
+      api("GET", "/storage/files", () =>
+        Effect.succeed({
+          response: Http.json(200, {
+            data: [{ cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi", name: "hello.txt", size: 12 }]
+          })
+        }))
+    ])
+
+    const app = kernel.app(router, () => Http.json(404, errors(34, "Sorry, that page does not exist")))
+
+    return {
+      provider: "token-project",
+      app,
+      credentials,
+      timeScale: kernel.timeScale,
+      rateLimit,
+      tokenLifetimeMillis,
+      recording: Effect.sync(() => kernel.snapshot()),
+      resetRecording: Effect.sync(() => kernel.resetRecording()),
+      faults: kernel.controls(),
+      revokeAll: Effect.flatMap(
+        Clock.currentTimeMillis,
+        (now) => Effect.sync(() => kernel.revokeWhere(now, () => true))
+      ),
+      deleteApp: (key = credentials.key) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.sync(() => {
+            deleted.add(key)
+            return kernel.revokeWhere(now, (record) => record.subject === key)
+          })),
+      restoreApp: (key = credentials.key) =>
+        Effect.sync(() => {
+          deleted.delete(key)
+        })
+    } satisfies TokenProjectSandbox
+  })
