@@ -1,0 +1,218 @@
+/**
+ * What every provider module shares: turning a token source and options into the token cache, the
+ * limiter and the authenticated client; exposing them under the provider's own Tags; reading the
+ * environment through `Config` with errors that name the variable. A provider module adds only what is
+ * its own: the wire format of its token endpoint, its defaults, its headers and its variable names.
+ */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as ApiClient from "@tollgate/core/ApiClient"
+import * as BaseUrl from "@tollgate/core/BaseUrl"
+import * as RateLimiter from "@tollgate/core/RateLimiter"
+import type * as RateLimitHeaders from "@tollgate/core/RateLimitHeaders"
+import * as TokenCache from "@tollgate/core/TokenCache"
+import * as TokenExchange from "@tollgate/core/TokenExchange"
+import type * as TokenSource from "@tollgate/core/TokenSource"
+import type { Scope } from "effect"
+import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option, Predicate, Redacted } from "effect"
+
+/**
+ * The settings of a provider that are not credentials or addresses: every default a provider module
+ * sets is overridable here, and `layerConfig` accepts them as overrides.
+ */
+export interface Tuning {
+  /** The API's request budget. Default: the provider's documented limit, or `unlimited`. */
+  readonly limits?: RateLimiter.Policy | undefined
+  /** Refresh lead, safety margin, retries, cooldown and revocation of the token cache. */
+  readonly tokenCache?: Omit<TokenCache.Options, "limiter"> | undefined
+  /** Bound on each request to the token endpoint. Default: 15 seconds. */
+  readonly tokenTimeout?: Duration.DurationInput | undefined
+  /** Tuning of the authenticated client; `headers` are added to the provider's own. */
+  readonly client?: Pick<ApiClient.Options, "timeout" | "permitDeadline" | "retry" | "headers"> | undefined
+}
+
+/** Where the provider is, and whether plain http to loopback (a sandbox) is acceptable. */
+export interface Connection {
+  /** The API's base URL: https, or http to loopback with `allowInsecureLoopback`. */
+  readonly baseUrl?: string | undefined
+  /** Accept `http://` for 127.0.0.0/8, `::1` and `localhost` (sandboxes, tests). Default: false. */
+  readonly allowInsecureLoopback?: boolean | undefined
+}
+
+/** The three services a provider Layer provides. */
+export interface Services {
+  readonly client: ApiClient.Service
+  readonly tokens: TokenCache.Service
+  readonly limiter: RateLimiter.Service
+}
+
+/** The provider's Tags for its three services. */
+export interface Tags<C, T, L> {
+  readonly client: Context.Tag<C, ApiClient.Service>
+  readonly tokens: Context.Tag<T, TokenCache.Service>
+  readonly limiter: Context.Tag<L, RateLimiter.Service>
+}
+
+/** What a provider module hands to `build`. */
+export interface Spec {
+  readonly provider: string
+  readonly source: TokenSource.Service
+  readonly baseUrl: string
+  /** Fixed headers the provider requires on API requests. */
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** The documented API limit, used unless `tuning.limits` overrides it. */
+  readonly limits: RateLimiter.Policy
+  /** A limit on token requests, taken by the token cache before each grant. */
+  readonly tokenLimits?: RateLimiter.Policy | undefined
+  readonly keyOf?: ((request: HttpClientRequest.HttpClientRequest) => string) | undefined
+  readonly resetFormat?: RateLimitHeaders.ResetFormat | undefined
+  readonly tuning: Tuning
+}
+
+/**
+ * The token cache, the limiter and the client, in the current scope. Closing the scope stops the
+ * client, then the limiter, then the cache (which revokes its token where the source can).
+ */
+export const build = (spec: Spec): Effect.Effect<Services, never, HttpClient.HttpClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const tokenLimiter = spec.tokenLimits === undefined
+      ? undefined
+      : yield* RateLimiter.make(spec.tokenLimits, { provider: `${spec.provider} token endpoint` })
+    const tokens = yield* TokenCache.make(spec.source, { ...spec.tuning.tokenCache, limiter: tokenLimiter })
+    const limiter = yield* RateLimiter.make(spec.tuning.limits ?? spec.limits, { provider: spec.provider })
+    const client = yield* ApiClient.make({
+      provider: spec.provider,
+      baseUrl: spec.baseUrl,
+      headers: { ...spec.tuning.client?.headers, ...spec.headers },
+      tokens,
+      limiter,
+      keyOf: spec.keyOf,
+      resetFormat: spec.resetFormat,
+      timeout: spec.tuning.client?.timeout,
+      permitDeadline: spec.tuning.client?.permitDeadline,
+      retry: spec.tuning.client?.retry
+    })
+    return { client, tokens, limiter }
+  })
+
+/** The three services under the provider's Tags, built in the Layer's scope. */
+export const layer = <C, T, L, E, R>(
+  tags: Tags<C, T, L>,
+  make: Effect.Effect<Services, E, R>
+): Layer.Layer<C | T | L, E, Exclude<R, Scope.Scope>> =>
+  Layer.scopedContext(
+    Effect.map(make, (services) =>
+      Context.make(tags.client, services.client).pipe(
+        Context.add(tags.tokens, services.tokens),
+        Context.add(tags.limiter, services.limiter)
+      ))
+  )
+
+/**
+ * A Layer from options read through `Config` plus the caller's overrides (which win, except where they
+ * are `undefined`), so a bad environment fails when the Layer is built.
+ */
+export const layerConfig = <A extends object, O extends object, Out, E, R>(
+  config: Config.Config<A>,
+  overrides: O | undefined,
+  layer: (options: A & O) => Layer.Layer<Out, E, R>
+): Layer.Layer<Out, E | ConfigError.ConfigError, R> =>
+  Layer.unwrapEffect(Effect.map(config, (options) => layer(merge(options, overrides))))
+
+/** `options` with every defined value of `overrides` on top. */
+export const merge = <A extends object, O extends object>(options: A, overrides: O | undefined): A & O => {
+  const merged: Record<string, unknown> = { ...(options as Record<string, unknown>) }
+  for (const [key, value] of Object.entries(overrides ?? {})) {
+    if (value !== undefined) merged[key] = value
+  }
+  return merged as A & O
+}
+
+/**
+ * Checks a URL from options (or the environment) and returns it normalised, or a `ConfigError` naming
+ * `name`.
+ */
+export const url = (
+  name: string,
+  value: string,
+  allowInsecureLoopback: boolean | undefined
+): Either.Either<string, ConfigError.ConfigError> => BaseUrl.validate(name, value, { allowInsecureLoopback })
+
+/**
+ * For a token source built directly from options: an invalid URL is a defect, so credentials are never
+ * sent to it. `make`, `layer` and `layerConfig` check the same URL first and fail with a typed
+ * `ConfigError` instead.
+ */
+export const urlOrDie = (name: string, value: string, allowInsecureLoopback: boolean | undefined): string =>
+  Either.getOrThrowWith(url(name, value, allowInsecureLoopback), (error) => new Error(String(error)))
+
+/**
+ * Provider text from an error body, scrubbed of `secrets` by core's `errorDetails`. Handles the shapes
+ * `errorDetails` does not: a NestJS `message` array.
+ */
+export const describeError = (
+  reply: TokenExchange.Reply,
+  secrets: ReadonlyArray<Redacted.Redacted<string>>
+): { readonly code: string | undefined; readonly description: string | undefined } => {
+  const body = Option.getOrUndefined(reply.body)
+  const message = Predicate.isRecord(body) ? body["message"] : undefined
+  if (!Array.isArray(message)) return TokenExchange.errorDetails(reply, secrets)
+  const joined = message.filter(Predicate.isString).join("; ")
+  const normalised = { ...(body as Record<string, unknown>), message: joined.length > 0 ? joined : undefined }
+  return TokenExchange.errorDetails({ ...reply, body: Option.some(normalised) }, secrets)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Config
+// ---------------------------------------------------------------------------------------------------
+
+/** The variable that allows plain http to loopback base URLs (sandboxes, tests). */
+export const allowInsecureLoopbackVariable = "TOLLGATE_ALLOW_INSECURE_LOOPBACK"
+
+/** `TOLLGATE_ALLOW_INSECURE_LOOPBACK`, false when unset. */
+export const allowInsecureLoopback: Config.Config<boolean> = Config.withDefault(
+  Config.boolean(allowInsecureLoopbackVariable),
+  false
+)
+
+/** A required, non-empty string: missing or empty is a `ConfigError` naming the variable. */
+export const required = (name: string): Config.Config<string> => BaseUrl.nonEmpty(name)
+
+/** A required, non-empty secret, never trimmed, never echoed. */
+export const secret = (name: string): Config.Config<Redacted.Redacted<string>> =>
+  Config.mapOrFail(Config.redacted(name), (value) =>
+    Redacted.value(value).trim().length === 0
+      ? Either.left(ConfigError.MissingData([name], `${name} is set but empty`))
+      : Either.right(value))
+
+/**
+ * An optional string: unset is `None`; set but empty is a `ConfigError` naming the variable (unset it to
+ * get the default), so a blank line in a `.env` file is never silently ignored.
+ */
+export const optional = (name: string): Config.Config<Option.Option<string>> =>
+  Config.mapOrFail(
+    Config.option(Config.string(name)),
+    (value) =>
+      Option.isSome(value) && value.value.trim().length === 0
+        ? Either.left(ConfigError.InvalidData([name], `${name} is set but empty; unset it to use the default`))
+        : Either.right(Option.map(value, (v) => v.trim()))
+  )
+
+/** An optional string with a default for when it is unset; set but empty is a `ConfigError`. */
+export const withDefault = (name: string, fallback: string): Config.Config<string> =>
+  Config.map(optional(name), Option.getOrElse(() => fallback))
+
+/**
+ * A base URL with a default for when it is unset, validated with the loopback allowance from
+ * `TOLLGATE_ALLOW_INSECURE_LOOPBACK`. Set but empty, without a scheme, or plain http to a remote host is
+ * a `ConfigError` naming the variable.
+ */
+export const baseUrl = (name: string, fallback: string): Config.Config<string> =>
+  Config.mapOrFail(
+    Config.all([allowInsecureLoopback, Config.withDefault(Config.string(name), fallback)]),
+    ([allow, value]) => url(name, value, allow)
+  )
+
+/** A duration, by `Duration.decode`'s rules ("90 minutes", "1 hour"). */
+export const optionalDuration = (name: string): Config.Config<Option.Option<Duration.Duration>> =>
+  Config.option(Config.duration(name))

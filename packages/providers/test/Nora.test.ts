@@ -1,0 +1,209 @@
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import { describe, expect, it } from "@effect/vitest"
+import * as RateLimiter from "@tollgate/core/RateLimiter"
+import { Cause, Duration, Effect, Exit, Fiber, Layer, Option, Redacted, TestClock } from "effect"
+import * as Nora from "../src/Nora.js"
+import * as Loopback from "./utils/Loopback.js"
+import * as Memory from "./utils/Memory.js"
+
+// The docs' own example credentials: the secret holds quotes, backticks, braces, "$", "+" and ":".
+const secret = "{zPYnGM$c&p+NLH0JNm-xdD'6+VHVuE`1R/xe(7+*eSAIOW^C~)M:8H_32Vd#{J"
+const credentials = {
+  clientId: "2mvc4Ev4qpU8Y0FbADRq4xpZOhf",
+  clientSecret: Redacted.make(secret),
+  organizationId: "2nHy8pbeoD5CM9WbjvyGj1VKoUu"
+}
+
+/** Nora as its docs describe it, strict about the request shape (NestJS error bodies). */
+const noraServer = (options: { readonly echoSecretIn400?: boolean } = {}) => {
+  let issued = 0
+  const tokens = new Set<string>()
+  return Loopback.serve((request) => {
+    if (request.path === "/api/token") {
+      if (request.method !== "POST") return { status: 404, body: { statusCode: 404, message: "Not Found" } }
+      if (request.headers["content-type"] !== "application/json" || request.headers.accept !== "application/json") {
+        return { status: 400, body: { statusCode: 400, message: "Unsupported content type", error: "Bad Request" } }
+      }
+      const body = JSON.parse(request.rawBody) as Record<string, unknown>
+      const problems = ["clientId", "clientSecret", "organizationId"]
+        .filter((field) => typeof body[field] !== "string")
+        .map((field) => `${field} must be a string`)
+      if (Object.keys(body).length !== 3 || problems.length > 0) {
+        const message = options.echoSecretIn400 ? [...problems, `received ${JSON.stringify(body)}`] : problems
+        return { status: 400, body: { statusCode: 400, message, error: "Bad Request" } }
+      }
+      if (body["clientId"] !== credentials.clientId || body["clientSecret"] !== secret) {
+        return { status: 401, body: { statusCode: 401, message: "Invalid credentials", error: "Unauthorized" } }
+      }
+      const token = Loopback.jwt({ sub: body["clientId"], n: ++issued })
+      tokens.add(token)
+      return { status: 200, body: { token, expires_in: 3600, token_type: "Bearer" } }
+    }
+    if (request.method === "GET" && request.path === "/api/forms") {
+      const auth = request.headers.authorization ?? ""
+      return tokens.has(auth.replace(/^Bearer /, ""))
+        ? { status: 200, body: [{ id: "form-1" }] }
+        : { status: 401, body: { statusCode: 401, message: "Unauthorized" } }
+    }
+    return { status: 404, body: { statusCode: 404, message: "Not Found" } }
+  })
+}
+
+describe("Nora", () => {
+  describe("against a loopback server", () => {
+    it.scopedLive("POST /api/token with the exact JSON body and headers; API requests carry the token", () =>
+      Effect.gen(function*() {
+        const server = yield* noraServer()
+        const { client, tokens } = yield* Nora.make({
+          ...credentials,
+          baseUrl: server.url,
+          allowInsecureLoopback: true
+        })
+        const response = yield* client.get("/api/forms")
+        expect(response.status).toBe(200)
+        expect(yield* response.json).toEqual([{ id: "form-1" }])
+
+        expect(server.requests).toHaveLength(2)
+        const [token, api] = server.requests
+        expect(token).toMatchObject({ method: "POST", path: "/api/token" })
+        expect(token!.headers["content-type"]).toBe("application/json")
+        expect(token!.headers.accept).toBe("application/json")
+        expect(token!.headers.authorization).toBeUndefined()
+        expect(JSON.parse(token!.rawBody)).toEqual({
+          clientId: credentials.clientId,
+          clientSecret: secret,
+          organizationId: credentials.organizationId
+        })
+        const held = Option.getOrThrow(yield* tokens.current)
+        expect(api).toMatchObject({ method: "GET", path: "/api/forms" })
+        expect(api!.headers.authorization).toBe(`Bearer ${Redacted.value(held.value)}`)
+        expect(Duration.toSeconds(Option.getOrThrow(held.lifetime))).toBe(3600)
+        expect(tokens.identity).toMatchObject({ provider: "nora", endpoint: `${server.url}/api/token` })
+      }).pipe(Effect.provide(NodeHttpClient.layerUndici)))
+
+    it.scopedLive("400 is a ProviderError with the body's description, scrubbed of the secret, not retried", () =>
+      Effect.gen(function*() {
+        const server = yield* noraServer({ echoSecretIn400: true })
+        // An organisation id of the wrong type makes the server answer 400 and echo the body it got.
+        const { client } = yield* Nora.make({
+          ...credentials,
+          organizationId: undefined as unknown as string,
+          baseUrl: server.url,
+          allowInsecureLoopback: true
+        })
+        const error = yield* Effect.flip(client.get("/api/forms"))
+        expect(error).toMatchObject({ _tag: "ProviderError", provider: "nora", status: 400, code: "Bad Request" })
+        expect(error.message).toContain("organizationId must be a string")
+        expect(error.message).not.toContain(secret)
+        expect(JSON.stringify(error)).not.toContain(secret)
+        expect(server.requests.map((r) => r.path)).toEqual(["/api/token"])
+      }).pipe(Effect.provide(NodeHttpClient.layerUndici)))
+
+    it.scopedLive("401 is InvalidCredentials: never retried, and no API request is sent", () =>
+      Effect.gen(function*() {
+        const server = yield* noraServer()
+        const { client } = yield* Nora.make({
+          ...credentials,
+          clientSecret: Redacted.make("wrong-secret-value"),
+          baseUrl: server.url,
+          allowInsecureLoopback: true
+        })
+        const error = yield* Effect.flip(client.get("/api/forms"))
+        expect(error).toMatchObject({ _tag: "InvalidCredentials", provider: "nora", status: 401 })
+        expect(error.message).toContain("Invalid credentials")
+        expect(error.message).not.toContain("wrong-secret-value")
+        expect(server.requests.map((r) => r.path)).toEqual(["/api/token"])
+      }).pipe(Effect.provide(NodeHttpClient.layerUndici)))
+  })
+
+  describe("defaults, in virtual time", () => {
+    const memoryNora = () =>
+      Memory.make((request) =>
+        request.url.pathname === "/api/token"
+          ? { body: { token: Loopback.jwt({ at: request.at }), expires_in: 7200, token_type: "Bearer" } }
+          : { body: [] }
+      )
+
+    it.scoped("a lifetime above 3600 s is clamped to it; the base URL defaults to the documented host", () =>
+      Effect.gen(function*() {
+        const memory = memoryNora()
+        const { client, tokens } = yield* Nora.make(credentials).pipe(
+          Effect.provideService(HttpClient.HttpClient, memory.client)
+        )
+        yield* client.get("/api/forms")
+        expect(memory.seen.map((r) => r.url.href)).toEqual([
+          "https://main.formflow-dev.net/api/token",
+          "https://main.formflow-dev.net/api/forms"
+        ])
+        const held = Option.getOrThrow(yield* tokens.current)
+        expect(Duration.toSeconds(Option.getOrThrow(held.lifetime))).toBe(3600)
+      }))
+
+    it.scoped("at most 60 API requests per minute by default; the limit is overridable", () =>
+      Effect.gen(function*() {
+        const memory = memoryNora()
+        const { client, limiter } = yield* Nora.make(credentials).pipe(
+          Effect.provideService(HttpClient.HttpClient, memory.client)
+        )
+        const fibers = yield* Effect.forEach(
+          Array.from({ length: 61 }),
+          () => Effect.fork(client.get("/api/forms")),
+          { concurrency: "unbounded" }
+        )
+        yield* TestClock.adjust("1 second")
+        const api = () => memory.seen.filter((r) => r.url.pathname === "/api/forms")
+        expect(api()).toHaveLength(60)
+        yield* TestClock.adjust("1 minute")
+        yield* Effect.forEach(fibers, Fiber.join)
+        expect(api()).toHaveLength(61)
+        expect(api()[60]!.at).toBeGreaterThanOrEqual(60_000)
+        expect((yield* limiter.stats).waited).toBe(1)
+
+        const other = memoryNora()
+        const unlimited = yield* Nora.make({ ...credentials, limits: RateLimiter.unlimited }).pipe(
+          Effect.provideService(HttpClient.HttpClient, other.client)
+        )
+        yield* Effect.forEach(Array.from({ length: 61 }), () => unlimited.client.get("/api/forms"), {
+          concurrency: "unbounded"
+        })
+        expect(other.seen.filter((r) => r.url.pathname === "/api/forms")).toHaveLength(61)
+      }))
+
+    it.effect("a token source built directly with an unacceptable URL dies before sending anything", () =>
+      Effect.gen(function*() {
+        const memory = memoryNora()
+        const exit = yield* Effect.exit(
+          Nora.tokenSource({ ...credentials, baseUrl: "http://main.formflow-dev.net" }).pipe(
+            Effect.provideService(HttpClient.HttpClient, memory.client)
+          )
+        )
+        expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+        expect(memory.seen).toHaveLength(0)
+        const typed = yield* Effect.scoped(Effect.flip(
+          Nora.make({ ...credentials, baseUrl: "http://main.formflow-dev.net" }).pipe(
+            Effect.provideService(HttpClient.HttpClient, memory.client)
+          )
+        ))
+        expect(String(typed)).toContain("plain http is refused")
+      }))
+
+    it.scoped("layer provides the client, the token cache and the limiter under Nora's own Tags", () =>
+      Effect.gen(function*() {
+        const memory = memoryNora()
+        const program = Effect.gen(function*() {
+          const client = yield* Nora.NoraClient
+          const tokens = yield* Nora.NoraTokens
+          const limiter = yield* Nora.NoraLimiter
+          yield* client.get("/api/forms")
+          return { stats: yield* tokens.stats, granted: (yield* limiter.stats).granted }
+        })
+        const result = yield* program.pipe(
+          Effect.provide(
+            Nora.layer(credentials).pipe(Layer.provide(Layer.succeed(HttpClient.HttpClient, memory.client)))
+          )
+        )
+        expect(result).toMatchObject({ stats: { fetches: 1 }, granted: 1 })
+      }))
+  })
+})
