@@ -100,5 +100,6 @@ export const config = (
 export const nonEmpty = (name: string): Config.Config<string> =>
   Config.mapOrFail(Config.string(name), (value) =>
     value.trim().length === 0
-      ? Either.left(ConfigError.MissingData([name], `${name} is set but empty`))
+      // Invalid, not missing: `Config.withDefault` and `Config.option` must not mistake it for absent.
+      ? Either.left(ConfigError.InvalidData([name], `${name} is set but empty`))
       : Either.right(value.trim()))

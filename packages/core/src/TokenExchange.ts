@@ -178,10 +178,14 @@ export const errorDetails = (
   const errors = Array.isArray(body["errors"]) && Predicate.isRecord(body["errors"][0]) ? body["errors"][0] : {}
   const nested = Predicate.isRecord(body["error"]) ? body["error"] : {}
   const code = firstString(body["error"], body["code"], errors["code"], nested["code"])
+  // NestJS and class-validator send `message` as a list of strings.
+  const messages = Array.isArray(body["message"]) && body["message"].every((m) => typeof m === "string")
+    ? body["message"].join("; ")
+    : body["message"]
   const description = firstString(
     body["error_description"],
     body["description"],
-    body["message"],
+    messages,
     errors["message"],
     nested["message"]
   )

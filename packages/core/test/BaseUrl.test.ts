@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Either } from "effect"
+import { Config, ConfigProvider, Effect, Either } from "effect"
 import * as BaseUrl from "../src/BaseUrl.js"
 
 describe("BaseUrl", () => {
@@ -49,6 +49,12 @@ describe("BaseUrl", () => {
         ConfigProvider.fromMap(new Map([["NORA_CLIENT_ID", "  "]]))
       )
       expect(Either.isLeft(empty) && String(empty.left)).toContain("NORA_CLIENT_ID")
+      // Set but empty is invalid, not missing: a default must not paper over it.
+      const defaulted = yield* Effect.withConfigProvider(
+        Effect.either(Config.withDefault(BaseUrl.nonEmpty("NORA_REGION"), "se")),
+        ConfigProvider.fromMap(new Map([["NORA_REGION", ""]]))
+      )
+      expect(Either.isLeft(defaulted)).toBe(true)
       const missing = yield* Effect.withConfigProvider(
         Effect.either(BaseUrl.nonEmpty("NORA_CLIENT_ID")),
         ConfigProvider.fromMap(new Map())

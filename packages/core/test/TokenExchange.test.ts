@@ -222,12 +222,26 @@ describe("TokenExchange", () => {
       [{ errors: [{ code: 88, message: "Rate limit exceeded" }] }, "88", "Rate limit exceeded"],
       [{ error: { code: "E1", message: "nested" } }, "E1", "nested"],
       [{ message: "only a message" }, undefined, "only a message"],
+      [
+        { statusCode: 400, message: ["clientId must be a string", "organizationId should not be empty"] },
+        undefined,
+        "clientId must be a string; organizationId should not be empty"
+      ],
       [{ error: "", error_description: "" }, undefined, undefined],
       [{}, undefined, undefined],
       [[1, 2], undefined, undefined],
       ["text", undefined, undefined]
     ])("reads %j", (body, code, description) => {
       expect(TokenExchange.errorDetails(reply(400, body))).toEqual({ code, description })
+    })
+
+    it("scrubs a secret echoed inside JSON text, escaped", () => {
+      const secret = "quote\"and\\backslash"
+      const echoed = JSON.stringify({ got: secret })
+      const details = TokenExchange.errorDetails(reply(400, { error: "invalid_request", error_description: echoed }), [
+        Redacted.make(secret)
+      ])
+      expect(details.description).toBe("{\"got\":\"<redacted>\"}")
     })
 
     it("scrubs every secret, in raw, percent- and form-encoded forms, and bounds the length", () => {

@@ -42,7 +42,13 @@ export const scrub = (text: string, secrets: ReadonlyArray<string>, maxLength = 
   let result = text
   for (const secret of secrets) {
     if (secret.length < 4) continue
-    const forms = new Set([secret, encodeURIComponent(secret), new URLSearchParams([["", secret]]).toString().slice(1)])
+    // As sent (raw, percent-encoded, form-encoded) and as echoed back inside JSON text (escaped).
+    const forms = new Set([
+      secret,
+      encodeURIComponent(secret),
+      new URLSearchParams([["", secret]]).toString().slice(1),
+      JSON.stringify(secret).slice(1, -1)
+    ])
     for (const form of forms) result = result.split(form).join("<redacted>")
   }
   return result.length > maxLength ? `${result.slice(0, maxLength)}…` : result
