@@ -31,6 +31,7 @@ import {
 } from "effect"
 import type { Scope } from "effect"
 import type * as AccessToken from "./AccessToken.js"
+import * as Metrics from "./internal/metrics.js"
 import * as RateLimiter from "./RateLimiter.js"
 import * as RateLimitHeaders from "./RateLimitHeaders.js"
 import * as TokenCache from "./TokenCache.js"
@@ -155,25 +156,44 @@ export const withRequestOptions: {
  */
 export const idempotentMethods: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"])
 
-const requestsTotal = Metric.counter("tollgate_requests_total", {
-  description: "Requests sent through Tollgate, by provider and response status class",
-  incremental: true
-})
-const retriesTotal = Metric.counter("tollgate_retries_total", {
-  description: "Requests retried, by provider and reason",
-  incremental: true
-})
-const permitWait = Metric.histogram(
-  "tollgate_permit_wait_seconds",
-  MetricBoundaries.exponential({ start: 0.001, factor: 4, count: 12 }),
-  "Time requests spent waiting for a rate-limit permit"
-)
+const permitWaitBoundaries = MetricBoundaries.exponential({ start: 0.001, factor: 4, count: 12 })
 
-const defaultKeyOf = (request: HttpClientRequest.HttpClientRequest): string => {
-  const url = request.url
-  const query = url.indexOf("?")
-  const path = URL.canParse(url) ? new URL(url).pathname : query === -1 ? url : url.slice(0, query)
-  return `${request.method} ${path}`
+// The path of an absolute or relative URL, without query or fragment, found without a URL parser: this
+// runs for every request.
+const pathOf = (url: string): string => {
+  const scheme = url.indexOf("://")
+  const start = scheme === -1 ? 0 : url.indexOf("/", scheme + 3)
+  if (start === -1) return "/"
+  let end = url.length
+  const query = url.indexOf("?", start)
+  if (query !== -1) end = query
+  const hash = url.indexOf("#", start)
+  if (hash !== -1 && hash < end) end = hash
+  return end === start ? "/" : url.slice(start, end)
+}
+
+const defaultKeyOf = (request: HttpClientRequest.HttpClientRequest): string =>
+  `${request.method} ${pathOf(request.url)}`
+
+// Headers that carry rate-limit information; a response with none of them needs no parsing.
+const rateLimitHeaderNames = [
+  "retry-after",
+  "x-ratelimit-remaining",
+  "x-ratelimit-reset",
+  "x-ratelimit-limit",
+  "x-rate-limit-remaining",
+  "x-rate-limit-reset",
+  "x-rate-limit-limit",
+  "ratelimit",
+  "ratelimit-remaining",
+  "ratelimit-reset",
+  "ratelimit-limit",
+  "ratelimit-policy"
+]
+
+const hasRateLimitHeaders = (headers: Readonly<Record<string, string>>): boolean => {
+  for (const name of rateLimitHeaderNames) if (headers[name] !== undefined) return true
+  return false
 }
 
 const isAbsolute = (url: string): boolean => /^[a-z][a-z0-9+.-]*:/i.test(url)
@@ -304,11 +324,12 @@ type Attempt =
 export const make = (options: Options): Effect.Effect<Service, never, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
     const base = yield* HttpClient.HttpClient
+    const clock = yield* Effect.clock
     const limiter = options.limiter ?? (yield* RateLimiter.make(RateLimiter.unlimited, { provider: options.provider }))
     const tokens = options.tokens
     const provider = options.provider
     const keyOf = options.keyOf ?? defaultKeyOf
-    const headers = options.headers ?? {}
+    const fixedHeaders = Object.entries(options.headers ?? {})
     const baseUrl = options.baseUrl
     const timeout = options.timeout === undefined ? undefined : Duration.decode(options.timeout)
     const maxRateLimited = options.retry?.rateLimited ?? 3
@@ -317,46 +338,65 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
     const maxDelay = Duration.toMillis(options.retry?.maxDelay ?? Duration.seconds(30))
     const maxWait = Duration.toMillis(options.retry?.maxWait ?? Duration.minutes(5))
     const retryNonIdempotent = options.retry?.nonIdempotent ?? false
-    const resetFormat = options.resetFormat
+    const parseOptions = { resetFormat: options.resetFormat }
+    const now = () => clock.unsafeCurrentTimeMillis()
 
-    const tagged = <M extends Metric.Metric<any, any, any>>(metric: M, key: string, value: string): M =>
-      Metric.tagged(Metric.tagged(metric, "provider", provider), key, value) as M
+    const requests = (status: string) =>
+      Metrics.counter("tollgate_requests_total", "Requests sent through Tollgate, by response status class", {
+        provider,
+        status
+      })
+    const retries = (reason: string) =>
+      Metrics.counter("tollgate_retries_total", "Requests retried, by reason", { provider, reason })
     const statusCounters = {
-      "2xx": tagged(requestsTotal, "status", "2xx"),
-      "3xx": tagged(requestsTotal, "status", "3xx"),
-      "4xx": tagged(requestsTotal, "status", "4xx"),
-      "5xx": tagged(requestsTotal, "status", "5xx"),
-      "401": tagged(requestsTotal, "status", "401"),
-      "429": tagged(requestsTotal, "status", "429")
+      "2xx": requests("2xx"),
+      "3xx": requests("3xx"),
+      "4xx": requests("4xx"),
+      "5xx": requests("5xx"),
+      "401": requests("401"),
+      "429": requests("429")
     }
     const retryCounters = {
-      unauthorized: tagged(retriesTotal, "reason", "401"),
-      rateLimited: tagged(retriesTotal, "reason", "429"),
-      transient: tagged(retriesTotal, "reason", "transient")
+      unauthorized: retries("401"),
+      rateLimited: retries("429"),
+      transient: retries("transient")
     }
-    const waitHistogram = Metric.tagged(permitWait, "provider", provider)
-    const countStatus = (status: number) =>
-      Metric.update(
-        status === 401
-          ? statusCounters["401"]
-          : status === 429
-          ? statusCounters["429"]
-          : status >= 500
-          ? statusCounters["5xx"]
-          : status >= 400
-          ? statusCounters["4xx"]
-          : status >= 300
-          ? statusCounters["3xx"]
-          : statusCounters["2xx"],
-        1
-      )
+    const waitHistogram = Metrics.histogram(
+      "tollgate_permit_wait_seconds",
+      permitWaitBoundaries,
+      "Time requests that queued spent waiting for a rate-limit permit",
+      { provider }
+    )
+    const statusCounter = (status: number) =>
+      status === 401
+        ? statusCounters["401"]
+        : status === 429
+        ? statusCounters["429"]
+        : status >= 500
+        ? statusCounters["5xx"]
+        : status >= 400
+        ? statusCounters["4xx"]
+        : status >= 300
+        ? statusCounters["3xx"]
+        : statusCounters["2xx"]
+
+    // The Authorization value of each token, built once per token rather than once per request.
+    const authorizations = new WeakMap<AccessToken.AccessToken, string>()
+    const authorize = (request: HttpClientRequest.HttpClientRequest, token: AccessToken.AccessToken) => {
+      let value = authorizations.get(token)
+      if (value === undefined) {
+        value = `Bearer ${Redacted.value(token.value)}`
+        authorizations.set(token, value)
+      }
+      return HttpClientRequest.setHeader(request, "authorization", value)
+    }
 
     const prepare = (request: HttpClientRequest.HttpClientRequest) => {
       let prepared = baseUrl !== undefined && !isAbsolute(request.url)
         ? HttpClientRequest.setUrl(request, joinUrl(baseUrl, request.url))
         : request
       // Fixed headers do not override what the caller set on the request.
-      for (const [name, value] of Object.entries(headers)) {
+      for (const [name, value] of fixedHeaders) {
         if (prepared.headers[name.toLowerCase()] === undefined) {
           prepared = HttpClientRequest.setHeader(prepared, name, value)
         }
@@ -370,64 +410,85 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
         return Math.round(delay / 2 + (delay / 2) * r)
       })
 
-    const sendOnce = (
+    const noToken = Effect.succeed(Option.none<AccessToken.AccessToken>())
+    const currentToken = tokens === undefined ? noToken : Effect.map(tokens.get, Option.some)
+
+    const send = (
       request: HttpClientRequest.HttpClientRequest,
-      subject: RateLimiter.Subject
+      token: Option.Option<AccessToken.AccessToken>
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, Error> => {
+      const sent = base.execute(token._tag === "Some" ? authorize(request, token.value) : request)
+      return timeout === undefined ? sent : Effect.timeoutFail(sent, {
+        duration: timeout,
+        onTimeout: () => new TollgateError.Timeout({ provider, operation: "API request", after: timeout })
+      })
+    }
+
+    // Holding a permit: the token, the gate, the request, and what the response says about the budget.
+    const sendWithPermit = (
+      request: HttpClientRequest.HttpClientRequest,
+      subject: RateLimiter.Subject,
+      queuedAt: number
     ): Effect.Effect<readonly [HttpClientResponse.HttpClientResponse, Option.Option<AccessToken.AccessToken>], Error> =>
-      Effect.gen(function*() {
-        const token = tokens === undefined ? Option.none() : Option.some(yield* tokens.get)
-        // A 429 seen by another fiber while this one waited for its token closes the gate for it too.
-        yield* limiter.awaitGate(subject)
-        const authorized = Option.match(token, {
-          onNone: () => request,
-          onSome: (token) => HttpClientRequest.setHeader(request, "authorization", Redacted.value(token.authorization))
-        })
-        const sent = base.execute(authorized)
-        const response = yield* (timeout === undefined ? sent : Effect.timeoutFail(sent, {
-          duration: timeout,
-          onTimeout: () => new TollgateError.Timeout({ provider, operation: "API request", after: timeout })
-        }))
-        const now = yield* DateTime.now
-        const info = RateLimitHeaders.parse(response.headers, now, { resetFormat })
-        if (RateLimitHeaders.isInformative(info)) yield* limiter.observe(info, subject)
-        yield* countStatus(response.status)
-        return [response, token] as const
+      Effect.suspend(() => {
+        // Only requests that queued are timed: the histogram then shows how long waits are, and an
+        // uncontended request pays for no metric update.
+        const waited = now() - queuedAt
+        const recordWait = waited > 0 ? Metric.update(waitHistogram, waited / 1000) : Effect.void
+        return Effect.zipRight(
+          recordWait,
+          Effect.flatMap(currentToken, (token) =>
+            // A 429 seen by another fiber while this one waited for its token closes the gate for it too.
+            Effect.zipRight(
+              limiter.awaitGate(subject),
+              Effect.flatMap(send(request, token), (response) => {
+                const observed = hasRateLimitHeaders(response.headers)
+                  ? limiter.observe(
+                    RateLimitHeaders.parse(response.headers, DateTime.unsafeMake(now()), parseOptions),
+                    subject
+                  )
+                  : Effect.void
+                return Effect.as(
+                  Effect.zipRight(observed, Metric.update(statusCounter(response.status), 1)),
+                  [response, token] as const
+                )
+              })
+            ))
+        )
       })
 
     const attempt = (
       request: HttpClientRequest.HttpClientRequest,
+      subject: RateLimiter.Subject,
+      permit: RateLimiter.PermitOptions,
+      queuedAt: number,
       retriesSoFar: number
     ): Effect.Effect<Attempt, Error> =>
-      Effect.gen(function*() {
-        const perRequest = yield* FiberRef.get(currentRequestOptions)
-        const subject: RateLimiter.Subject = { key: keyOf(request), request }
-        const deadline = perRequest.permitDeadline ?? options.permitDeadline
-        const queuedAt = yield* DateTime.now
-        const [response, token] = yield* limiter.withPermit({ ...subject, cost: perRequest.cost, deadline })(
-          Effect.zipRight(
-            Effect.flatMap(DateTime.now, (now) =>
-              Metric.update(waitHistogram, (now.epochMillis - queuedAt.epochMillis) / 1000)),
-            sendOnce(request, subject)
-          )
-        )
-        if (response.status === 401 && Option.isSome(token)) {
-          return { _tag: "Unauthorized", response, token: token.value } as const
-        }
-        if (response.status === 429) {
-          const now = yield* DateTime.now
-          const info = RateLimitHeaders.parse(response.headers, now, { resetFormat })
+      Effect.flatMap(
+        limiter.withPermit(permit)(Effect.suspend(() => sendWithPermit(request, subject, queuedAt))),
+        ([response, token]): Effect.Effect<Attempt> => {
+          if (response.status === 401 && Option.isSome(token)) {
+            return Effect.succeed({ _tag: "Unauthorized", response, token: token.value })
+          }
+          if (response.status !== 429) return Effect.succeed({ _tag: "Response", response })
+          const at = now()
+          const info = RateLimitHeaders.parse(response.headers, DateTime.unsafeMake(at), parseOptions)
           const announced = RateLimitHeaders.waitUntil(info)
-          const retryAt = Option.isSome(announced)
-            ? announced.value.epochMillis
-            : now.epochMillis + (yield* backoff(retriesSoFar))
-          yield* limiter.pauseUntil(DateTime.unsafeMake(retryAt), {
-            ...subject,
-            limit: Option.getOrUndefined(info.limit)
-          })
-          return { _tag: "RateLimited", response, retryAt } as const
+          return Effect.flatMap(
+            Option.isSome(announced)
+              ? Effect.succeed(announced.value.epochMillis)
+              : Effect.map(backoff(retriesSoFar), (d) => at + d),
+            (retryAt) =>
+              Effect.as(
+                limiter.pauseUntil(DateTime.unsafeMake(retryAt), {
+                  ...subject,
+                  limit: Option.getOrUndefined(info.limit)
+                }),
+                { _tag: "RateLimited", response, retryAt } as const
+              )
+          )
         }
-        return { _tag: "Response", response } as const
-      })
+      )
 
     const discard = (response: HttpClientResponse.HttpClientResponse) => Effect.ignore(response.arrayBuffer)
 
@@ -435,109 +496,159 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
       request: HttpClientRequest.HttpClientRequest
     ): Effect.Effect<HttpClientResponse.HttpClientResponse, Error> => {
       const prepared = prepare(request)
+      const key = keyOf(prepared)
+      const subject: RateLimiter.Subject = { key, request: prepared }
       const replayable = isReplayable(prepared)
-      const loop = (
-        state: { readonly renewed: boolean; readonly rateLimited: number; readonly transient: number }
-      ): Effect.Effect<HttpClientResponse.HttpClientResponse, Error> =>
-        Effect.gen(function*() {
-          const perRequest = yield* FiberRef.get(currentRequestOptions)
-          const idempotent = idempotentMethods.has(prepared.method) || retryNonIdempotent ||
-            perRequest.retryNonIdempotent === true
+      const run = Effect.flatMap(FiberRef.get(currentRequestOptions), (perRequest) => {
+        const idempotent = idempotentMethods.has(prepared.method) || retryNonIdempotent ||
+          perRequest.retryNonIdempotent === true
+        const deadline = perRequest.permitDeadline ?? options.permitDeadline
+        const loop = (
+          state: { readonly renewed: boolean; readonly rateLimited: number; readonly transient: number }
+        ): Effect.Effect<HttpClientResponse.HttpClientResponse, Error> => {
           const retries = state.rateLimited + state.transient + (state.renewed ? 1 : 0)
-          const outcome = yield* Effect.either(attempt(prepared, retries))
-          if (outcome._tag === "Left") {
-            const error = outcome.left
-            const transient = (error._tag === "RequestError" && error.reason === "Transport") ||
-              error._tag === "Timeout"
-            if (transient && idempotent && replayable && state.transient < maxTransient) {
-              yield* Metric.update(retryCounters.transient, 1)
-              yield* Effect.sleep(Duration.millis(yield* backoff(state.transient)))
-              return yield* loop({ ...state, transient: state.transient + 1 })
-            }
-            return yield* Effect.fail(error)
-          }
-          const result = outcome.right
-          switch (result._tag) {
-            case "Unauthorized": {
-              const challenge = bearerChallenge(result.response.headers["www-authenticate"])
-              const renewable = Option.getOrUndefined(challenge) !== "insufficient_scope"
-              // Drop exactly the token that was refused: a newer one installed meanwhile survives.
-              if (renewable) yield* tokens!.invalidate(result.token)
-              if (!state.renewed && renewable && replayable) {
-                yield* discard(result.response)
-                yield* Metric.update(retryCounters.unauthorized, 1)
-                return yield* loop({ ...state, renewed: true })
-              }
-              yield* discard(result.response)
-              return yield* Effect.fail(
-                new TollgateError.Unauthorized({
-                  provider,
-                  status: 401,
-                  challenge: Option.getOrUndefined(challenge),
-                  description: state.renewed ? "a freshly obtained token was refused as well" : undefined
-                })
-              )
-            }
-            case "RateLimited": {
-              const now = yield* DateTime.now
-              if (state.rateLimited < maxRateLimited && replayable && result.retryAt - now.epochMillis <= maxWait) {
-                yield* discard(result.response)
-                yield* Metric.update(retryCounters.rateLimited, 1)
-                // The gate is closed until `retryAt`; the retry waits for it inside the limiter.
-                return yield* loop({ ...state, rateLimited: state.rateLimited + 1 })
-              }
-              yield* discard(result.response)
-              return yield* Effect.fail(
-                new TollgateError.RateLimited({
-                  provider,
-                  reason: "server",
-                  key: keyOf(prepared),
-                  retryAt: DateTime.unsafeMake(result.retryAt)
-                })
-              )
-            }
-            case "Response": {
-              const response = result.response
-              if (response.status < 500) return response
-              if (idempotent && replayable && state.transient < maxTransient) {
-                const now = yield* DateTime.now
-                const retryAfter = RateLimitHeaders.parseRetryAfter(response.headers["retry-after"], now)
-                const delay = Math.max(
-                  yield* backoff(state.transient),
-                  Option.match(retryAfter, { onNone: () => 0, onSome: (at) => at.epochMillis - now.epochMillis })
+          const permit = { key, request: prepared, cost: perRequest.cost, deadline }
+          return Effect.matchEffect(attempt(prepared, subject, permit, now(), retries), {
+            onFailure: (error) => {
+              const transient = (error._tag === "RequestError" && error.reason === "Transport") ||
+                error._tag === "Timeout"
+              if (transient && idempotent && replayable && state.transient < maxTransient) {
+                return Effect.zipRight(
+                  Effect.zipRight(
+                    Metric.update(retryCounters.transient, 1),
+                    Effect.flatMap(backoff(state.transient), (delay) => Effect.sleep(Duration.millis(delay)))
+                  ),
+                  Effect.suspend(() => loop({ ...state, transient: state.transient + 1 }))
                 )
-                if (delay <= maxWait) {
-                  yield* discard(response)
-                  yield* Metric.update(retryCounters.transient, 1)
-                  yield* Effect.sleep(Duration.millis(delay))
-                  return yield* loop({ ...state, transient: state.transient + 1 })
-                }
               }
-              return yield* Effect.fail(
-                new HttpClientError.ResponseError({
-                  request: prepared,
-                  response,
-                  reason: "StatusCode",
-                  description: `${provider} answered HTTP ${response.status} after ${state.transient + 1} attempt(s)`
-                })
-              )
+              return Effect.fail(error)
+            },
+            onSuccess: (result) => {
+              switch (result._tag) {
+                case "Response":
+                  return result.response.status < 500
+                    ? Effect.succeed(result.response)
+                    : serverError(result.response, state, idempotent, replayable, loop)
+                case "Unauthorized":
+                  return unauthorized(result, state, replayable, loop)
+                case "RateLimited":
+                  return rateLimited(result, state, replayable, loop)
+              }
             }
-          }
-        })
-      return loop({ renewed: false, rateLimited: 0, transient: 0 }).pipe(
+          })
+        }
+        return loop({ renewed: false, rateLimited: 0, transient: 0 })
+      })
+      return run.pipe(
         Effect.mapBoth({
           onFailure: (error) => withoutCredentials(error, prepared),
           onSuccess: (response) => answering(response, prepared)
         }),
         Effect.withSpan("tollgate.request", {
           kind: "client",
+          captureStackTrace: false,
           attributes: {
             "tollgate.provider": provider,
             "http.request.method": prepared.method,
-            "url.path": keyOf(prepared).slice(prepared.method.length + 1)
+            "url.path": pathOf(prepared.url)
           }
         })
       )
+    }
+
+    type State = { readonly renewed: boolean; readonly rateLimited: number; readonly transient: number }
+    type Loop = (state: State) => Effect.Effect<HttpClientResponse.HttpClientResponse, Error>
+
+    const unauthorized = (
+      result: Extract<Attempt, { _tag: "Unauthorized" }>,
+      state: State,
+      replayable: boolean,
+      loop: Loop
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, Error> => {
+      const challenge = bearerChallenge(result.response.headers["www-authenticate"])
+      const renewable = Option.getOrUndefined(challenge) !== "insufficient_scope"
+      // Drop exactly the token that was refused: a newer one installed meanwhile survives.
+      const invalidate = renewable ? Effect.asVoid(tokens!.invalidate(result.token)) : Effect.void
+      if (!state.renewed && renewable && replayable) {
+        return Effect.zipRight(
+          Effect.zipRight(
+            Effect.zipRight(invalidate, discard(result.response)),
+            Metric.update(retryCounters.unauthorized, 1)
+          ),
+          Effect.suspend(() => loop({ ...state, renewed: true }))
+        )
+      }
+      return Effect.zipRight(
+        Effect.zipRight(invalidate, discard(result.response)),
+        Effect.fail(
+          new TollgateError.Unauthorized({
+            provider,
+            status: 401,
+            challenge: Option.getOrUndefined(challenge),
+            description: state.renewed ? "a freshly obtained token was refused as well" : undefined
+          })
+        )
+      )
+    }
+
+    const rateLimited = (
+      result: Extract<Attempt, { _tag: "RateLimited" }>,
+      state: State,
+      replayable: boolean,
+      loop: Loop
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, Error> => {
+      if (state.rateLimited < maxRateLimited && replayable && result.retryAt - now() <= maxWait) {
+        // The gate is closed until `retryAt`; the retry waits for it inside the limiter.
+        return Effect.zipRight(
+          Effect.zipRight(discard(result.response), Metric.update(retryCounters.rateLimited, 1)),
+          Effect.suspend(() => loop({ ...state, rateLimited: state.rateLimited + 1 }))
+        )
+      }
+      return Effect.zipRight(
+        discard(result.response),
+        Effect.fail(
+          new TollgateError.RateLimited({
+            provider,
+            reason: "server",
+            key: keyOf(result.response.request),
+            retryAt: DateTime.unsafeMake(result.retryAt)
+          })
+        )
+      )
+    }
+
+    const serverError = (
+      response: HttpClientResponse.HttpClientResponse,
+      state: State,
+      idempotent: boolean,
+      replayable: boolean,
+      loop: Loop
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, Error> => {
+      const giveUp = Effect.fail(
+        new HttpClientError.ResponseError({
+          request: response.request,
+          response,
+          reason: "StatusCode",
+          description: `${provider} answered HTTP ${response.status} after ${state.transient + 1} attempt(s)`
+        })
+      )
+      if (!(idempotent && replayable && state.transient < maxTransient)) return giveUp
+      return Effect.flatMap(backoff(state.transient), (backoffMillis) => {
+        const at = now()
+        const retryAfter = RateLimitHeaders.parseRetryAfter(response.headers["retry-after"], DateTime.unsafeMake(at))
+        const delay = Math.max(
+          backoffMillis,
+          Option.match(retryAfter, { onNone: () => 0, onSome: (instant) => instant.epochMillis - at })
+        )
+        if (delay > maxWait) return giveUp
+        return Effect.zipRight(
+          Effect.zipRight(
+            Effect.zipRight(discard(response), Metric.update(retryCounters.transient, 1)),
+            Effect.sleep(Duration.millis(delay))
+          ),
+          Effect.suspend(() => loop({ ...state, transient: state.transient + 1 }))
+        )
+      })
     }
 
     return HttpClient.makeWith(

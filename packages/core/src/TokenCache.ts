@@ -30,6 +30,7 @@ import {
   Scope
 } from "effect"
 import * as AccessToken from "./AccessToken.js"
+import * as Metrics from "./internal/metrics.js"
 import { sleepUntil } from "./internal/time.js"
 import type * as RateLimiter from "./RateLimiter.js"
 import * as TokenSource from "./TokenSource.js"
@@ -131,6 +132,8 @@ interface Flight {
 
 interface State {
   readonly token: Option.Option<AccessToken.AccessToken>
+  /** Until when `token` may be handed out, computed once when it is installed. */
+  readonly usableUntil: number
   readonly flight: Flight | undefined
   readonly failure:
     | { readonly error: TollgateError.TokenError; readonly retryAt: number; readonly consecutive: number }
@@ -143,11 +146,6 @@ type Decision =
   | { readonly _tag: "Join"; readonly flight: Flight }
   | { readonly _tag: "Start"; readonly flight: Flight }
   | { readonly _tag: "Fail"; readonly error: TollgateError.TokenError }
-
-const tokenRequests = Metric.counter("tollgate_token_requests_total", {
-  description: "Token requests by provider, grant and outcome",
-  incremental: true
-})
 
 /**
  * @since 0.1.0
@@ -218,6 +216,7 @@ export const make = (
     const refresher = yield* Scope.extend(FiberHandle.make<void, never>(), fiberScope)
     const state = yield* Ref.make<State>({
       token: Option.none(),
+      usableUntil: Number.NEGATIVE_INFINITY,
       flight: undefined,
       failure: undefined,
       closed: false
@@ -234,18 +233,17 @@ export const make = (
     const timing = (token: AccessToken.AccessToken) => schedule(token, options)
     const now = () => clock.unsafeCurrentTimeMillis()
 
-    const isUsable = (token: Option.Option<AccessToken.AccessToken>, at: number) =>
-      Option.isSome(token) && at < timing(token.value).usableUntil
+    const isUsable = (s: State, at: number) => at < s.usableUntil
 
     const closedError = () =>
       new TollgateError.TokenEndpointUnavailable({ provider, reason: "the token cache's scope is closed" })
 
     const counter = (grant: Grant, outcome: "success" | "failure") =>
-      tokenRequests.pipe(
-        (metric) => Metric.tagged(metric, "provider", provider),
-        (metric) => Metric.tagged(metric, "grant", grant),
-        (metric) => Metric.tagged(metric, "outcome", outcome)
-      )
+      Metrics.counter("tollgate_token_requests_total", "Token requests by provider, grant and outcome", {
+        provider,
+        grant,
+        outcome
+      })
     const counters = {
       fetch: { success: counter("fetch", "success"), failure: counter("fetch", "failure") },
       refresh: { success: counter("refresh", "success"), failure: counter("refresh", "failure") }
@@ -324,7 +322,13 @@ export const make = (
           else stats.refreshes++
           const s = yield* Ref.updateAndGet(
             state,
-            (s) => ({ ...s, token: Option.some(token), flight: undefined, failure: undefined })
+            (s) => ({
+              ...s,
+              token: Option.some(token),
+              usableUntil: timing(token).usableUntil,
+              flight: undefined,
+              failure: undefined
+            })
           )
           yield* Deferred.succeed(flight.deferred, token)
           if (!s.closed && Option.isSome(token.expiresAt)) {
@@ -371,7 +375,7 @@ export const make = (
 
     const decide = (s: State, at: number, grant: Grant): readonly [Decision, State] => {
       if (s.closed) return [{ _tag: "Fail", error: closedError() }, s]
-      if (isUsable(s.token, at)) {
+      if (isUsable(s, at)) {
         return [{ _tag: "Ready", token: (s.token as Option.Some<AccessToken.AccessToken>).value }, s]
       }
       if (s.flight !== undefined) {
@@ -401,7 +405,7 @@ export const make = (
     const get: Effect.Effect<AccessToken.AccessToken, TollgateError.TokenError> = Effect.flatMap(
       Ref.get(state),
       (s) =>
-        !s.closed && isUsable(s.token, now())
+        !s.closed && isUsable(s, now())
           ? Effect.succeed((s.token as Option.Some<AccessToken.AccessToken>).value)
           : slowGet
     )
@@ -444,7 +448,7 @@ export const make = (
     const invalidate = (token: AccessToken.AccessToken) =>
       Ref.modify(state, (s): readonly [boolean, State] =>
         Option.isSome(s.token) && AccessToken.isSameToken(s.token.value, token)
-          ? [true, { ...s, token: Option.none() }]
+          ? [true, { ...s, token: Option.none(), usableUntil: Number.NEGATIVE_INFINITY }]
           : [false, s]).pipe(Effect.tap((dropped) =>
             dropped
               ? Effect.sync(() =>
