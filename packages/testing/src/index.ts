@@ -77,3 +77,13 @@ export * as RecordingLimiter from "./RecordingLimiter.js"
  * @since 0.1.0
  */
 export * as VirtualTime from "./VirtualTime.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Arbitraries from "./Arbitraries.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Simulation from "./Simulation.js"

@@ -1,0 +1,65 @@
+import * as HttpClient from "@effect/platform/HttpClient"
+import { describe, expect, it } from "@effect/vitest"
+import { ApiClient, OAuth2, RateLimiter, TokenCache } from "@tollgate/core"
+import { Duration, Effect, Option, Redacted } from "effect"
+import * as NorceSandbox from "../src/NorceSandbox.js"
+import * as Simulation from "../src/Simulation.js"
+
+// Norce speaks plain OAuth2, so core alone can build its client: the simulation needs nothing else.
+const norceClient = (limit: RateLimiter.Policy) => (http: Parameters<Simulation.Target["client"]>[0]) =>
+  Effect.gen(function*() {
+    const base = "http://norce.sandbox.test"
+    const source = yield* OAuth2.make({
+      provider: "norce",
+      tokenUrl: `${base}/identity/1.0/connect/token`,
+      clientId: NorceSandbox.defaultCredentials.clientId,
+      clientSecret: Redacted.make(NorceSandbox.defaultCredentials.clientSecret),
+      authMethod: "client_secret_post",
+      scope: "prod"
+    })
+    const grants = yield* RateLimiter.make(RateLimiter.tokenBucket({ rate: 3, interval: "1 minute", burst: 20 }))
+    const tokens = yield* TokenCache.make(source, { limiter: grants })
+    const limiter = yield* RateLimiter.make(limit, { provider: "norce" })
+    const client = yield* ApiClient.make({
+      provider: "norce",
+      baseUrl: base,
+      headers: { ApplicationId: NorceSandbox.defaultCredentials.applicationId },
+      tokens,
+      limiter
+    })
+    return { client, tokens, limiter }
+  }).pipe(Effect.provideService(HttpClient.HttpClient, http))
+
+describe("Simulation", () => {
+  it.live(
+    "runs hours of traffic against an emulator in virtual time and reports both sides",
+    () =>
+      Effect.gen(function*() {
+        const result = yield* Simulation.simulate({
+          duration: "6 hours",
+          targets: [{
+            name: "norce",
+            emulator: NorceSandbox.make({ tokenLifetimeSeconds: 600 }),
+            client: norceClient(RateLimiter.slidingWindow({ limit: 30, window: "1 minute" })),
+            request: Simulation.get("/commerce/metadata/1.1/GetApplication?format=json"),
+            fibers: 10,
+            limit: { limit: 30, window: "1 minute" }
+          }]
+        })
+        const [norce] = result.reports
+        expect(result.virtualMillis).toBeGreaterThanOrEqual(Duration.toMillis("6 hours"))
+        expect(norce!.lost).toBe(0)
+        expect(norce!.failed).toEqual({})
+        expect(norce!.server.rateLimited).toBe(0)
+        expect(norce!.server.unauthorized).toBe(0)
+        // 30 per minute for 6 hours, less what latency costs.
+        expect(norce!.succeeded).toBeGreaterThan(0.98 * 30 * 360)
+        expect(Option.getOrThrow(norce!.window).maxAdmitted).toBeLessThanOrEqual(30)
+        // A 600-second token, renewed 5 minutes early: one fetch per 5 minutes, plus the first.
+        expect(norce!.server.tokenRequests.issue).toBeLessThanOrEqual(Math.ceil(360 / 5) + 1)
+        expect(Option.getOrThrow(norce!.tokens).fetches).toBe(norce!.server.tokenRequests.issue)
+        expect(Option.getOrThrow(norce!.perWindow)).toBeGreaterThan(29.5)
+      }),
+    60_000
+  )
+})
