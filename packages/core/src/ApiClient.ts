@@ -105,7 +105,10 @@ export interface Options {
   readonly limiter?: RateLimiter.Service | undefined
   /** The limiter key of a request. Default: `"METHOD /path"`. */
   readonly keyOf?: ((request: HttpClientRequest.HttpClientRequest) => string) | undefined
-  /** Bound on each attempt, from sending to the response headers. Default: none. */
+  /**
+   * Bound on each attempt, from sending to the response headers (the body streams afterwards, unbounded).
+   * Default: 30 seconds; `Duration.infinity` turns it off.
+   */
   readonly timeout?: Duration.DurationInput | undefined
   /** Fail at once when the limiter predicts a longer wait than this. Default: none. */
   readonly permitDeadline?: Duration.DurationInput | undefined
@@ -149,6 +152,12 @@ export const withRequestOptions: {
   }
   return Effect.locally(arguments[0], currentRequestOptions, arguments[1] as RequestOptions)
 } as any
+
+/**
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultTimeout: Duration.Duration = Duration.seconds(30)
 
 /**
  * @since 0.1.0
@@ -331,7 +340,8 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
     const keyOf = options.keyOf ?? defaultKeyOf
     const fixedHeaders = Object.entries(options.headers ?? {})
     const baseUrl = options.baseUrl
-    const timeout = options.timeout === undefined ? undefined : Duration.decode(options.timeout)
+    const requestedTimeout = Duration.decode(options.timeout ?? defaultTimeout)
+    const timeout = Duration.isFinite(requestedTimeout) ? requestedTimeout : undefined
     const maxRateLimited = options.retry?.rateLimited ?? 3
     const maxTransient = options.retry?.transient ?? 2
     const baseDelay = Duration.toMillis(options.retry?.baseDelay ?? Duration.millis(500))

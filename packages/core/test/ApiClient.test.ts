@@ -132,7 +132,7 @@ describe("ApiClient", () => {
         const { arrivals, calls, client, tokens } = yield* setup({
           latency: (n) => (n === 0 ? [0, 6 * 60_000] : [0, 0]),
           handle: (request) => (request.headers["authorization"] === refuse ? { status: 401 } : {})
-        }, { source: { lifetime: "10 minutes" } })
+        }, { source: { lifetime: "10 minutes" }, timeout: Duration.infinity })
         const first = yield* tokens.get
         refuse = `Bearer ${Redacted.value(first.value)}`
         // The request goes out with the first token; its 401 comes back only after the refresh at
@@ -286,6 +286,19 @@ describe("ApiClient", () => {
         expect(arrivals).toHaveLength(3)
       }))
 
+    it.scoped("bounds every attempt by 30 seconds unless told otherwise", () =>
+      Effect.gen(function*() {
+        const { arrivals, client } = yield* setup({ latency: () => [0, 3_600_000], handle: () => ({}) })
+        const fiber = yield* Effect.fork(Effect.flip(client.get("/hangs")))
+        yield* TestClock.adjust("29 seconds")
+        expect(arrivals).toHaveLength(1)
+        yield* TestClock.adjust("5 minutes")
+        const error = yield* Fiber.join(fiber)
+        expect(error).toMatchObject({ _tag: "Timeout", operation: "API request" })
+        // A GET is retried twice after a timeout, each attempt bounded the same way.
+        expect(arrivals).toHaveLength(3)
+      }))
+
     it.scoped("retries transport errors of idempotent requests and times out slow attempts", () =>
       Effect.gen(function*() {
         const { arrivals, client } = yield* setup({
@@ -335,8 +348,11 @@ describe("ApiClient", () => {
 
     it.scoped("interrupted queued requests are never sent; 10,000 queued requests drain with no leak", () =>
       Effect.gen(function*() {
+        // No timeout: TestClock keeps every abandoned sleep and re-sorts them at each step, which would
+        // make 10,000 timed requests slow to simulate without testing anything more.
         const { arrivals, client, limiter } = yield* setup({ handle: () => ({}) }, {
-          policy: RateLimiter.slidingWindow({ limit: 100, window: "1 second" })
+          policy: RateLimiter.slidingWindow({ limit: 100, window: "1 second" }),
+          timeout: Duration.infinity
         })
         const victims = yield* Effect.forEach(Array.from({ length: 500 }), () => Effect.fork(client.get("/victim")))
         yield* TestClock.adjust("1 millis")
