@@ -52,6 +52,12 @@ export interface Target<E = unknown> {
   /** Pause between a worker's requests. Default: none, which saturates any limit. */
   readonly think?: Duration.DurationInput | undefined
   /**
+   * Pause after a request that failed, as a real worker would back off. Default: 1 second. A typed error
+   * can come back at once (a token cooldown, a refused permit), and a worker retrying instantly would
+   * spin at one virtual instant.
+   */
+  readonly pauseAfterFailure?: Duration.DurationInput | undefined
+  /**
    * The documented limit to check the server's arrivals against: at most `limit` admitted arrivals in
    * any interval of length `window`, for each key `per` gives (default: all arrivals together).
    */
@@ -60,6 +66,11 @@ export interface Target<E = unknown> {
     readonly window: Duration.DurationInput
     readonly per?: ((arrival: Recording.Arrival) => string) | undefined
   } | undefined
+  /**
+   * Latency the emulator adds to every answer. Default: 5 to 30 milliseconds. Zero would let a worker
+   * against an unlimited API send without end at a single instant, since nothing would move the clock.
+   */
+  readonly latency?: { readonly min: Duration.DurationInput; readonly max: Duration.DurationInput } | undefined
   /** Faults to inject while the workload runs (see `Arbitraries.faultSchedule`). */
   readonly faults?: ReadonlyArray<Arbitraries.FaultEvent> | undefined
 }
@@ -158,6 +169,8 @@ const maxInWindow = (times: ReadonlyArray<number>, window: number): number => {
   return best
 }
 
+const defaultLatency = { min: Duration.millis(5), max: Duration.millis(30) }
+
 interface Tally {
   requests: number
   succeeded: number
@@ -169,10 +182,13 @@ interface Tally {
 const runTarget = (target: Target<any>, end: number) =>
   Effect.gen(function*() {
     const emulator = yield* target.emulator
+    const latency = target.latency ?? defaultLatency
+    yield* emulator.faults.set("all", { latency })
     const http = Sandbox.makeClient(() => emulator.app)
     const subject = yield* target.client(http, emulator)
     const tally: Tally = { requests: 0, succeeded: 0, lost: 0, failed: {}, latencies: [] }
     const think = target.think === undefined ? undefined : Duration.decode(target.think)
+    const pauseAfterFailure = Duration.decode(target.pauseAfterFailure ?? Duration.seconds(1))
     const count = (key: string) => {
       tally.failed[key] = (tally.failed[key] ?? 0) + 1
     }
@@ -204,16 +220,19 @@ const runTarget = (target: Target<any>, end: number) =>
         const started = yield* Clock.currentTimeMillis
         const exit = yield* Effect.exit(subject.client.execute(target.request(n)))
         tally.latencies.push((yield* Clock.currentTimeMillis) - started)
+        let ok = false
         if (Exit.isSuccess(exit)) {
           const status = exit.value.status
-          if (status >= 200 && status < 300) tally.succeeded++
+          ok = status >= 200 && status < 300
+          if (ok) tally.succeeded++
           else count(`HTTP ${status}`)
         } else {
           const failure = Cause.failureOption(exit.cause)
           if (Option.isSome(failure)) count((failure.value as { readonly _tag?: string })._tag ?? "Error")
           else tally.lost++
         }
-        if (think !== undefined) yield* Effect.sleep(think)
+        if (!ok) yield* Effect.sleep(pauseAfterFailure)
+        else if (think !== undefined) yield* Effect.sleep(think)
       }
     })
     yield* Effect.all(Array.from({ length: target.fibers }, () => worker), { concurrency: "unbounded", discard: true })

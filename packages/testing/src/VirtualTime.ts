@@ -160,20 +160,28 @@ class TaskQueue implements Scheduler.Scheduler {
     this.tasks.push(task)
   }
 
-  /** Runs tasks until none are left, including those the tasks schedule. */
-  drain(): void {
-    while (this.head < this.tasks.length) {
+  /** Tasks run since the clock last moved. */
+  ranSinceTick = 0
+
+  /** Runs tasks until none are left, including those the tasks schedule, or until `budget` have run. */
+  drain(budget = Number.POSITIVE_INFINITY): void {
+    let ran = 0
+    while (this.head < this.tasks.length && ran < budget) {
       const task = this.tasks[this.head]!
       this.tasks[this.head] = noop
       this.head++
+      ran++
       task()
       if (this.head > 4096 && this.head * 2 > this.tasks.length) {
         this.tasks = this.tasks.slice(this.head)
         this.head = 0
       }
     }
-    this.tasks = []
-    this.head = 0
+    this.ranSinceTick += ran
+    if (this.head >= this.tasks.length) {
+      this.tasks = []
+      this.head = 0
+    }
   }
 }
 
@@ -191,6 +199,11 @@ export interface RunOptions {
    * itself, or the run reports a deadlock).
    */
   readonly limit?: Duration.DurationInput | undefined
+  /**
+   * Fiber tasks allowed at a single virtual instant before the run is declared a livelock.
+   * Default: 50 million.
+   */
+  readonly maxTasksPerInstant?: number | undefined
   /**
    * Let promises and real I/O settle before each move of the clock. Needed when the program awaits
    * promises (web `Response` bodies, sockets); a pure simulation runs faster without. Default: true.
@@ -211,6 +224,23 @@ export interface RunResult<A, E> {
 }
 
 const DEFAULT_START = Date.UTC(2026, 0, 1)
+
+/**
+ * The error a run ends with when its fibers keep working without ever letting the clock move: a loop
+ * that retries instantly at one virtual instant, which in real time would spin a CPU.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Livelock extends Error {
+  override readonly name = "Livelock"
+  constructor(readonly at: number, readonly tasks: number) {
+    super(
+      `virtual-time livelock at ${new Date(at).toISOString()}: ${tasks} tasks ran without the clock moving; ` +
+        "something retries or loops without sleeping"
+    )
+  }
+}
 
 /**
  * The error a run ends with when every fiber waits on something that is neither virtual time nor a
@@ -242,9 +272,26 @@ export const run = async <A, E>(effect: Effect.Effect<A, E>, options?: RunOption
   const clock = new VirtualClock(start)
   const tasks = new TaskQueue()
   const fiber = Effect.runFork(Effect.withClock(effect, clock), { scheduler: tasks })
+  const maxTasks = options?.maxTasksPerInstant ?? 50_000_000
+  const stop = async (exit: Exit.Exit<A, E>): Promise<RunResult<A, E>> => {
+    fiber.unsafeInterruptAsFork(FiberId.none)
+    tasks.drain(1_000_000)
+    return { exit, elapsed: clock.time - start, steps }
+  }
   let steps = 0
+  let lastYield = performance.now()
   while (true) {
-    tasks.drain()
+    // Run in slices, giving the event loop a turn every 100 ms of wall time, so test timeouts, signals
+    // and I/O are never starved by a long simulation.
+    tasks.drain(100_000)
+    if (performance.now() - lastYield > 100) {
+      await macrotask()
+      lastYield = performance.now()
+    }
+    if (tasks.pending) {
+      if (tasks.ranSinceTick > maxTasks) return stop(Exit.die(new Livelock(clock.time, tasks.ranSinceTick)))
+      continue
+    }
     const exit = fiber.unsafePoll()
     if (exit !== null) return { exit, elapsed: clock.time - start, steps }
     if (settle) {
@@ -257,23 +304,20 @@ export const run = async <A, E>(effect: Effect.Effect<A, E>, options?: RunOption
       await macrotask()
       if (tasks.pending) continue
       next = clock.sleeps.peek()
-      if (next === undefined) {
-        fiber.unsafeInterruptAsFork(FiberId.none)
-        tasks.drain()
-        return { exit: Exit.die(new Deadlock(clock.time)), elapsed: clock.time - start, steps }
-      }
+      if (next === undefined) return stop(Exit.die(new Deadlock(clock.time)))
     }
     if (next.at > limit) {
       clock.time = limit
       fiber.unsafeInterruptAsFork(FiberId.none)
-      tasks.drain()
+      tasks.drain(1_000_000)
       if (settle) await macrotask()
-      tasks.drain()
+      tasks.drain(1_000_000)
       const exit = fiber.unsafePoll() ?? Exit.failCause(Cause.interrupt(FiberId.none))
       return { exit: exit as Exit.Exit<A, E>, elapsed: clock.time - start, steps }
     }
     clock.sleeps.pop()
     clock.time = Math.max(clock.time, next.at)
+    tasks.ranSinceTick = 0
     steps++
     const resume = next.resume!
     next.resume = undefined

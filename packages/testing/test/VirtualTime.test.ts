@@ -40,6 +40,22 @@ describe("VirtualTime", () => {
     expect(String(Exit.isFailure(result.exit) ? result.exit.cause : "")).toContain("deadlock")
   })
 
+  it("reports a livelock when work never lets the clock move", async () => {
+    const result = await VirtualTime.run(Effect.forever(Effect.yieldNow()), { maxTasksPerInstant: 100_000 })
+    expect(Exit.isFailure(result.exit)).toBe(true)
+    expect(String(Exit.isFailure(result.exit) ? result.exit.cause : "")).toContain("livelock")
+  })
+
+  it("gives the event loop a turn during a long simulation", async () => {
+    let fired = 0
+    const timer = setInterval(() => fired++, 1)
+    await VirtualTime.run(Effect.forEach(Array.from({ length: 300_000 }), () => Effect.sleep("1 millis")), {
+      settlePromises: false
+    })
+    clearInterval(timer)
+    expect(fired).toBeGreaterThan(0)
+  })
+
   it("interrupts a program that runs past the limit", async () => {
     let ticks = 0
     const result = await VirtualTime.run(
