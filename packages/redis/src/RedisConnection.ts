@@ -1,0 +1,340 @@
+/**
+ * The Redis connection a fleet shares its token and its request budget through, and the one way
+ * Tollgate talks to it: atomic Lua scripts, sent by digest (`EVALSHA`) and re-sent whole (`EVAL`) when
+ * the server answers `NOSCRIPT` — after a restart, a failover, a `SCRIPT FLUSH` or on a replica that
+ * never saw the script.
+ *
+ * The client is set up to fail fast rather than queue: no offline queue, a bound on every command, and
+ * no replay of commands after a reconnect. A shared limiter or token cache that cannot reach Redis
+ * fails with a typed error at once (failing closed), and works again as soon as the client has
+ * reconnected in the background.
+ *
+ * @since 0.1.0
+ */
+import { Config, Context, Duration, Effect, Layer, Option, Redacted, Runtime, Schema } from "effect"
+import type { ConfigError, Scope } from "effect"
+import { Redis } from "ioredis"
+import type { Cluster, RedisOptions } from "ioredis"
+import { createHash, randomBytes } from "node:crypto"
+
+/**
+ * Redis could not be reached or refused a command. `reason` is the client's or the server's first line
+ * of text (a connection error, a timeout, a script error); it never carries a command's arguments, so
+ * never a token, secret or key material.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RedisError extends Schema.TaggedError<RedisError>("@tollgate/redis/RedisError")("RedisError", {
+  operation: Schema.String,
+  reason: Schema.String
+}) {
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    return `Redis ${this.operation} failed: ${this.reason}`
+  }
+}
+
+/**
+ * A standalone client or a cluster client: every key a Tollgate script touches shares one hash tag, so
+ * each script runs on a single slot.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Client = Redis | Cluster
+
+/**
+ * A Lua script with its SHA-1 digest, ready for `EVALSHA`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Script {
+  /** Names the script in errors. */
+  readonly name: string
+  readonly source: string
+  readonly sha: string
+}
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const script = (name: string, source: string): Script => ({
+  name,
+  source,
+  sha: createHash("sha1").update(source).digest("hex")
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  readonly client: Client
+  /** Prepended to every key, e.g. `tollgate`. */
+  readonly prefix: string
+  /** Unique to this connection: names this process's permits, leases and memberships in Redis. */
+  readonly instanceId: string
+  /** Runs `script` atomically: `EVALSHA`, then `EVAL` once if the server no longer has it. */
+  readonly run: (
+    script: Script,
+    keys: ReadonlyArray<string>,
+    args: ReadonlyArray<string | number>
+  ) => Effect.Effect<unknown, RedisError>
+  /** Whether the client is connected and ready now. */
+  readonly isReady: Effect.Effect<boolean>
+  /** Scripts re-sent whole after a `NOSCRIPT` answer, since the connection was made. */
+  readonly reloads: Effect.Effect<number>
+}
+
+/**
+ * The shared connection of a program. Each Redis-backed cache and limiter takes it from context.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class RedisConnection extends Context.Tag("@tollgate/redis/RedisConnection")<RedisConnection, Service>() {}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** `redis://[[user]:password@]host[:port][/db]` or `rediss://…`. Default: `redis://127.0.0.1:6379`. */
+  readonly url?: string | Redacted.Redacted<string> | undefined
+  /** Prepended to every key. Default: `tollgate`. */
+  readonly prefix?: string | undefined
+  /** Bound on every command; past it the command fails (and the caller fails closed). Default: 2 seconds. */
+  readonly commandTimeout?: Duration.DurationInput | undefined
+  /** Bound on each connection attempt. Default: 2 seconds. */
+  readonly connectTimeout?: Duration.DurationInput | undefined
+  /** Delay between reconnection attempts: doubling from `base` up to `max`, forever. Default: 50 ms to 2 s. */
+  readonly reconnect?: {
+    readonly base?: Duration.DurationInput | undefined
+    readonly max?: Duration.DurationInput | undefined
+  } | undefined
+  /**
+   * Fail building the connection with `RedisError` when Redis cannot be reached within
+   * `connectTimeout`. Default: false — the program starts, every shared operation fails closed until
+   * Redis answers, and a warning is logged.
+   */
+  readonly failIfUnreachable?: boolean | undefined
+  /** Further ioredis options, applied last (the fail-fast settings above can be overridden here). */
+  readonly redisOptions?: RedisOptions | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaults = {
+  url: "redis://127.0.0.1:6379",
+  prefix: "tollgate",
+  commandTimeout: Duration.seconds(2),
+  connectTimeout: Duration.seconds(2),
+  reconnectBase: Duration.millis(50),
+  reconnectMax: Duration.seconds(2)
+} as const
+
+const firstLine = (error: unknown): string => {
+  const text = error instanceof Error ? error.message : typeof error === "string" ? error : "unknown error"
+  const line = text.split("\n")[0] ?? ""
+  return line.length > 200 ? `${line.slice(0, 200)}…` : line
+}
+
+const isNoScript = (error: unknown): boolean => error instanceof Error && error.message.startsWith("NOSCRIPT")
+
+/**
+ * Wraps a client made elsewhere (a `Cluster`, a Sentinel setup, a client with TLS settings). The caller
+ * keeps ownership: the client is not closed with the scope. For failing closed, configure it with
+ * `enableOfflineQueue: false` and a `commandTimeout`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromClient = (client: Client, options?: { readonly prefix?: string | undefined }): Service => {
+  let reloads = 0
+  const run = (
+    script: Script,
+    keys: ReadonlyArray<string>,
+    args: ReadonlyArray<string | number>
+  ): Effect.Effect<unknown, RedisError> =>
+    Effect.tryPromise({
+      try: async () => {
+        const tail = [keys.length, ...keys, ...args]
+        try {
+          return await client.call("EVALSHA", script.sha, ...tail)
+        } catch (error) {
+          if (!isNoScript(error)) throw error
+          reloads++
+          return await client.call("EVAL", script.source, ...tail)
+        }
+      },
+      catch: (error) => new RedisError({ operation: script.name, reason: firstLine(error) })
+    })
+  return {
+    client,
+    prefix: options?.prefix ?? defaults.prefix,
+    instanceId: randomBytes(9).toString("base64url"),
+    run,
+    isReady: Effect.sync(() => client.status === "ready"),
+    reloads: Effect.sync(() => reloads)
+  }
+}
+
+/**
+ * Connects to Redis, owned by the current scope (closing it quits the connection). The connection
+ * reconnects forever in the background; commands issued while it is down fail at once.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<Service, RedisError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const url = options.url === undefined
+      ? defaults.url
+      : Redacted.isRedacted(options.url)
+      ? Redacted.value(options.url)
+      : options.url
+    const commandTimeout = Duration.toMillis(options.commandTimeout ?? defaults.commandTimeout)
+    const connectTimeout = Duration.toMillis(options.connectTimeout ?? defaults.connectTimeout)
+    const base = Duration.toMillis(options.reconnect?.base ?? defaults.reconnectBase)
+    const max = Duration.toMillis(options.reconnect?.max ?? defaults.reconnectMax)
+    const runtime = yield* Effect.runtime<never>()
+    const log = (effect: Effect.Effect<void>) => Runtime.runFork(runtime)(effect)
+
+    const client = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        new Redis(url, {
+          lazyConnect: true,
+          enableOfflineQueue: false,
+          autoResendUnfulfilledCommands: false,
+          maxRetriesPerRequest: 0,
+          commandTimeout,
+          connectTimeout,
+          retryStrategy: (times) => Math.min(max, base * 2 ** Math.min(times - 1, 20)),
+          ...options.redisOptions
+        })
+      ),
+      (client) =>
+        Effect.promise(() => client.quit().catch(() => undefined)).pipe(
+          Effect.timeout(Duration.seconds(1)),
+          Effect.ignore,
+          Effect.ensuring(Effect.sync(() => client.disconnect()))
+        )
+    )
+
+    // ioredis reports connection errors as events; without a listener it prints them. Transitions are
+    // logged once each, never the URL (it may hold a password).
+    let lost = false
+    client.on("error", (error: unknown) => {
+      if (lost) return
+      lost = true
+      log(
+        Effect.logWarning("Tollgate lost its Redis connection; shared operations fail closed until it is back").pipe(
+          Effect.annotateLogs({ reason: firstLine(error) })
+        )
+      )
+    })
+    client.on("ready", () => {
+      if (!lost) return
+      lost = false
+      log(Effect.logInfo("Tollgate's Redis connection is back"))
+    })
+
+    const connected = yield* Effect.tryPromise({
+      try: () => client.connect(),
+      catch: (error) => new RedisError({ operation: "connect", reason: firstLine(error) })
+    }).pipe(
+      Effect.timeoutFail({
+        duration: Duration.millis(connectTimeout + 100),
+        onTimeout: () => new RedisError({ operation: "connect", reason: "timed out" })
+      }),
+      Effect.either
+    )
+    if (connected._tag === "Left") {
+      if (options.failIfUnreachable === true) return yield* Effect.fail(connected.left)
+      lost = true
+      yield* Effect.logWarning("Tollgate cannot reach Redis yet; shared operations fail closed until it answers").pipe(
+        Effect.annotateLogs({ reason: connected.left.reason })
+      )
+    }
+    return fromClient(client, { prefix: options.prefix })
+  })
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options?: Options): Layer.Layer<RedisConnection, RedisError> =>
+  Layer.scoped(RedisConnection, make(options))
+
+/**
+ * The connection settings from the environment: `REDIS_URL` (secret: it may hold a password; default
+ * `redis://127.0.0.1:6379`), `TOLLGATE_REDIS_PREFIX` (default `tollgate`) and
+ * `TOLLGATE_REDIS_COMMAND_TIMEOUT` (a duration such as `2 seconds`).
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options> = Config.all({
+  url: Config.redacted("REDIS_URL").pipe(Config.withDefault(Redacted.make(defaults.url))),
+  prefix: Config.string("TOLLGATE_REDIS_PREFIX").pipe(Config.withDefault(defaults.prefix)),
+  commandTimeout: Config.option(Config.duration("TOLLGATE_REDIS_COMMAND_TIMEOUT"))
+}).pipe(Config.map(({ commandTimeout, prefix, url }) => ({
+  url,
+  prefix,
+  commandTimeout: Option.getOrUndefined(commandTimeout)
+})))
+
+/**
+ * `layer` with the settings of `config`, plus overrides (the environment's command timeout, when set,
+ * wins).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  overrides?: Omit<Options, "url" | "prefix">
+): Layer.Layer<RedisConnection, RedisError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(config, ({ commandTimeout, prefix, url }) =>
+    layer({
+      ...overrides,
+      url,
+      prefix,
+      ...(commandTimeout === undefined ? {} : { commandTimeout })
+    })))
+
+/**
+ * One connection from the environment, shared by every Layer that uses it: Effect builds a Layer value
+ * once per program, so `RedisTokenCache.layerConfig` and `RedisRateLimiter.layerConfig` both use this
+ * constant and share a single connection.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromEnv: Layer.Layer<RedisConnection, RedisError | ConfigError.ConfigError> = layerConfig()
+
+/**
+ * A key under the connection's prefix whose hash tag is `tag`: every key sharing a tag lives in one
+ * Cluster slot, so one script can touch them all.
+ *
+ * @since 0.1.0
+ * @category keys
+ */
+export const key = (service: Pick<Service, "prefix">, tag: string, name: string): string =>
+  `${service.prefix}:{${tag}}:${name}`
+
+/**
+ * A hash-tag-safe rendering of an arbitrary name: readable when it is made of plain characters, a
+ * SHA-256 digest otherwise (braces would end the hash tag early).
+ *
+ * @since 0.1.0
+ * @category keys
+ */
+export const tagOf = (name: string): string =>
+  /^[\w.:/@ -]{1,100}$/.test(name) ? name : `h.${createHash("sha256").update(name).digest("base64url")}`
