@@ -497,10 +497,46 @@ export const make = (
   })
 
 /**
+ * How limiters are built: in this process by default, or shared by a fleet when a Layer provides
+ * another backend (`@tollgate/redis`). Provider modules build their limiters through it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Backend {
+  readonly make: (
+    policy: Policy,
+    options?: { readonly provider?: string | undefined }
+  ) => Effect.Effect<Service, never, Scope.Scope>
+}
+
+/**
+ * The backend in use; `make` (this process) unless a Layer provides another.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class RateLimiterBackend extends Context.Reference<RateLimiterBackend>()("@tollgate/core/RateLimiter/Backend", {
+  defaultValue: (): Backend => ({ make: (policy, options) => make(policy, options) })
+}) {}
+
+/**
+ * Builds a limiter with the backend in context.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeWithBackend = (
+  policy: Policy,
+  options?: { readonly provider?: string | undefined }
+): Effect.Effect<Service, never, Scope.Scope> =>
+  Effect.flatMap(RateLimiterBackend, (backend) => backend.make(policy, options))
+
+/**
  * @since 0.1.0
  * @category layers
  */
 export const layer = (
   policy: Policy,
   options?: { readonly provider?: string | undefined }
-): Layer.Layer<RateLimiter> => Layer.scoped(RateLimiter, make(policy, options))
+): Layer.Layer<RateLimiter> => Layer.scoped(RateLimiter, makeWithBackend(policy, options))

@@ -507,10 +507,44 @@ export const make = (
   })
 
 /**
+ * How caches are built: in this process by default, or shared by a fleet when a Layer provides another
+ * backend (`@tollgate/redis`). Provider modules build their caches through it, so moving a program to
+ * a shared store is one Layer, not a change to every provider.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Backend {
+  readonly make: (source: TokenSource.Service, options?: Options) => Effect.Effect<Service, never, Scope.Scope>
+}
+
+/**
+ * The backend in use; `make` (this process) unless a Layer provides another.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class TokenCacheBackend extends Context.Reference<TokenCacheBackend>()("@tollgate/core/TokenCache/Backend", {
+  defaultValue: (): Backend => ({ make: (source, options) => make(source, options) })
+}) {}
+
+/**
+ * Builds a cache with the backend in context.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeWithBackend = (
+  source: TokenSource.Service,
+  options?: Options
+): Effect.Effect<Service, never, Scope.Scope> =>
+  Effect.flatMap(TokenCacheBackend, (backend) => backend.make(source, options))
+
+/**
  * A cache over the `TokenSource` in context.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer = (options?: Options): Layer.Layer<TokenCache, never, TokenSource.TokenSource> =>
-  Layer.scoped(TokenCache, Effect.flatMap(TokenSource.TokenSource, (source) => make(source, options)))
+  Layer.scoped(TokenCache, Effect.flatMap(TokenSource.TokenSource, (source) => makeWithBackend(source, options)))

@@ -908,3 +908,23 @@ export const layerConfig = (
   options?: Options
 ): Layer.Layer<RateLimiter.RateLimiter, RedisConnection.RedisError | ConfigError.ConfigError> =>
   layer(policy, options).pipe(Layer.provide(RedisConnection.layerFromEnv))
+
+/**
+ * Makes every limiter built through `RateLimiter.makeWithBackend` a Redis one: provider modules and
+ * `RateLimiter.layer` then spend one budget with the whole fleet, named after their provider.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerBackend = (
+  options?: Omit<Options, "provider" | "name">
+): Layer.Layer<CoreRateLimiter.RateLimiterBackend, never, RedisConnection.RedisConnection> =>
+  Layer.effect(
+    CoreRateLimiter.RateLimiterBackend,
+    Effect.map(RedisConnection.RedisConnection, (connection): CoreRateLimiter.Backend => ({
+      make: (policy, limiterOptions) =>
+        make(policy, { ...options, provider: limiterOptions?.provider }).pipe(
+          Effect.provideService(RedisConnection.RedisConnection, connection)
+        )
+    }))
+  )

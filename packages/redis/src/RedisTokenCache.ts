@@ -836,3 +836,24 @@ export const layerConfig = (
   Layer.unwrapEffect(
     Effect.map(config, (encryptionKey) => layer({ ...options, encryptionKey: Option.getOrUndefined(encryptionKey) }))
   ).pipe(Layer.provide(RedisConnection.layerFromEnv))
+
+/**
+ * Makes every token cache built through `TokenCache.makeWithBackend` a Redis one: provider modules
+ * (`Nora.layer`, ...) and `TokenCache.layer` then share their tokens with the fleet. `options` add the
+ * Redis-only settings (encryption key, lock, revocation rule) to what each cache asks for.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerBackend = (
+  options?: Omit<Options, keyof TokenCache.Options> & { readonly revokeOnClose?: Options["revokeOnClose"] }
+): Layer.Layer<TokenCache.TokenCacheBackend, never, RedisConnection.RedisConnection> =>
+  Layer.effect(
+    TokenCache.TokenCacheBackend,
+    Effect.map(RedisConnection.RedisConnection, (connection): TokenCache.Backend => ({
+      make: (source, cacheOptions) =>
+        make(source, { ...cacheOptions, ...options }).pipe(
+          Effect.provideService(RedisConnection.RedisConnection, connection)
+        )
+    }))
+  )

@@ -77,9 +77,10 @@ export const build = (spec: Spec): Effect.Effect<Services, never, HttpClient.Htt
   Effect.gen(function*() {
     const tokenLimiter = spec.tokenLimits === undefined
       ? undefined
-      : yield* RateLimiter.make(spec.tokenLimits, { provider: `${spec.provider} token endpoint` })
-    const tokens = yield* TokenCache.make(spec.source, { ...spec.tuning.tokenCache, limiter: tokenLimiter })
-    const limiter = yield* RateLimiter.make(spec.tuning.limits ?? spec.limits, { provider: spec.provider })
+      : yield* RateLimiter.makeWithBackend(spec.tokenLimits, { provider: `${spec.provider} token endpoint` })
+    // Through the backends in context: this process by default, a shared store when a Layer says so.
+    const tokens = yield* TokenCache.makeWithBackend(spec.source, { ...spec.tuning.tokenCache, limiter: tokenLimiter })
+    const limiter = yield* RateLimiter.makeWithBackend(spec.tuning.limits ?? spec.limits, { provider: spec.provider })
     const client = yield* ApiClient.make({
       provider: spec.provider,
       baseUrl: spec.baseUrl,
