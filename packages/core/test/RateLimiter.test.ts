@@ -359,6 +359,45 @@ describe("RateLimiter", () => {
         expect(timers()).toBe(before)
       }))
 
+    it.scopedLive(
+      "on the live clock, permits returning a millisecond apart never stall the queue",
+      () =>
+        Effect.gen(function*() {
+          // A wake whose time has passed by the moment its fiber starts finishes synchronously; the
+          // limiter once lost track of it and stopped granting forever.
+          const limiter = yield* RateLimiter.make(RateLimiter.slidingWindow({ limit: 1, window: "1 millis" }))
+          let done = 0
+          const worker = Effect.forEach(
+            Array.from({ length: 200 }),
+            () => limiter.withPermit()(Effect.sync(() => done++)),
+            {
+              discard: true
+            }
+          )
+          yield* Effect.all(Array.from({ length: 5 }, () => worker), { concurrency: "unbounded" }).pipe(
+            Effect.timeout("5 seconds"),
+            Effect.ignore
+          )
+          expect(done).toBe(1_000)
+        }),
+      10_000
+    )
+
+    it.scopedLive("on the live clock, a saturated window keeps granting window after window", () =>
+      Effect.gen(function*() {
+        const limiter = yield* RateLimiter.make(RateLimiter.slidingWindow({ limit: 20, window: "100 millis" }))
+        let done = 0
+        const started = Date.now()
+        const worker = Effect.gen(function*() {
+          while (Date.now() - started < 1_000) {
+            yield* limiter.withPermit()(Effect.sleep("2 millis")).pipe(Effect.tap(() => done++))
+          }
+        })
+        yield* Effect.all(Array.from({ length: 16 }, () => worker), { concurrency: "unbounded" })
+        // Ten windows of 20, less the latency each permit cycle spends in flight.
+        expect(done).toBeGreaterThan(150)
+      }), 10_000)
+
     it.live("closing the scope fails waiters and leaves no timer behind", () =>
       Effect.gen(function*() {
         const before = timers()

@@ -127,6 +127,7 @@ export class Lane {
   private readonly deadlines = new DeadlineHeap()
   private wakeAt = Number.POSITIVE_INFINITY
   private wakeFiber: Fiber.RuntimeFiber<void> | undefined = undefined
+  private wakeGeneration = 0
 
   constructor(readonly budget: Budget, private readonly env: LaneEnvironment) {}
 
@@ -139,7 +140,8 @@ export class Lane {
   }
 
   idle(now: number): boolean {
-    return this.waiting === 0 && this.wakeFiber === undefined && now >= this.gateUntil && this.budget.idle(now)
+    return this.waiting === 0 && this.wakeAt === Number.POSITIVE_INFINITY && now >= this.gateUntil &&
+      this.budget.idle(now)
   }
 
   private newPermit(now: number, cost: number): Permit {
@@ -328,15 +330,20 @@ export class Lane {
   }
 
   private scheduleWake(at: number): void {
-    if (this.wakeFiber !== undefined) {
+    if (this.wakeAt !== Number.POSITIVE_INFINITY) {
       if (this.wakeAt <= at) return
-      this.wakeFiber.unsafeInterruptAsFork(FiberId.none)
+      this.wakeFiber?.unsafeInterruptAsFork(FiberId.none)
     }
+    // Each wake owns a generation. The fiber can finish before `runFork` even returns (a wake time
+    // already past needs no sleep), so ownership must not hang on the fiber value, which does not
+    // exist yet at that moment.
+    const generation = ++this.wakeGeneration
     this.wakeAt = at
+    this.wakeFiber = undefined
     const wake: Effect.Effect<void> = Effect.zipRight(
       sleepUntil(at),
       Effect.sync(() => {
-        if (this.wakeFiber === fiber) {
+        if (this.wakeGeneration === generation) {
           this.wakeFiber = undefined
           this.wakeAt = Number.POSITIVE_INFINITY
         }
@@ -344,7 +351,7 @@ export class Lane {
       })
     )
     const fiber: Fiber.RuntimeFiber<void> = Runtime.runFork(this.env.runtime)(wake)
-    this.wakeFiber = fiber
+    if (this.wakeGeneration === generation && this.wakeAt === at) this.wakeFiber = fiber
   }
 
   /** Waits while the gate is closed, without taking anything. */
@@ -360,10 +367,10 @@ export class Lane {
   close(): void {
     if (this.closed) return
     this.closed = true
-    if (this.wakeFiber !== undefined) {
-      this.wakeFiber.unsafeInterruptAsFork(FiberId.none)
-      this.wakeFiber = undefined
-    }
+    this.wakeFiber?.unsafeInterruptAsFork(FiberId.none)
+    this.wakeFiber = undefined
+    this.wakeAt = Number.POSITIVE_INFINITY
+    this.wakeGeneration++
     for (let i = this.head; i < this.queue.length; i++) {
       const waiter = this.queue[i]!
       if (waiter.state !== WAITING) continue
