@@ -270,7 +270,7 @@ interface Node {
     cost: number,
     deadline: number | undefined,
     timeout: number | undefined
-  ): Effect.Effect<A, E | KeyedFailure, R>
+  ): Effect.Effect<A, E | TollgateError.RateLimited, R>
   pauseUntil(at: number, subject: Subject): void
   observe(observation: Budget.Observation, subject: Subject): void
   awaitGate(subject: Subject): Effect.Effect<void>
@@ -279,10 +279,6 @@ interface Node {
 }
 
 type MutableStats = { -readonly [K in keyof Stats]: Stats[K] }
-
-class KeyedFailure {
-  constructor(readonly failure: Lane.LaneFailure, readonly key: string | undefined) {}
-}
 
 function isSimple(policy: Policy): boolean {
   return policy._tag !== "Keyed" && (policy._tag !== "All" || policy.policies.every(isSimple))
@@ -333,13 +329,9 @@ const addStats = (stats: MutableStats, lane: Lane.Lane): void => {
   stats.lanes += 1
 }
 
-const laneNode = (lane: Lane.Lane, limits: ReadonlyArray<number>, key: string | undefined): Node => ({
+const laneNode = (lane: Lane.Lane, limits: ReadonlyArray<number>): Node => ({
   limits,
-  withPermit: (effect, _subject, cost, deadline, timeout) =>
-    Effect.mapError(
-      Lane.withPermit(lane, effect, cost, deadline, timeout),
-      (error) => error instanceof Lane.LaneFailure ? new KeyedFailure(error, key) : error
-    ),
+  withPermit: (effect, _subject, cost, deadline, timeout) => Lane.withPermit(lane, effect, cost, deadline, timeout),
   pauseUntil: (at) => lane.pauseUntil(at),
   observe: (observation) => lane.observe(observation),
   awaitGate: () => lane.awaitGate(),
@@ -347,7 +339,11 @@ const laneNode = (lane: Lane.Lane, limits: ReadonlyArray<number>, key: string | 
   collect: (stats) => addStats(stats, lane)
 })
 
-const keyedNode = (policy: Extract<Policy, { _tag: "Keyed" }>, env: Lane.LaneEnvironment): Node => {
+interface Environment extends Lane.LaneEnvironment {
+  readonly provider: string
+}
+
+const keyedNode = (policy: Extract<Policy, { _tag: "Keyed" }>, env: Environment): Node => {
   const lanes = new Map<string, Node & { readonly lane: Lane.Lane }>()
   const limits = budgetLimits(policy.policy)
   let closed = false
@@ -361,9 +357,9 @@ const keyedNode = (policy: Extract<Policy, { _tag: "Keyed" }>, env: Lane.LaneEnv
     let node = lanes.get(key)
     if (node === undefined) {
       if (lanes.size >= policy.maxKeys) evictIdle(env.clock.unsafeCurrentTimeMillis())
-      const lane = new Lane.Lane(toBudget(policy.policy), env)
+      const lane = new Lane.Lane(toBudget(policy.policy), env, { provider: env.provider, key })
       if (closed) lane.close()
-      node = { ...laneNode(lane, limits, key), lane }
+      node = { ...laneNode(lane, limits), lane }
       lanes.set(key, node)
     }
     return node
@@ -412,8 +408,13 @@ const sequenceNode = (nodes: ReadonlyArray<Node>): Node => {
   }
 }
 
-const compile = (policy: Policy, env: Lane.LaneEnvironment): Node => {
-  if (isSimple(policy)) return laneNode(new Lane.Lane(toBudget(policy), env), budgetLimits(policy), undefined)
+const compile = (policy: Policy, env: Environment): Node => {
+  if (isSimple(policy)) {
+    return laneNode(
+      new Lane.Lane(toBudget(policy), env, { provider: env.provider, key: undefined }),
+      budgetLimits(policy)
+    )
+  }
   if (policy._tag === "Keyed") return keyedNode(policy, env)
   // An `all` mixing keyed and plain policies: the plain ones share one atomic lane.
   const plain = (policy as Extract<Policy, { _tag: "All" }>).policies.filter(isSimple)
@@ -445,18 +446,10 @@ export const make = (
 ): Effect.Effect<Service, never, Scope.Scope> =>
   Effect.gen(function*() {
     const provider = options?.provider ?? "api"
-    const env: Lane.LaneEnvironment = { clock: yield* Effect.clock, runtime: yield* Effect.runtime<never>() }
+    const env: Environment = { clock: yield* Effect.clock, runtime: yield* Effect.runtime<never>(), provider }
     const root = compile(policy, env)
     yield* Effect.addFinalizer(() => Effect.sync(() => root.close()))
     const noSubject: Subject = {}
-
-    const toError = (failure: KeyedFailure) =>
-      new TollgateError.RateLimited({
-        provider,
-        reason: failure.failure.reason,
-        key: failure.key === "" ? undefined : failure.key,
-        retryAt: failure.failure.retryAt === undefined ? undefined : DateTime.unsafeMake(failure.failure.retryAt)
-      })
 
     const withPermit = (permitOptions?: PermitOptions) => {
       const subject = permitOptions ?? noSubject
@@ -464,11 +457,7 @@ export const make = (
       const deadline = toMillis(permitOptions?.deadline)
       const timeout = toMillis(permitOptions?.timeout)
       return <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | TollgateError.RateLimited, R> =>
-        Effect.catchIf(
-          root.withPermit(effect, subject, cost, deadline, timeout),
-          (error): error is KeyedFailure => error instanceof KeyedFailure,
-          (error) => Effect.fail(toError(error))
-        ) as Effect.Effect<A, E | TollgateError.RateLimited, R>
+        root.withPermit(effect, subject, cost, deadline, timeout)
     }
 
     return {

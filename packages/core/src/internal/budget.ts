@@ -17,6 +17,11 @@ export interface Budget {
   readonly capacity: number
   /** How long the server's "no requests left" lasts when it does not say. */
   readonly period: number
+  /**
+   * Whether a permit comes back when its request ends (windows), rather than never (a bucket spends
+   * it, `unlimited` never takes it). Without it, a free permit needs no release at all.
+   */
+  readonly settles: boolean
   /** Takes `cost` permits if they are free now. */
   tryTake(now: number, cost: number): boolean
   /**
@@ -47,6 +52,7 @@ const EPSILON = 1e-9
  * taking the permit and the response, whatever the latency.
  */
 export class SlidingWindow implements Budget {
+  readonly settles = true
   readonly capacity: number
   readonly period: number
   private active = 0
@@ -167,6 +173,7 @@ export class SlidingWindow implements Budget {
  * there too. A server's reset instant re-aligns the windows to the server's.
  */
 export class FixedWindow implements Budget {
+  readonly settles = true
   readonly capacity: number
   readonly period: number
   private index = Number.NEGATIVE_INFINITY
@@ -252,6 +259,7 @@ export class FixedWindow implements Budget {
  * in any interval of length `t`: the refill is the schedule, computed rather than timed.
  */
 export class TokenBucket implements Budget {
+  readonly settles = false
   readonly limit: number
   readonly capacity: number
   readonly period: number
@@ -318,6 +326,7 @@ export class TokenBucket implements Budget {
 
 /** Admits everything. */
 export class Unlimited implements Budget {
+  readonly settles = false
   readonly limit = Number.POSITIVE_INFINITY
   readonly capacity = Number.POSITIVE_INFINITY
   readonly period = 1000
@@ -349,8 +358,10 @@ export class All implements Budget {
   readonly limit: number
   readonly capacity: number
   readonly period: number
+  readonly settles: boolean
 
   constructor(readonly budgets: ReadonlyArray<Budget>) {
+    this.settles = budgets.some((b) => b.settles)
     this.limit = Math.min(...budgets.map((b) => b.limit))
     this.capacity = Math.min(...budgets.map((b) => b.capacity))
     this.period = Math.max(...budgets.map((b) => b.period))
