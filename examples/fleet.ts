@@ -4,28 +4,22 @@
  * by `--time-scale`, so "60 requests per minute" becomes 60 per second), starts N workers as separate
  * processes that call the API at saturating demand, and prints what each did and what the provider saw.
  *
- *     npx tsx packages/redis/examples/fleet.ts [--workers 4] [--seconds 5] [--time-scale 60] [--local]
+ *     pnpm tsx examples/fleet.ts [--workers 4] [--seconds 5] [--time-scale 60] [--local]
  *
  * Redis: `REDIS_URL` when set, otherwise a private `redis-server` on a free loopback port for the run.
  * `--local` runs the same workers with core's per-process cache and limiter instead, for comparison:
  * one token request per worker, and 429s as soon as the workers together exceed the budget.
  *
- * Each worker is this same file run with `--worker`. The only difference between the two modes in the
- * worker is which token cache and limiter it builds: `RedisTokenCache.make` / `RedisRateLimiter.make`
- * instead of `TokenCache.make` / `RateLimiter.make`.
+ * Each worker is this same file run with `--worker`: the `Nora` provider Layer, and in fleet mode the
+ * two Redis backend Layers under it. That is the whole difference between one process and a fleet.
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as HttpClient from "@effect/platform/HttpClient"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import * as ApiClient from "@tollgate/core/ApiClient"
 import * as RateLimiter from "@tollgate/core/RateLimiter"
-import * as TokenCache from "@tollgate/core/TokenCache"
-import * as TokenExchange from "@tollgate/core/TokenExchange"
-import * as TokenSource from "@tollgate/core/TokenSource"
+import * as Nora from "@tollgate/providers/nora"
 import { RedisConnection, RedisRateLimiter, RedisTokenCache } from "@tollgate/redis"
 import * as NoraSandbox from "@tollgate/testing/NoraSandbox"
 import * as Sandbox from "@tollgate/testing/Sandbox"
-import { Duration, Effect, Either, Logger, Redacted, Schema } from "effect"
+import { Duration, Effect, Either, Layer, Logger, Redacted } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import * as Net from "node:net"
@@ -45,90 +39,74 @@ interface Result {
 
 // ---------------------------------------------------------------------------------------------- worker
 
-const noraSource = (baseUrl: string, clientId: string, clientSecret: Redacted.Redacted<string>, organization: string) =>
-  Effect.map(HttpClient.HttpClient, (client) =>
-    TokenSource.make({
-      identity: { provider: "nora", endpoint: `${baseUrl}/api/token`, clientId },
-      fetch: TokenExchange.requestToken({
-        provider: "nora",
-        request: HttpClientRequest.post(`${baseUrl}/api/token`).pipe(
-          HttpClientRequest.acceptJson,
-          HttpClientRequest.bodyUnsafeJson({
-            clientId,
-            clientSecret: Redacted.value(clientSecret),
-            organizationId: organization
-          })
-        ),
-        secrets: [clientSecret],
-        success: Schema.Struct({ token: Schema.String, expires_in: TokenExchange.Seconds, token_type: Schema.String }),
-        toFields: (body) =>
-          Either.right({ value: body.token, type: body.token_type, expiresIn: body.expires_in, valueField: "token" })
-      }).pipe(Effect.provideService(HttpClient.HttpClient, client))
-    }))
-
 const worker = Effect.gen(function*() {
   const env = (name: string) => process.env[name] ?? ""
   const name = env("WORKER")
-  const baseUrl = env("NORA_BASE_URL")
   const local = env("FLEET_MODE") === "local"
-  const policy = RateLimiter.slidingWindow({
-    limit: Number(env("LIMIT")),
-    window: Duration.millis(Number(env("WINDOW_MS")))
+  const nora = Nora.layer({
+    clientId: env("NORA_CLIENT_ID"),
+    clientSecret: Redacted.make(env("NORA_CLIENT_SECRET")),
+    organizationId: env("NORA_ORGANIZATION_ID"),
+    baseUrl: env("NORA_BASE_URL"),
+    allowInsecureLoopback: true,
+    limits: RateLimiter.slidingWindow({
+      limit: Number(env("LIMIT")),
+      window: Duration.millis(Number(env("WINDOW_MS")))
+    }),
+    client: { retry: { rateLimited: 0 } }
   })
-  const source = yield* noraSource(
-    baseUrl,
-    env("NORA_CLIENT_ID"),
-    Redacted.make(env("NORA_CLIENT_SECRET")),
-    env("NORA_ORGANIZATION_ID")
-  )
-  // The one line that makes a fleet out of single processes.
-  const tokens = local ? yield* TokenCache.make(source) : yield* RedisTokenCache.make(source)
-  const limiter = local
-    ? yield* RateLimiter.make(policy, { provider: "nora" })
-    : yield* RedisRateLimiter.make(policy, { provider: "nora" })
-  const client = yield* ApiClient.make({ provider: "nora", baseUrl, tokens, limiter, retry: { rateLimited: 0 } })
-  // Ready: wait for the parent's "GO <start> <end>", so that every worker starts at the same instant.
-  process.stdout.write("READY\n")
-  const [startAt, end] = yield* Effect.promise(() =>
-    new Promise<[number, number]>((resolve) => {
-      let buffer = ""
-      process.stdin.setEncoding("utf8")
-      process.stdin.on("data", (chunk: string) => {
-        buffer += chunk
-        const match = /GO (\d+) (\d+)/.exec(buffer)
-        if (match !== null) resolve([Number(match[1]), Number(match[2])])
+  // The two lines that make a fleet out of single processes: every token cache and limiter the Nora
+  // Layer builds now lives in Redis, shared by every worker.
+  const services = local
+    ? nora
+    : nora.pipe(Layer.provide(RedisTokenCache.layerBackend()), Layer.provide(RedisRateLimiter.layerBackend()))
+  yield* Effect.gen(function*() {
+    const client = yield* Nora.NoraClient
+    const tokens = yield* Nora.NoraTokens
+    // Ready: wait for the parent's "GO <start> <end>", so that every worker starts at the same instant.
+    process.stdout.write("READY\n")
+    const [startAt, end] = yield* Effect.promise(() =>
+      new Promise<[number, number]>((resolve) => {
+        let buffer = ""
+        process.stdin.setEncoding("utf8")
+        process.stdin.on("data", (chunk: string) => {
+          buffer += chunk
+          const match = /GO (\d+) (\d+)/.exec(buffer)
+          if (match !== null) resolve([Number(match[1]), Number(match[2])])
+        })
       })
-    })
-  )
-  process.stdin.pause()
-  const wait = startAt - Date.now()
-  if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
-  const result = { worker: name, sent: 0, succeeded: 0, unauthorized: 0, rateLimited: 0, failed: 0, tokenFetches: 0 }
-  yield* Effect.all(
-    Array.from({ length: 8 }, () =>
-      Effect.gen(function*() {
-        while (Date.now() < end) {
-          result.sent++
-          const outcome = yield* client.get("/api/forms").pipe(
-            Effect.flatMap((response) => Effect.as(response.text, response.status)),
-            Effect.either
-          )
-          if (Either.isRight(outcome) && outcome.right < 300) result.succeeded++
-          else if (Either.isLeft(outcome) && outcome.left._tag === "RateLimited" && outcome.left.reason === "server") {
-            result.rateLimited++
-          } else if (Either.isLeft(outcome) && outcome.left._tag === "Unauthorized") result.unauthorized++
-          else {
-            result.failed++
-            yield* Effect.sleep("20 millis")
+    )
+    process.stdin.pause()
+    const wait = startAt - Date.now()
+    if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
+    const result = { worker: name, sent: 0, succeeded: 0, unauthorized: 0, rateLimited: 0, failed: 0, tokenFetches: 0 }
+    yield* Effect.all(
+      Array.from({ length: 8 }, () =>
+        Effect.gen(function*() {
+          while (Date.now() < end) {
+            result.sent++
+            const outcome = yield* client.get("/api/forms").pipe(
+              Effect.flatMap((response) => Effect.as(response.text, response.status)),
+              Effect.either
+            )
+            if (Either.isRight(outcome) && outcome.right < 300) result.succeeded++
+            else if (
+              Either.isLeft(outcome) && outcome.left._tag === "RateLimited" && outcome.left.reason === "server"
+            ) {
+              result.rateLimited++
+            } else if (Either.isLeft(outcome) && outcome.left._tag === "Unauthorized") result.unauthorized++
+            else {
+              result.failed++
+              yield* Effect.sleep("20 millis")
+            }
           }
-        }
-      })),
-    { concurrency: "unbounded", discard: true }
-  )
-  result.tokenFetches = (yield* tokens.stats).fetches
-  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`)
+        })),
+      { concurrency: "unbounded", discard: true }
+    )
+    result.tokenFetches = (yield* tokens.stats).fetches
+    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`)
+  }).pipe(Effect.provide(services))
 }).pipe(
-  Effect.scoped,
   Effect.provide(RedisConnection.layerConfig({ connectTimeout: "1 second" })),
   Effect.provide(NodeHttpClient.layer),
   Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger)))
