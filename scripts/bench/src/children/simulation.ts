@@ -1,0 +1,167 @@
+/**
+ * Scenario 5's run, in a process of its own so the wall time and peak memory are the simulation's
+ * alone: all four providers at their limits for a simulated day, through `@tollgate/testing`'s
+ * `Simulation` (virtual time, in-memory sandbox emulators) and each provider module's `make`. Prints one
+ * JSON line.
+ *
+ * Usage: node --import tsx simulation.ts <virtual hours>
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as RateLimiter from "@tollgate/core/RateLimiter"
+import * as Nomba from "@tollgate/providers/nomba"
+import * as Nora from "@tollgate/providers/nora"
+import * as Norce from "@tollgate/providers/norce"
+import * as TokenProject from "@tollgate/providers/token-project"
+import * as NombaSandbox from "@tollgate/testing/NombaSandbox"
+import * as NoraSandbox from "@tollgate/testing/NoraSandbox"
+import * as NorceSandbox from "@tollgate/testing/NorceSandbox"
+import * as Simulation from "@tollgate/testing/Simulation"
+import * as TokenProjectSandbox from "@tollgate/testing/TokenProjectSandbox"
+import { Effect, Option, Redacted } from "effect"
+import type { Scope } from "effect"
+
+const hours = Number(process.argv[2] ?? "24")
+
+// The simulation's transport answers every URL from its one emulator; a loopback base URL passes the
+// providers' https-only check without anything leaving the process.
+const baseUrl = "http://127.0.0.1"
+
+/** Norce and Nomba document no API limit; both are driven at this one, enforced by client and emulator. */
+export const undocumentedLimit = { limit: 60, window: "1 minute" } as const
+const undocumentedPolicy = RateLimiter.slidingWindow(undocumentedLimit)
+
+/** Network latency in virtual time, the same for every provider (the Simulation default is 5–30 ms). */
+export const latency = { min: "20 millis", max: "120 millis" } as const
+
+/** Concurrent callers per provider: more than enough to keep every limit saturated. */
+export const fibers = 4
+
+/** A provider's `make` over the simulation's transport. */
+const over = <A, E>(make: Effect.Effect<A, E, HttpClient.HttpClient | Scope.Scope>) => (http: HttpClient.HttpClient) =>
+  Effect.provideService(make, HttpClient.HttpClient, http)
+
+const secret = Redacted.make
+
+export const targets: ReadonlyArray<Simulation.Target<unknown>> = [
+  {
+    name: "Nora: 60 per minute",
+    emulator: NoraSandbox.make(),
+    latency,
+    client: over(Nora.make({
+      clientId: NoraSandbox.defaultCredentials.clientId,
+      clientSecret: secret(NoraSandbox.defaultCredentials.clientSecret),
+      organizationId: NoraSandbox.defaultCredentials.organizationId,
+      baseUrl,
+      allowInsecureLoopback: true
+    })),
+    request: Simulation.get("/api/forms"),
+    fibers,
+    limit: { limit: 60, window: "1 minute" }
+  },
+  {
+    name: "Norce: token endpoint 3 per minute + burst 20; API at 60 per minute",
+    emulator: NorceSandbox.make(),
+    latency,
+    client: over(Norce.make({
+      clientId: NorceSandbox.defaultCredentials.clientId,
+      clientSecret: secret(NorceSandbox.defaultCredentials.clientSecret),
+      applicationId: NorceSandbox.defaultCredentials.applicationId,
+      baseUrl,
+      allowInsecureLoopback: true,
+      limits: undocumentedPolicy
+    })),
+    request: Simulation.get("/commerce/metadata/1.1/GetApplication?format=json"),
+    fibers,
+    limit: undocumentedLimit
+  },
+  {
+    name: "Nomba: 30-minute tokens, refresh and revoke; API at 60 per minute",
+    emulator: NombaSandbox.make({ rateLimit: { limit: undocumentedLimit.limit, windowMillis: 60_000 } }),
+    latency,
+    client: over(Nomba.make({
+      clientId: NombaSandbox.defaultCredentials.clientId,
+      clientSecret: secret(NombaSandbox.defaultCredentials.clientSecret),
+      accountId: NombaSandbox.defaultCredentials.accountId,
+      baseUrl,
+      allowInsecureLoopback: true,
+      limits: undocumentedPolicy
+    })),
+    request: Simulation.get("/v1/accounts"),
+    fibers,
+    limit: undocumentedLimit
+  },
+  {
+    name: "Token project: 10 per 2 minutes per endpoint, two endpoints",
+    emulator: TokenProjectSandbox.make(),
+    latency,
+    client: over(TokenProject.make({
+      key: TokenProjectSandbox.defaultCredentials.key,
+      secret: secret(TokenProjectSandbox.defaultCredentials.secret),
+      baseUrl,
+      allowInsecureLoopback: true
+    })),
+    request: (n) => HttpClientRequest.get(n % 2 === 0 ? "/notarizations/stamps" : "/storage/files"),
+    fibers,
+    limit: { limit: 10, window: "2 minutes", per: (arrival) => arrival.route }
+  }
+]
+
+export interface Output {
+  readonly wallMillis: number
+  readonly virtualMillis: number
+  readonly steps: number
+  readonly peakRssBytes: number
+  readonly peakHeapBytes: number
+  readonly reports: ReadonlyArray<{
+    readonly name: string
+    readonly requests: number
+    readonly succeeded: number
+    readonly failed: Readonly<Record<string, number>>
+    readonly lost: number
+    readonly rateLimited: number
+    readonly unauthorized: number
+    readonly tokenRequests: number
+    readonly maxAdmittedInWindow: number | undefined
+    readonly limit: number | undefined
+    readonly perWindow: number | undefined
+  }>
+}
+
+const main = async () => {
+  let peakHeap = 0
+  // Sampled from a timer: the simulation never yields to the event loop for long, so also sample at the end.
+  const sample = () => {
+    peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed)
+  }
+  const sampler = setInterval(sample, 20)
+  const result = await Simulation.run({ targets, duration: `${hours} hours` })
+  sample()
+  clearInterval(sampler)
+  const output: Output = {
+    wallMillis: result.wallMillis,
+    virtualMillis: result.virtualMillis,
+    steps: result.steps,
+    // The kernel's high-water mark of the resident set: the whole process, Node itself included.
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    peakHeapBytes: peakHeap,
+    reports: result.reports.map((report) => ({
+      name: report.name,
+      requests: report.requests,
+      succeeded: report.succeeded,
+      failed: report.failed,
+      lost: report.lost,
+      rateLimited: report.server.rateLimited,
+      unauthorized: report.server.unauthorized,
+      tokenRequests: report.server.tokenRequests.issue + report.server.tokenRequests.refresh +
+        report.server.tokenRequests.revoke,
+      maxAdmittedInWindow: Option.getOrUndefined(Option.map(report.window, (w) => w.maxAdmitted)),
+      limit: Option.getOrUndefined(Option.map(report.window, (w) => w.limit)),
+      perWindow: Option.getOrUndefined(report.perWindow)
+    }))
+  }
+  process.stdout.write(`${JSON.stringify(output)}\n`)
+  process.exit(0)
+}
+
+if (process.argv[1]?.endsWith("simulation.ts")) void main()
