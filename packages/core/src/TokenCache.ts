@@ -388,18 +388,22 @@ export const make = (
 
     const slowGet: Effect.Effect<AccessToken.AccessToken, TollgateError.TokenError> = Effect.uninterruptibleMask(
       (restore) =>
-        Effect.flatMap(Ref.modify(state, (s) => decide(s, now(), "refresh")), (decision) => {
-          switch (decision._tag) {
-            case "Ready":
-              return Effect.succeed(decision.token)
-            case "Fail":
-              return Effect.fail(decision.error)
-            case "Join":
-              return restore(Deferred.await(decision.flight.deferred))
-            case "Start":
-              return Effect.zipRight(startFlight(decision.flight), restore(Deferred.await(decision.flight.deferred)))
+        // A cache that holds a token renews it (with its refresh token when it has one); a cold one fetches.
+        Effect.flatMap(
+          Ref.modify(state, (s) => decide(s, now(), Option.isSome(s.token) ? "refresh" : "fetch")),
+          (decision) => {
+            switch (decision._tag) {
+              case "Ready":
+                return Effect.succeed(decision.token)
+              case "Fail":
+                return Effect.fail(decision.error)
+              case "Join":
+                return restore(Deferred.await(decision.flight.deferred))
+              case "Start":
+                return Effect.zipRight(startFlight(decision.flight), restore(Deferred.await(decision.flight.deferred)))
+            }
           }
-        })
+        )
     )
 
     const get: Effect.Effect<AccessToken.AccessToken, TollgateError.TokenError> = Effect.flatMap(

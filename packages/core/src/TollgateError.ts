@@ -145,7 +145,9 @@ export class TokenEndpointUnavailable
     const attempts = this.attempts === undefined ? undefined : `${this.attempts} attempt(s)`
     return `The ${this.provider} token endpoint is unavailable: ${this.reason}${
       detail([formatStatus(this.status), attempts])
-    }. Tollgate backs off${formatInstant(this.retryAt)} and tries again on the next request.`
+    }. Tollgate makes no new token request${
+      formatInstant(this.retryAt) || " for a short backoff"
+    }; a later request tries again.`
   }
 }
 

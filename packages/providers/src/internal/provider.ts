@@ -181,10 +181,12 @@ export const required = (name: string): Config.Config<string> => BaseUrl.nonEmpt
 
 /** A required, non-empty secret, never trimmed, never echoed. */
 export const secret = (name: string): Config.Config<Redacted.Redacted<string>> =>
-  Config.mapOrFail(Config.redacted(name), (value) =>
-    Redacted.value(value).trim().length === 0
-      ? Either.left(ConfigError.MissingData([name], `${name} is set but empty`))
-      : Either.right(value))
+  // Read as a string and redacted at once: `Config.redacted` reports a missing variable with the message
+  // "<redacted>", which hides what is wrong. Config errors never carry the value itself.
+  Config.mapOrFail(Config.string(name), (value) =>
+    value.trim().length === 0
+      ? Either.left(ConfigError.InvalidData([name], `${name} is set but empty`))
+      : Either.right(Redacted.make(value)))
 
 /**
  * An optional string: unset is `None`; set but empty is a `ConfigError` naming the variable (unset it to
