@@ -383,20 +383,24 @@ describe("RateLimiter", () => {
       10_000
     )
 
-    it.scopedLive("on the live clock, a saturated window keeps granting window after window", () =>
-      Effect.gen(function*() {
-        const limiter = yield* RateLimiter.make(RateLimiter.slidingWindow({ limit: 20, window: "100 millis" }))
-        let done = 0
-        const started = Date.now()
-        const worker = Effect.gen(function*() {
-          while (Date.now() - started < 1_000) {
-            yield* limiter.withPermit()(Effect.sleep("2 millis")).pipe(Effect.tap(() => done++))
-          }
-        })
-        yield* Effect.all(Array.from({ length: 16 }, () => worker), { concurrency: "unbounded" })
-        // Ten windows of 20, less the latency each permit cycle spends in flight.
-        expect(done).toBeGreaterThan(150)
-      }), 10_000)
+    it.scopedLive(
+      "on the live clock, a saturated window keeps granting window after window",
+      () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter.make(RateLimiter.slidingWindow({ limit: 20, window: "100 millis" }))
+          let done = 0
+          const started = Date.now()
+          const worker = Effect.gen(function*() {
+            while (Date.now() - started < 1_000) {
+              yield* limiter.withPermit()(Effect.sleep("2 millis")).pipe(Effect.tap(() => done++))
+            }
+          })
+          yield* Effect.all(Array.from({ length: 16 }, () => worker), { concurrency: "unbounded" })
+          // Ten windows of 20, less the latency each permit cycle spends in flight.
+          expect(done).toBeGreaterThan(150)
+        }),
+      10_000
+    )
 
     it.live("closing the scope fails waiters and leaves no timer behind", () =>
       Effect.gen(function*() {
