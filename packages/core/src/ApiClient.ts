@@ -15,19 +15,23 @@ import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import {
   Context,
   DateTime,
   Duration,
   Effect,
   FiberRef,
+  Function,
   Inspectable,
   Layer,
   Metric,
   MetricBoundaries,
   Option,
   Random,
-  Redacted
+  Redacted,
+  Stream,
+  Tracer
 } from "effect"
 import type { Scope } from "effect"
 import type * as AccessToken from "./AccessToken.js"
@@ -257,22 +261,34 @@ class AnsweredResponse extends Inspectable.Class implements HttpClientResponse.H
     return this.original.remoteAddress
   }
   get formData() {
-    return this.original.formData
+    return Effect.mapError(this.original.formData, (error) => this.answered(error))
   }
   get json() {
-    return this.original.json
+    return Effect.mapError(this.original.json, (error) => this.answered(error))
   }
   get text() {
-    return this.original.text
+    return Effect.mapError(this.original.text, (error) => this.answered(error))
   }
   get urlParamsBody() {
-    return this.original.urlParamsBody
+    return Effect.mapError(this.original.urlParamsBody, (error) => this.answered(error))
   }
   get arrayBuffer() {
-    return this.original.arrayBuffer
+    return Effect.mapError(this.original.arrayBuffer, (error) => this.answered(error))
   }
   get stream() {
-    return this.original.stream
+    return Stream.mapError(this.original.stream, (error) => this.answered(error))
+  }
+  // A body that fails to arrive (a connection dropped mid-body) fails with the platform's error, which
+  // holds the request as sent, bearer token included, and prints it unredacted outside a fiber: it is
+  // re-made to name this response and the caller's request instead.
+  private answered(error: HttpClientError.ResponseError): HttpClientError.ResponseError {
+    return new HttpClientError.ResponseError({
+      request: this.request,
+      response: this,
+      reason: error.reason,
+      cause: error.cause,
+      ...(error.description === undefined ? {} : { description: error.description })
+    })
   }
   toJSON(): unknown {
     return HttpIncomingMessage.inspect(this, {
@@ -423,16 +439,31 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
     const noToken = Effect.succeed(Option.none<AccessToken.AccessToken>())
     const currentToken = tokens === undefined ? noToken : Effect.map(tokens.get, Option.some)
 
+    // The platform's own span around an attempt would end holding the request as sent, bearer token
+    // included (as its response's and its errors' `request`), which a tracer printing span exits outside
+    // a fiber shows unredacted. As for token requests, it is switched off; the trace context still
+    // travels, from the `tollgate.request` span around the whole request.
     const send = (
       request: HttpClientRequest.HttpClientRequest,
       token: Option.Option<AccessToken.AccessToken>
-    ): Effect.Effect<HttpClientResponse.HttpClientResponse, Error> => {
-      const sent = base.execute(token._tag === "Some" ? authorize(request, token.value) : request)
-      return timeout === undefined ? sent : Effect.timeoutFail(sent, {
-        duration: timeout,
-        onTimeout: () => new TollgateError.Timeout({ provider, operation: "API request", after: timeout })
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, Error> =>
+      Effect.withFiberRuntime((fiber) => {
+        let outgoing = token._tag === "Some" ? authorize(request, token.value) : request
+        const parent = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
+        if (
+          parent._tag === "Some" && parent.value._tag === "Span" &&
+          fiber.getFiberRef(FiberRef.currentTracerEnabled) &&
+          fiber.getFiberRef(HttpClient.currentTracerPropagation) &&
+          !fiber.getFiberRef(HttpClient.currentTracerDisabledWhen)(outgoing)
+        ) {
+          outgoing = HttpClientRequest.setHeaders(outgoing, HttpTraceContext.toHeaders(parent.value))
+        }
+        const sent = Effect.locally(base.execute(outgoing), HttpClient.currentTracerDisabledWhen, Function.constTrue)
+        return timeout === undefined ? sent : Effect.timeoutFail(sent, {
+          duration: timeout,
+          onTimeout: () => new TollgateError.Timeout({ provider, operation: "API request", after: timeout })
+        })
       })
-    }
 
     // Holding a permit: the token, the gate, the request, and what the response says about the budget.
     const sendWithPermit = (
@@ -554,6 +585,7 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
           onFailure: (error) => withoutCredentials(error, prepared),
           onSuccess: (response) => answering(response, prepared)
         }),
+        Effect.tap((response) => Effect.annotateCurrentSpan("http.response.status_code", response.status)),
         Effect.withSpan("tollgate.request", {
           kind: "client",
           captureStackTrace: false,

@@ -1,9 +1,24 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Duration, Effect, Either, Exit, Fiber, Option, Random, Redacted, Stream, TestClock } from "effect"
+import {
+  Clock,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  Option,
+  Random,
+  Redacted,
+  Stream,
+  TestClock,
+  Tracer
+} from "effect"
 import * as fc from "fast-check"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -456,6 +471,80 @@ describe("ApiClient", () => {
       const ok = values[0] as { readonly status: number; readonly json: Effect.Effect<unknown> }
       expect(ok.status).toBe(200)
       expect(yield* ok.json).toEqual({ ok: true })
+    }))
+
+  // Regression (chaos suite): a body cut mid-way failed with the platform's ResponseError, which holds the
+  // request as sent and printed `authorization: Bearer …` outside a fiber.
+  it.scoped("a body that fails mid-way fails with an error that does not print the bearer token", () =>
+    Effect.gen(function*() {
+      const { source } = yield* FakeSource.make()
+      const tokens = yield* TokenCache.make(source)
+      const cut = HttpClient.make((request) =>
+        Effect.succeed(HttpClientResponse.fromWeb(
+          request,
+          new Response(
+            new ReadableStream<Uint8Array>({
+              start(controller) {
+                controller.enqueue(new TextEncoder().encode("{\"partial\":"))
+                controller.error(Object.assign(new Error("socket hang up"), { code: "ECONNRESET" }))
+              }
+            }),
+            { status: 200, headers: { "content-type": "application/json" } }
+          )
+        ))
+      )
+      const client = yield* ApiClient.make({ provider: "test", baseUrl: "https://api.test", tokens }).pipe(
+        Effect.provideService(HttpClient.HttpClient, cut)
+      )
+      // A body is read once: each way of reading it gets a response of its own.
+      const readers: ReadonlyArray<
+        (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<unknown, HttpClientError.ResponseError>
+      > = [
+        (response) => response.json,
+        (response) => response.text,
+        (response) => response.arrayBuffer,
+        (response) => Stream.runDrain(response.stream)
+      ]
+      for (const read of readers) {
+        const response = yield* client.get("/forms")
+        const error = yield* Effect.flip(read(response))
+        expect(error._tag).toBe("ResponseError")
+        expect(error.request.headers["authorization"]).toBeUndefined()
+        expect(error.response).toBe(response)
+        for (const text of [JSON.stringify(error), String(error), inspect(error, { depth: 20, showHidden: true })]) {
+          expect(text).not.toContain("secret-token-fetch-1")
+        }
+      }
+    }))
+
+  // Regression (chaos suite): the platform's `http.client` span around each attempt ended holding the
+  // request as sent (its response's and its errors' `request`), which a tracer printing span exits outside a
+  // fiber showed with the bearer token.
+  it.scoped("no span ends holding the bearer token; the trace context still travels", () =>
+    Effect.gen(function*() {
+      const spans: Array<Tracer.Span> = []
+      const base = yield* Effect.tracer
+      const tracer = Tracer.make({
+        span: (name, parent, context, links, startTime, kind, options) => {
+          const span = base.span(name, parent, context, links, startTime, kind, options)
+          spans.push(span)
+          return span
+        },
+        context: (f, fiber) => base.context(f, fiber)
+      })
+      const { arrivals, client } = yield* setup({
+        handle: (request) => (request.url.endsWith("/drop") ? { transportError: true } : { status: 200 })
+      }, { retry: { transient: 0 } })
+      yield* client.get("/ok").pipe(Effect.withTracer(tracer))
+      yield* Effect.flip(client.get("/drop")).pipe(Effect.withTracer(tracer))
+      expect(spans.map((span) => span.name)).toEqual(["tollgate.request", "tollgate.token.fetch", "tollgate.request"])
+      for (const span of spans) {
+        const exit = span.status._tag === "Ended" ? span.status.exit : undefined
+        const printed = [inspect([...span.attributes]), inspect(exit, { depth: 20 }), JSON.stringify(exit)]
+        for (const text of printed) expect(text).not.toContain("secret-token-fetch-1")
+      }
+      expect(spans[0]!.attributes.get("http.response.status_code")).toBe(200)
+      expect(arrivals[0]!.headers["traceparent"]).toContain(spans[0]!.spanId)
     }))
 
   it.scoped("reads only the request options of its own fiber", () =>
