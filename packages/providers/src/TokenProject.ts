@@ -14,8 +14,8 @@ import * as RateLimitHeaders from "@tollgate/core/RateLimitHeaders"
 import type * as TokenCache from "@tollgate/core/TokenCache"
 import * as TokenExchange from "@tollgate/core/TokenExchange"
 import * as TokenSource from "@tollgate/core/TokenSource"
-import type { ConfigError, Layer, Scope } from "effect"
-import { Config, Context, Duration, Effect, Either, Option, Redacted, Schema } from "effect"
+import type { Layer, Scope } from "effect"
+import { Config, ConfigError, Context, Duration, Effect, Either, Option, Redacted, Schema } from "effect"
 import * as Provider from "./internal/provider.js"
 
 /**
@@ -288,9 +288,25 @@ export const tokenSource = (options: SourceOptions): Effect.Effect<TokenSource.S
     return TokenSource.make({ identity: { provider, endpoint: tokenUrl, clientId: options.key }, fetch })
   })
 
+// A lifetime under a millisecond would make every token expire on arrival, and every token request fail
+// as if the provider had answered badly: it is refused where it is configured, naming the setting.
+const validLifetime = (
+  name: string,
+  input: Duration.DurationInput
+): Either.Either<Duration.Duration, ConfigError.ConfigError> =>
+  Option.match(Duration.decodeUnknown(input), {
+    onNone: () => Either.left(ConfigError.InvalidData([name], "expected a duration, such as \"1 hour\"")),
+    onSome: (duration) =>
+      Duration.toMillis(duration) >= 1
+        ? Either.right(duration)
+        : Either.left(
+          ConfigError.InvalidData([name], "expected a lifetime of at least a millisecond, such as \"1 hour\"")
+        )
+  })
+
 /**
  * The token cache, the per-endpoint limiter and the client, alive for the current scope. Fails with a
- * `ConfigError` when the base URL is not acceptable.
+ * `ConfigError` when the base URL or the default lifetime is not acceptable.
  *
  * @since 0.1.0
  * @category constructors
@@ -300,7 +316,10 @@ export const make = (
 ): Effect.Effect<Services, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
     const baseUrl = yield* Provider.url("baseUrl", options.baseUrl ?? defaultBaseUrl, options.allowInsecureLoopback)
-    const source = yield* tokenSource({ ...options, baseUrl, timeout: options.tokenTimeout })
+    const lifetime = options.defaultLifetime === undefined
+      ? undefined
+      : yield* validLifetime("defaultLifetime", options.defaultLifetime)
+    const source = yield* tokenSource({ ...options, baseUrl, timeout: options.tokenTimeout, defaultLifetime: lifetime })
     return yield* Provider.build({
       provider,
       source,
@@ -333,8 +352,8 @@ export const layer = (
 /**
  * The options from the environment: `TOKEN_PROJECT_KEY`, `TOKEN_PROJECT_SECRET` (redacted; both
  * required, non-empty), `TOKEN_PROJECT_BASE_URL` (default `https://api.token-project.eu`),
- * `TOKEN_PROJECT_TOKEN_LIFETIME` (a duration such as "1 hour", used when the JWT has no `exp`; default
- * 1 hour) and `TOLLGATE_ALLOW_INSECURE_LOOPBACK`.
+ * `TOKEN_PROJECT_TOKEN_LIFETIME` (a duration such as "1 hour", at least a millisecond, used when the JWT
+ * has no `exp`; default 1 hour) and `TOLLGATE_ALLOW_INSECURE_LOOPBACK`.
  *
  * @since 0.1.0
  * @category config
@@ -344,7 +363,13 @@ export const config: Config.Config<Options> = Config.map(
     key: Provider.required("TOKEN_PROJECT_KEY"),
     secret: Provider.secret("TOKEN_PROJECT_SECRET"),
     baseUrl: Provider.baseUrl("TOKEN_PROJECT_BASE_URL", defaultBaseUrl),
-    defaultLifetime: Provider.optionalDuration("TOKEN_PROJECT_TOKEN_LIFETIME"),
+    defaultLifetime: Config.mapOrFail(
+      Provider.optionalDuration("TOKEN_PROJECT_TOKEN_LIFETIME"),
+      (lifetime) =>
+        Option.isNone(lifetime)
+          ? Either.right(lifetime)
+          : Either.map(validLifetime("TOKEN_PROJECT_TOKEN_LIFETIME", lifetime.value), Option.some)
+    ),
     allowInsecureLoopback: Provider.allowInsecureLoopback
   }),
   ({ defaultLifetime, ...rest }): Options => ({ ...rest, defaultLifetime: Option.getOrUndefined(defaultLifetime) })

@@ -1,6 +1,6 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, ConfigError, ConfigProvider, Effect, Exit, Layer, Option } from "effect"
+import { Cause, ConfigError, ConfigProvider, Effect, Exit, Layer, Option, Redacted } from "effect"
 import * as Nomba from "../src/Nomba.js"
 import * as Nora from "../src/Nora.js"
 import * as Norce from "../src/Norce.js"
@@ -234,6 +234,28 @@ describe("layerConfig", () => {
         // Overrides win over the environment, but an undefined override does not erase it.
         const merged = yield* build(TokenProject.layerConfig({ defaultLifetime: undefined }), env)
         expect(Exit.isSuccess(merged.exit)).toBe(true)
+      }))
+
+    // Regression (chaos suite): a zero or negative lifetime was accepted, and then every token request failed
+    // as a malformed response from the provider instead of the Layer failing to build.
+    it.effect("TOKEN_PROJECT_TOKEN_LIFETIME and defaultLifetime shorter than a millisecond are refused when built", () =>
+      Effect.gen(function*() {
+        const env = cases[3]!.env
+        for (const lifetime of ["0 seconds", "-5 minutes", "0.0001 millis"]) {
+          const { exit, requests } = yield* build(TokenProject.layerConfig(), {
+            ...env,
+            TOKEN_PROJECT_TOKEN_LIFETIME: lifetime
+          })
+          expect(String(configError(exit))).toContain("TOKEN_PROJECT_TOKEN_LIFETIME")
+          expect(requests).toBe(0)
+        }
+        const direct = yield* build(
+          TokenProject.layer({ key: "tp-key", secret: Redacted.make(secrets.tokenProject), defaultLifetime: 0 }),
+          {}
+        )
+        expect(String(configError(direct.exit))).toContain("defaultLifetime")
+        const fine = yield* build(TokenProject.layerConfig({ defaultLifetime: "1 millis" }), env)
+        expect(Exit.isSuccess(fine.exit)).toBe(true)
       }))
   })
 
