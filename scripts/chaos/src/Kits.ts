@@ -1,0 +1,362 @@
+/**
+ * One kit per provider: its emulator (with credentials whose secret holds every character that needs
+ * encoding), its provider module's client over a given transport, a mix of API requests (reads and
+ * non-idempotent writes), how a caller reads an answer, the documented limit to check the server's
+ * arrivals against, and the provider's own malformed token answers.
+ */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import type * as RateLimiter from "@tollgate/core/RateLimiter"
+import * as Nomba from "@tollgate/providers/nomba"
+import * as Nora from "@tollgate/providers/nora"
+import * as Norce from "@tollgate/providers/norce"
+import * as TokenProject from "@tollgate/providers/token-project"
+import type { Emulator, Recording } from "@tollgate/testing"
+import { Faults, NombaSandbox, NoraSandbox, NorceSandbox, TokenProjectSandbox } from "@tollgate/testing"
+import type { ConfigError, Scope } from "effect"
+import { Effect, Redacted } from "effect"
+
+export type Name = "nora" | "norce" | "nomba" | "token-project"
+
+/** The settings a test passes to any provider's `make` (each provider takes the ones it has). */
+export interface Tuning extends Nora.Overrides {
+  readonly tokenLimits?: RateLimiter.Policy | undefined
+}
+
+export interface EmulatorOptions {
+  readonly timeScale?: number | undefined
+  readonly tokenLifetimeSeconds?: number | undefined
+}
+
+export interface Kit {
+  readonly name: Name
+  /** The host of the in-memory base URL (`https://<host>`). */
+  readonly host: string
+  /** The client secrets the kit's credentials carry. */
+  readonly secrets: ReadonlyArray<string>
+  readonly emulator: (options?: EmulatorOptions) => Effect.Effect<Emulator.Emulator>
+  readonly make: (
+    baseUrl: string,
+    tuning?: Tuning
+  ) => Effect.Effect<Nora.Services, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope>
+  /** The n-th request of a workload: mostly reads, every fifth a non-idempotent write. */
+  readonly request: (n: number) => HttpClientRequest.HttpClientRequest
+  /** How a caller reads a 2xx answer (Nomba's envelope, JSON otherwise). */
+  readonly read: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<unknown, unknown>
+  /** The documented API limit, before any time scale: per key of `per`. */
+  readonly limit:
+    | { readonly limit: number; readonly windowMillis: number; readonly per: (arrival: Recording.Arrival) => string }
+    | undefined
+  /** A successful API body, for scripted answers that carry rate-limit headers. */
+  readonly okBody: unknown
+  /** A successful token answer carrying `token` (a string the emulator did not issue). */
+  readonly tokenBody: (token: string) => unknown
+  /** The provider's malformed token answers, by matrix row. */
+  readonly badTokens: (token: () => string) => Readonly<Record<string, ReadonlyArray<Faults.Step>>>
+  /** The answer of a token endpoint that rejects the credentials. */
+  readonly rejected: Faults.Step
+}
+
+const suffix = () => Math.random().toString(36).slice(2, 10)
+
+/** A secret with every character that needs encoding in a query, a form or JSON. */
+const secretFor = (name: string) => `${name}-S3cr3t/+&=%€ "q"\\${suffix()}${suffix()}`
+
+/** A JWT-shaped token (unsigned) with these claims. */
+export const jwt = (claims: Record<string, unknown>): string => {
+  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url")
+  return `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}.${
+    Buffer.from(suffix() + suffix()).toString("base64url")
+  }`
+}
+
+const readJson = (response: HttpClientResponse.HttpClientResponse) =>
+  Effect.flatMap(HttpClientResponse.filterStatusOk(response), (ok) => ok.json)
+
+/** Answers every token endpoint can give, whatever its format. */
+const common = (): Readonly<Record<string, ReadonlyArray<Faults.Step>>> => ({
+  "token 5xx (HTML error page)": [
+    Faults.html(502, "<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>"),
+    Faults.html(503, "<html><body>Service Unavailable</body></html>"),
+    Faults.html(504, "<html><body>Gateway Timeout</body></html>")
+  ],
+  "token 5xx (JSON body)": [
+    Faults.json(500, { statusCode: 500, message: "Internal server error" }),
+    Faults.json(503, { error: "temporarily_unavailable" })
+  ],
+  "token timeout (never answers)": [Faults.timeout(), Faults.timeout(), Faults.timeout()],
+  "token connection reset": [Faults.drop(), Faults.drop(), Faults.drop()],
+  "token body cut mid-way": [Faults.drop({ mode: "partial" }), Faults.drop({ mode: "partial" })],
+  "token HTML page with HTTP 200": [
+    Faults.html(200, "<!DOCTYPE html><html><head><title>Sign in</title></head><body>Portal</body></html>")
+  ],
+  "token 429 on the token endpoint": [
+    Faults.json(429, { error: "too_many_requests" }, { headers: { "retry-after": "3" } }),
+    Faults.json(429, { errors: [{ code: 88, message: "Rate limit exceeded" }] }),
+    Faults.respond({ status: 429 }),
+    Faults.json(429, { message: "slow down" }, { headers: { "retry-after": "120" } })
+  ]
+})
+
+const truncated = (body: unknown): Faults.Step => {
+  const text = JSON.stringify(body)
+  return Faults.respond({
+    status: 200,
+    headers: { "content-type": "application/json" },
+    body: text.slice(0, Math.floor(text.length * 0.6))
+  })
+}
+
+const json200 = (body: unknown) => Faults.json(200, body)
+
+export const nora = (): Kit => {
+  const credentials = {
+    clientId: `nora-client-${suffix()}`,
+    clientSecret: secretFor("nora"),
+    organizationId: `nora-org-${suffix()}`
+  }
+  const tokenBody = (token: string) => ({ token, expires_in: 3600, token_type: "Bearer" })
+  return {
+    name: "nora",
+    host: "nora.sandbox.test",
+    secrets: [credentials.clientSecret],
+    emulator: (options) => NoraSandbox.make({ ...options, credentials }),
+    make: (baseUrl, tuning) =>
+      Nora.make({
+        ...credentials,
+        clientSecret: Redacted.make(credentials.clientSecret),
+        baseUrl,
+        allowInsecureLoopback: true,
+        ...tuning
+      }),
+    request: (n) =>
+      n % 5 === 4
+        ? HttpClientRequest.post("/api/forms/frm_motor_quote/submissions").pipe(
+          HttpClientRequest.bodyUnsafeJson({ registrationNumber: `AB${n}`, driverAge: 40 })
+        )
+        : HttpClientRequest.get(n % 2 === 0 ? "/api/forms" : "/api/forms/frm_home_claim"),
+    read: readJson,
+    limit: { limit: 60, windowMillis: 60_000, per: () => "" },
+    okBody: { data: [], total: 0 },
+    tokenBody,
+    badTokens: (token) => ({
+      ...common(),
+      "token truncated JSON": [truncated(tokenBody(token()))],
+      "token wrong types": [
+        json200({ token: 12345, expires_in: 3600, token_type: "Bearer" }),
+        json200({ token: token(), expires_in: { seconds: 3600 }, token_type: "Bearer" }),
+        json200({ token: [token()], expires_in: 3600 }),
+        json200({ token: token(), expires_in: 3600, token_type: "MAC" }),
+        json200([token()])
+      ],
+      "token missing fields": [
+        json200({ expires_in: 3600, token_type: "Bearer" }),
+        json200({ token: token(), token_type: "Bearer" }),
+        json200({}),
+        json200(null)
+      ],
+      "token lifetime 0 / negative / huge / string": [
+        json200({ token: token(), expires_in: 0 }),
+        json200({ token: token(), expires_in: -3600 }),
+        json200({ token: token(), expires_in: 1e300 }),
+        json200({ token: token(), expires_in: "3600" }),
+        json200({ token: token(), expires_in: "an hour" }),
+        json200({ token: token(), expires_in: 0.0000001 })
+      ]
+    }),
+    rejected: Faults.json(401, { statusCode: 401, message: "Invalid credentials", error: "Unauthorized" })
+  }
+}
+
+export const norce = (): Kit => {
+  const credentials = {
+    clientId: `norce-client-${suffix()}`,
+    clientSecret: secretFor("norce"),
+    scopes: ["playground", "stage", "prod"],
+    applicationId: "1000"
+  }
+  const tokenBody = (token: string) => ({ access_token: token, expires_in: 600, token_type: "Bearer", scope: "prod" })
+  return {
+    name: "norce",
+    host: "norce.sandbox.test",
+    secrets: [credentials.clientSecret],
+    emulator: (options) => NorceSandbox.make({ ...options, credentials }),
+    make: (baseUrl, tuning) =>
+      Norce.make({
+        clientId: credentials.clientId,
+        clientSecret: Redacted.make(credentials.clientSecret),
+        applicationId: credentials.applicationId,
+        baseUrl,
+        allowInsecureLoopback: true,
+        ...tuning
+      }),
+    request: (n) =>
+      HttpClientRequest.get(
+        n % 3 === 0
+          ? "/commerce/metadata/1.1/GetApplication?format=json"
+          : n % 3 === 1
+          ? "/commerce/products/1.1/ListProducts"
+          : "/commerce/products/1.1/GetProduct?id=1001"
+      ),
+    read: readJson,
+    limit: undefined,
+    okBody: { Items: [], ItemCount: 0 },
+    tokenBody,
+    badTokens: (token) => ({
+      ...common(),
+      "token truncated JSON": [truncated(tokenBody(token()))],
+      "token wrong types": [
+        json200({ access_token: 42, expires_in: 600, token_type: "Bearer" }),
+        json200({ access_token: token(), expires_in: [600], token_type: "Bearer" }),
+        json200({ access_token: token(), expires_in: 600, token_type: "mac" }),
+        json200({ access_token: { value: token() }, expires_in: 600 }),
+        json200({ access_token: token(), expires_in: 600, scope: 7 })
+      ],
+      "token missing fields": [
+        json200({ expires_in: 600, token_type: "Bearer" }),
+        json200({ token_type: "Bearer" }),
+        json200({ error: "invalid_scope", error_description: "The client is not allowed the scope prod" })
+      ],
+      "token lifetime 0 / negative / huge / string": [
+        json200({ access_token: token(), expires_in: 0 }),
+        json200({ access_token: token(), expires_in: -1 }),
+        json200({ access_token: token(), expires_in: 9e15 }),
+        json200({ access_token: token(), expires_in: "600" }),
+        json200({ access_token: token(), expires_in: "ten minutes" }),
+        json200({ access_token: token(), expires_in: "Infinity" })
+      ]
+    }),
+    rejected: Faults.json(400, { error: "invalid_client", error_description: "Client authentication failed" })
+  }
+}
+
+export const nomba = (): Kit => {
+  const credentials = {
+    clientId: `nomba-client-${suffix()}`,
+    clientSecret: secretFor("nomba"),
+    accountId: `nomba-account-${suffix()}`,
+    businessId: "01a10aeb-d989-460a-bbde-9842f2b4320f"
+  }
+  const inMinutes = (minutes: number) => new Date(Date.UTC(2026, 0, 1) + minutes * 60_000).toISOString()
+  const data = (token: string, expiresAt: unknown) => ({
+    businessId: credentials.businessId,
+    access_token: token,
+    refresh_token: `01${suffix()}${suffix()}${suffix()}`,
+    expiresAt
+  })
+  const tokenBody = (token: string) => ({ code: "00", description: "Success", data: data(token, inMinutes(30)) })
+  return {
+    name: "nomba",
+    host: "nomba.sandbox.test",
+    secrets: [credentials.clientSecret],
+    emulator: (options) => NombaSandbox.make({ ...options, credentials }),
+    make: (baseUrl, tuning) =>
+      Nomba.make({
+        clientId: credentials.clientId,
+        clientSecret: Redacted.make(credentials.clientSecret),
+        accountId: credentials.accountId,
+        baseUrl,
+        allowInsecureLoopback: true,
+        ...tuning
+      }),
+    request: (n) =>
+      n % 5 === 4
+        ? HttpClientRequest.post("/v1/transfers/bank").pipe(
+          HttpClientRequest.bodyUnsafeJson({
+            amount: 100,
+            accountNumber: "0123456789",
+            bankCode: "058",
+            merchantTxRef: `tx-${n}`
+          })
+        )
+        : HttpClientRequest.get(n % 2 === 0 ? "/v1/accounts" : "/v1/accounts/balance"),
+    read: (response) => Effect.flatMap(HttpClientResponse.filterStatusOk(response), Nomba.envelope),
+    limit: undefined,
+    okBody: { code: "00", description: "Success", data: { results: [] } },
+    tokenBody,
+    badTokens: (token) => ({
+      ...common(),
+      "token truncated JSON": [truncated(tokenBody(token()))],
+      "token wrong types": [
+        json200({ code: "00", description: "Success", data: data(token(), 1893456000) }),
+        json200({ code: "00", description: "Success", data: { ...data(token(), inMinutes(30)), access_token: 7 } }),
+        json200({ code: 0, description: "Success", data: data(token(), inMinutes(30)) }),
+        json200({ code: "00", description: "Success", data: [token()] }),
+        json200({ code: "00", description: "Success", data: { ...data(token(), inMinutes(30)), refresh_token: 5 } })
+      ],
+      "token missing fields": [
+        json200({ code: "00", description: "Success" }),
+        json200({ code: "00", data: { expiresAt: inMinutes(30) } }),
+        json200({ description: "Success", data: data(token(), inMinutes(30)) }),
+        json200({ code: "00", data: { access_token: token() } })
+      ],
+      "token expiresAt in the past / far future / not a date": [
+        json200({ code: "00", description: "Success", data: data(token(), "2022-07-08T14:33:00Z") }),
+        json200({ code: "00", description: "Success", data: data(token(), "2999-01-01T00:00:00Z") }),
+        json200({ code: "00", description: "Success", data: data(token(), "tomorrow") }),
+        json200({ code: "00", description: "Success", data: data(token(), "+275760-09-13T00:00:00.000Z") })
+      ],
+      "token code other than \"00\" with HTTP 200": [
+        json200({ code: "01", description: "Invalid client credentials" }),
+        json200({ code: "99", description: "System busy, try again" }),
+        json200({ code: 500, description: "Internal error" }),
+        json200({ code: null, description: "?" })
+      ]
+    }),
+    rejected: Faults.json(200, { code: "01", description: "Invalid client credentials" })
+  }
+}
+
+export const tokenProject = (): Kit => {
+  const credentials = { key: `tpkey${suffix()}${suffix()}`, secret: secretFor("token-project"), appName: "Chaos" }
+  const tokenBody = (token: string) => ({ token_type: "bearer", access_token: token })
+  return {
+    name: "token-project",
+    host: "token-project.sandbox.test",
+    secrets: [credentials.secret],
+    emulator: (options) => TokenProjectSandbox.make({ timeScale: options?.timeScale, credentials }),
+    make: (baseUrl, tuning) =>
+      TokenProject.make({
+        key: credentials.key,
+        secret: Redacted.make(credentials.secret),
+        baseUrl,
+        allowInsecureLoopback: true,
+        ...tuning
+      }),
+    request: (n) =>
+      n % 5 === 4
+        ? HttpClientRequest.post("/notarizations/stamps").pipe(
+          HttpClientRequest.bodyUnsafeJson({ hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" })
+        )
+        : HttpClientRequest.get(n % 2 === 0 ? "/notarizations/stamps" : "/storage/files"),
+    read: readJson,
+    limit: { limit: 10, windowMillis: 120_000, per: (arrival) => arrival.route },
+    okBody: { data: [] },
+    tokenBody,
+    badTokens: (token) => ({
+      ...common(),
+      "token truncated JSON": [truncated(tokenBody(token()))],
+      "token wrong types": [
+        json200({ token_type: "bearer", access_token: 1 }),
+        json200({ token_type: ["bearer"], access_token: token() }),
+        json200({ token_type: "mac", access_token: token() }),
+        json200("eyJhbGciOiJIUzI1NiJ9")
+      ],
+      "token missing fields": [
+        json200({ token_type: "bearer" }),
+        json200({ errors: [{ code: 32, message: "Could not authenticate you" }] }),
+        json200({ token_type: "bearer", access_token: "" })
+      ],
+      "token JWT exp in the past / far future / not a number": [
+        json200(tokenBody(jwt({ sub: credentials.key, iat: 1577836800, exp: 1577840400 }))),
+        json200(tokenBody(jwt({ sub: credentials.key, iat: 1, exp: 1e300 }))),
+        json200(tokenBody(jwt({ sub: credentials.key, exp: "soon" }))),
+        json200(tokenBody(`not-a-jwt-${token()}`))
+      ]
+    }),
+    rejected: Faults.json(401, { errors: [{ code: 32, message: "Could not authenticate you" }] })
+  }
+}
+
+export const all = (): ReadonlyArray<Kit> => [nora(), norce(), nomba(), tokenProject()]
