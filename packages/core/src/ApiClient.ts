@@ -35,6 +35,7 @@ import {
 } from "effect"
 import type { Scope } from "effect"
 import type * as AccessToken from "./AccessToken.js"
+import * as Deadlines from "./internal/deadlines.js"
 import * as Metrics from "./internal/metrics.js"
 import * as RateLimiter from "./RateLimiter.js"
 import * as RateLimitHeaders from "./RateLimitHeaders.js"
@@ -358,6 +359,8 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
     const baseUrl = options.baseUrl
     const requestedTimeout = Duration.decode(options.timeout ?? defaultTimeout)
     const timeout = Duration.isFinite(requestedTimeout) ? requestedTimeout : undefined
+    const timeoutMillis = timeout === undefined ? 0 : Duration.toMillis(timeout)
+    const deadlines = timeout === undefined ? undefined : yield* Deadlines.make
     const maxRateLimited = options.retry?.rateLimited ?? 3
     const maxTransient = options.retry?.transient ?? 2
     const baseDelay = Duration.toMillis(options.retry?.baseDelay ?? Duration.millis(500))
@@ -459,10 +462,11 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
           outgoing = HttpClientRequest.setHeaders(outgoing, HttpTraceContext.toHeaders(parent.value))
         }
         const sent = Effect.locally(base.execute(outgoing), HttpClient.currentTracerDisabledWhen, Function.constTrue)
-        return timeout === undefined ? sent : Effect.timeoutFail(sent, {
-          duration: timeout,
-          onTimeout: () => new TollgateError.Timeout({ provider, operation: "API request", after: timeout })
-        })
+        return deadlines === undefined || timeout === undefined ? sent : deadlines.bound(
+          sent,
+          timeoutMillis,
+          () => new TollgateError.Timeout({ provider, operation: "API request", after: timeout })
+        )
       })
 
     // Holding a permit: the token, the gate, the request, and what the response says about the budget.

@@ -330,6 +330,63 @@ describe("ApiClient", () => {
         expect((yield* Fiber.join(failing))._tag).toBe("Timeout")
         expect(slow.arrivals).toHaveLength(3)
       }))
+
+    // Attempts are bounded by one shared timer (internal/deadlines) rather than a race per attempt: these
+    // pin down what `Effect.timeoutFail` gave for free.
+    const hanging = (log: { started: number; interrupted: number }) =>
+      HttpClient.make((request) =>
+        request.url.endsWith("/hang")
+          ? Effect.sync(() => log.started++).pipe(
+            Effect.zipRight(Effect.never),
+            Effect.onInterrupt(() => Effect.sync(() => log.interrupted++))
+          )
+          : Effect.succeed(HttpClientResponse.fromWeb(request, new Response("{}", { status: 200 })))
+      )
+
+    it.live("on the live clock, only the attempts past their deadline time out, each interrupted first", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const log = { started: 0, interrupted: 0 }
+        const client = yield* ApiClient.make({
+          provider: "test",
+          baseUrl: "https://api.test",
+          timeout: "150 millis",
+          retry: { transient: 0 }
+        }).pipe(Effect.provideService(HttpClient.HttpClient, hanging(log)))
+        const started = Date.now()
+        const results = yield* Effect.forEach(
+          Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? "/hang" : "/ok")),
+          (path) => Effect.either(client.get(path)),
+          { concurrency: "unbounded" }
+        )
+        const elapsed = Date.now() - started
+        results.forEach((result, i) => {
+          if (i % 2 === 0) {
+            expect(Either.getLeft(result).pipe(Option.map((e) => e._tag))).toEqual(Option.some("Timeout"))
+          } else expect(Either.isRight(result)).toBe(true)
+        })
+        expect(log).toEqual({ started: 20, interrupted: 20 })
+        expect(elapsed).toBeGreaterThanOrEqual(140)
+      })))
+
+    it.scoped("an interrupted caller interrupts its attempt and waits for it to stop; the bound still holds after thousands of attempts", () =>
+      Effect.gen(function*() {
+        const log = { started: 0, interrupted: 0 }
+        const client = yield* ApiClient.make({ provider: "test", baseUrl: "https://api.test", retry: { transient: 0 } })
+          .pipe(Effect.provideService(HttpClient.HttpClient, hanging(log)))
+        const caller = yield* Effect.fork(client.get("/hang"))
+        yield* TestClock.adjust("1 second")
+        expect(log.started).toBe(1)
+        yield* Fiber.interrupt(caller)
+        expect(log.interrupted).toBe(1)
+        // Finished deadlines are dropped lazily; thousands of them must neither fire nor hide a live one.
+        for (let i = 0; i < 5_000; i++) yield* client.get("/ok")
+        const late = yield* Effect.fork(Effect.flip(client.get("/hang")))
+        yield* TestClock.adjust("29 seconds")
+        expect(log.interrupted).toBe(1)
+        yield* TestClock.adjust("2 seconds")
+        expect((yield* Fiber.join(late))._tag).toBe("Timeout")
+        expect(log).toEqual({ started: 2, interrupted: 2 })
+      }))
   })
 
   describe("limits through the client", () => {

@@ -1,0 +1,192 @@
+/**
+ * Time bounds for many concurrent effects on one timer. `Effect.timeoutFail` races each effect against
+ * a sleep, forking two fibers, setting and clearing a timer and merging fiber refs back per call;
+ * bounding every HTTP attempt that way cost more than the rest of the client together. Here each bounded
+ * effect runs in one child fiber, its deadline sits in a heap, and one wake-up interrupts the children
+ * whose deadline has passed. Finished entries are dropped lazily.
+ *
+ * On the live clock the wake-up is a plain unref'd `setTimeout`, so a deadline far ahead never keeps the
+ * process alive after the work is done; on any other clock (`TestClock`, a virtual clock) it is a fiber
+ * sleeping on that clock, stopped when the owning scope closes.
+ */
+import type { Scope } from "effect"
+import { Cause, Clock, Effect, Exit, Fiber, FiberId, Runtime } from "effect"
+import { sleepUntil } from "./time.js"
+
+interface Entry {
+  readonly at: number
+  readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
+  expired: boolean
+  done: boolean
+}
+
+/** The longest `setTimeout` Node accepts; a later deadline is reached in steps. */
+const MAX_TIMEOUT_MILLIS = 2 ** 31 - 1
+
+const liveClock: unknown = Clock.make().constructor
+
+interface Timer {
+  readonly cancel: () => void
+}
+
+export class Deadlines {
+  private heap: Array<Entry> = []
+  private pending = 0
+  private wakeAt = Number.POSITIVE_INFINITY
+  private timer: Timer | undefined = undefined
+  private closed = false
+  private readonly live: boolean
+
+  constructor(private readonly clock: Clock.Clock, private readonly runtime: Runtime.Runtime<never>) {
+    this.live = clock.constructor === liveClock
+  }
+
+  /**
+   * Runs `effect` for at most `millis`; past that it is interrupted, its interruption awaited, and the
+   * result is a failure with `onTimeout()`. Interrupting the caller interrupts the effect and awaits it.
+   *
+   * The effect runs in a child fiber started at once on the caller's thread with the caller's context,
+   * fiber refs and flags, so an effect that completes without suspending (an in-memory transport, a
+   * cached answer) costs no scheduler round trip and no deadline at all.
+   */
+  bound<A, E, E2>(effect: Effect.Effect<A, E>, millis: number, onTimeout: () => E2): Effect.Effect<A, E | E2> {
+    return Effect.withFiberRuntime((parent, status) => {
+      const runtime = Runtime.make({
+        context: parent.currentContext,
+        fiberRefs: parent.getFiberRefs(),
+        runtimeFlags: status.runtimeFlags
+      })
+      return Effect.uninterruptibleMask((restore) => {
+        const fiber = Runtime.runFork(runtime)(effect)
+        const done = fiber.unsafePoll()
+        if (done !== null) return done
+        const entry: Entry = { at: this.clock.unsafeCurrentTimeMillis() + millis, fiber, expired: false, done: false }
+        this.push(entry)
+        return Effect.flatMap(
+          restore(Fiber.await(fiber)).pipe(Effect.onInterrupt(() => Effect.asVoid(Fiber.interrupt(fiber)))),
+          (exit): Effect.Effect<A, E | E2> => {
+            this.finish(entry)
+            if (entry.expired && Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) {
+              return Effect.fail(onTimeout())
+            }
+            return exit
+          }
+        )
+      })
+    })
+  }
+
+  /** Stops the timer; effects still bounded run unbounded from now on. */
+  close(): void {
+    this.closed = true
+    this.timer?.cancel()
+    this.timer = undefined
+    this.wakeAt = Number.POSITIVE_INFINITY
+  }
+
+  private push(entry: Entry): void {
+    this.pending++
+    // Finished entries are dropped lazily; rebuild when they dominate, so memory follows what is pending.
+    if (this.heap.length > 1024 && this.heap.length > 4 * this.pending) {
+      const live = this.heap.filter((e) => !e.done)
+      this.heap = []
+      for (const e of live) this.insert(e)
+    }
+    this.insert(entry)
+    if (entry.at < this.wakeAt && !this.closed) this.schedule(entry.at)
+  }
+
+  private insert(entry: Entry): void {
+    const heap = this.heap
+    heap.push(entry)
+    let i = heap.length - 1
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (heap[parent]!.at <= entry.at) break
+      heap[i] = heap[parent]!
+      i = parent
+    }
+    heap[i] = entry
+  }
+
+  private finish(entry: Entry): void {
+    if (entry.done) return
+    entry.done = true
+    this.pending--
+  }
+
+  private pop(): Entry | undefined {
+    const heap = this.heap
+    const top = heap[0]
+    const last = heap.pop()
+    if (heap.length > 0 && last !== undefined) {
+      let i = 0
+      while (true) {
+        const left = 2 * i + 1
+        const right = left + 1
+        let best = i
+        let bestAt = last.at
+        if (left < heap.length && heap[left]!.at < bestAt) {
+          best = left
+          bestAt = heap[left]!.at
+        }
+        if (right < heap.length && heap[right]!.at < bestAt) best = right
+        if (best === i) break
+        heap[i] = heap[best]!
+        i = best
+      }
+      heap[i] = last
+    }
+    return top
+  }
+
+  private wake(): void {
+    this.timer = undefined
+    this.wakeAt = Number.POSITIVE_INFINITY
+    if (this.closed) return
+    const now = this.clock.unsafeCurrentTimeMillis()
+    while (this.heap.length > 0 && (this.heap[0]!.done || this.heap[0]!.at <= now)) {
+      const entry = this.pop()!
+      if (entry.done) continue
+      this.finish(entry)
+      entry.expired = true
+      entry.fiber.unsafeInterruptAsFork(FiberId.none)
+    }
+    const next = this.heap[0]
+    if (next !== undefined) this.schedule(next.at)
+  }
+
+  private schedule(at: number): void {
+    this.timer?.cancel()
+    this.wakeAt = at
+    if (this.live) {
+      const delay = Math.min(Math.max(0, at - this.clock.unsafeCurrentTimeMillis()), MAX_TIMEOUT_MILLIS)
+      // A wake-up that comes early (a long delay in steps, a clock that moved) finds nothing due and
+      // schedules the next one.
+      const handle = setTimeout(() => this.wake(), delay)
+      handle.unref()
+      this.timer = { cancel: () => clearTimeout(handle) }
+      return
+    }
+    let cancelled = false
+    const fiber = Runtime.runFork(this.runtime)(
+      Effect.zipRight(sleepUntil(at), Effect.sync(() => cancelled ? undefined : this.wake()))
+    )
+    this.timer = {
+      cancel: () => {
+        cancelled = true
+        fiber.unsafeInterruptAsFork(FiberId.none)
+      }
+    }
+  }
+}
+
+/** Deadlines on the current clock, their timer stopped when the scope closes. */
+export const make: Effect.Effect<Deadlines, never, Scope.Scope> = Effect.flatMap(
+  Effect.zip(Effect.clock, Effect.runtime<never>()),
+  ([clock, runtime]) =>
+    Effect.acquireRelease(
+      Effect.sync(() => new Deadlines(clock, runtime)),
+      (deadlines) => Effect.sync(() => deadlines.close())
+    )
+)
