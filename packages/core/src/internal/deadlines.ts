@@ -15,7 +15,8 @@ import { sleepUntil } from "./time.js"
 
 interface Entry {
   readonly at: number
-  readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
+  /** Dropped once the attempt is over: finished entries wait in the heap, and must not keep its result. */
+  fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
   expired: boolean
   done: boolean
 }
@@ -112,6 +113,7 @@ export class Deadlines {
   private finish(entry: Entry): void {
     if (entry.done) return
     entry.done = true
+    entry.fiber = undefined
     this.pending--
   }
 
@@ -148,9 +150,10 @@ export class Deadlines {
     while (this.heap.length > 0 && (this.heap[0]!.done || this.heap[0]!.at <= now)) {
       const entry = this.pop()!
       if (entry.done) continue
+      const fiber = entry.fiber!
       this.finish(entry)
       entry.expired = true
-      entry.fiber.unsafeInterruptAsFork(FiberId.none)
+      fiber.unsafeInterruptAsFork(FiberId.none)
     }
     const next = this.heap[0]
     if (next !== undefined) this.schedule(next.at)
