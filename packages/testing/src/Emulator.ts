@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import type { HttpApp } from "@effect/platform"
-import type { Effect } from "effect"
+import type { Effect, Scope } from "effect"
 import type * as Faults from "./Faults.js"
 import type * as Recording from "./Recording.js"
 
@@ -40,6 +40,16 @@ export interface Emulator<Credentials = unknown> {
   readonly recording: Effect.Effect<Recording.Snapshot>
   /** Forgets everything recorded so far (limiter state and tokens are kept). */
   readonly resetRecording: Effect.Effect<void>
+  /**
+   * Hands every API arrival to `observer` as it is recorded, until the scope closes, so that a check over
+   * a long run can stream (e.g. with `Recording.windowTracker`) instead of reading every arrival back from
+   * a snapshot. With `keep: false` the recording keeps no arrivals meanwhile (its counters and token
+   * requests are still kept), so a run of any length records in constant memory; default `true`.
+   */
+  readonly observeArrivals: (
+    observer: Recording.Observer,
+    options?: { readonly keep?: boolean | undefined }
+  ) => Effect.Effect<void, never, Scope.Scope>
   readonly faults: Faults.Controls
   /** Revokes every live token now (and refresh tokens where the provider has them); returns how many. */
   readonly revokeAll: Effect.Effect<number>

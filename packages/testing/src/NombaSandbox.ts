@@ -430,6 +430,7 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
       rateLimit,
       recording: Effect.sync(() => kernel.snapshot()),
       resetRecording: Effect.sync(() => kernel.resetRecording()),
+      observeArrivals: (observer, options) => kernel.observe(observer, options),
       faults: kernel.controls(),
       revokeAll: Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Effect.sync(() => {

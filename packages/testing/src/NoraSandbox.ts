@@ -300,6 +300,7 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
       rateLimit,
       recording: Effect.sync(() => kernel.snapshot()),
       resetRecording: Effect.sync(() => kernel.resetRecording()),
+      observeArrivals: (observer, options) => kernel.observe(observer, options),
       faults: kernel.controls(),
       revokeAll: Effect.flatMap(
         Clock.currentTimeMillis,

@@ -396,6 +396,7 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
       tokenRateLimit,
       recording: Effect.sync(() => kernel.snapshot()),
       resetRecording: Effect.sync(() => kernel.resetRecording()),
+      observeArrivals: (observer, options) => kernel.observe(observer, options),
       faults: kernel.controls(),
       revokeAll: Effect.flatMap(
         Clock.currentTimeMillis,

@@ -131,6 +131,14 @@ export interface Snapshot {
   readonly maxArrivalsInWindow: (windowMillis: number, filter?: (arrival: Arrival) => boolean) => WindowCount
 }
 
+/**
+ * Receives API arrivals as an emulator records them (see `Emulator.observeArrivals`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Observer = (arrival: Arrival) => void
+
 const maxInWindow = (times: ReadonlyArray<number>, windowMillis: number): number => {
   let best = 0
   let end = 0
@@ -159,4 +167,90 @@ export const maxArrivalsInWindow = (
   const all = selected.map((a) => a.at).sort((a, b) => a - b)
   const admitted = selected.filter((a) => a.admitted).map((a) => a.at).sort((a, b) => a - b)
   return { admitted: maxInWindow(admitted, windowMillis), all: maxInWindow(all, windowMillis) }
+}
+
+/**
+ * `maxArrivalsInWindow` kept up to date as arrivals stream in, in memory bounded by the most arrivals
+ * any window holds rather than by the length of the run: what a check over hours of simulated traffic
+ * needs, where keeping every arrival would cost more than the traffic itself.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WindowTracker {
+  /**
+   * Counts an arrival. Arrivals must come in order of `at` (ties in any order), as an emulator records
+   * them under a virtual clock; an earlier one throws a `RangeError`, since the windows it belongs to
+   * may already be forgotten.
+   */
+  readonly add: (at: number, admitted: boolean) => void
+  /** The most arrivals in any interval `[t, t + windowMillis)` so far. */
+  readonly result: () => WindowCount
+  /** Admitted arrivals counted so far. */
+  readonly admitted: () => number
+  /** Arrivals counted so far. */
+  readonly all: () => number
+}
+
+/**
+ * The times of the arrivals in the window ending at the latest one, as a queue over a growable ring.
+ * Counting the arrivals in `(t - window, t]` at each arrival `t` finds the same maximum as counting
+ * `[t, t + window)` from each arrival, as `maxArrivalsInWindow` does: both are the most arrivals
+ * spanning less than `window`.
+ */
+class SlidingCount {
+  private times = new Float64Array(16)
+  private head = 0
+  private size = 0
+  private last = Number.NEGATIVE_INFINITY
+  best = 0
+  total = 0
+
+  constructor(private readonly windowMillis: number) {}
+
+  add(at: number): void {
+    if (at < this.last) {
+      throw new RangeError(`arrival at ${at} came after one at ${this.last}: arrivals must be in order`)
+    }
+    this.last = at
+    this.total++
+    const times = this.times
+    while (this.size > 0 && times[this.head]! + this.windowMillis <= at) {
+      this.head = (this.head + 1) & (times.length - 1)
+      this.size--
+    }
+    if (this.size === times.length) this.grow()
+    this.times[(this.head + this.size) & (this.times.length - 1)] = at
+    this.size++
+    if (this.size > this.best) this.best = this.size
+  }
+
+  private grow(): void {
+    const old = this.times
+    const times = new Float64Array(old.length * 2)
+    for (let i = 0; i < this.size; i++) times[i] = old[(this.head + i) & (old.length - 1)]!
+    this.times = times
+    this.head = 0
+  }
+}
+
+/**
+ * A `WindowTracker` for windows of `windowMillis`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const windowTracker = (windowMillis: number): WindowTracker => {
+  if (!(windowMillis > 0)) throw new RangeError(`windowMillis must be positive, got ${windowMillis}`)
+  const admitted = new SlidingCount(windowMillis)
+  const all = new SlidingCount(windowMillis)
+  return {
+    add: (at, isAdmitted) => {
+      all.add(at)
+      if (isAdmitted) admitted.add(at)
+    },
+    result: () => ({ admitted: admitted.best, all: all.best }),
+    admitted: () => admitted.total,
+    all: () => all.total
+  }
 }

@@ -11,9 +11,10 @@
  * @since 0.1.0
  */
 import type { HttpApp, HttpServerError } from "@effect/platform"
-import { HttpClient, HttpClientError } from "@effect/platform"
+import { HttpClient, HttpClientError, UrlParams } from "@effect/platform"
+import type { HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, FiberRef, Layer } from "effect"
 import type { Scope } from "effect"
 import * as Http from "node:http"
 import type * as Emulator from "./Emulator.js"
@@ -195,6 +196,12 @@ export interface ClientOptions {
  * transport `RequestError`, as an unknown host would; an app's `ConnectionDropped` becomes a transport
  * `RequestError` too, and a defect a 500.
  *
+ * A request the platform would trace gets the platform client's span, as on a real transport. One it
+ * would not (the tracer off, or `HttpClient.withTracerDisabledWhen`, as Tollgate's own clients do) is
+ * answered directly: there is no connection to abort, so it skips the abort controller the platform
+ * registers for every response, which a long simulation would otherwise pile up faster than the
+ * finalization registry frees it.
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -203,7 +210,7 @@ export const makeClient = (
   options?: ClientOptions
 ): HttpClient.HttpClient => {
   const remoteAddress = options?.remoteAddress ?? "127.0.0.1"
-  return HttpClient.make((request, url) => {
+  const answer = (request: HttpClientRequest.HttpClientRequest, url: URL) => {
     const app = route(url)
     return app === undefined
       ? Effect.fail(
@@ -214,7 +221,30 @@ export const makeClient = (
         })
       )
       : Memory.dispatch(app, request, url, remoteAddress)
-  })
+  }
+  const traced = HttpClient.make(answer)
+  const untraced = (
+    request: HttpClientRequest.HttpClientRequest
+  ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError> => {
+    const url = UrlParams.makeUrl(request.url, request.urlParams, request.hash)
+    return url._tag === "Left"
+      ? Effect.fail(new HttpClientError.RequestError({ request, reason: "InvalidUrl", cause: url.left }))
+      : answer(request, url.right)
+  }
+  return HttpClient.makeWith(
+    (effect: Effect.Effect<HttpClientRequest.HttpClientRequest>) =>
+      Effect.flatMap(
+        effect,
+        (request) =>
+          Effect.withFiberRuntime((fiber) =>
+            fiber.getFiberRef(FiberRef.currentTracerEnabled) &&
+              !fiber.getFiberRef(HttpClient.currentTracerDisabledWhen)(request)
+              ? traced.execute(request)
+              : untraced(request)
+          )
+      ),
+    Effect.succeed as HttpClient.HttpClient.Preprocess<never, never>
+  )
 }
 
 const routesOf = (service: Service): Map<string, HttpApp.Default<Faults.ConnectionDropped>> => {

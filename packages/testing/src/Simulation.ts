@@ -16,7 +16,7 @@ import { Cause, Clock, Duration, Effect, Exit, Option } from "effect"
 import type { Scope } from "effect"
 import type * as Arbitraries from "./Arbitraries.js"
 import type * as Emulator from "./Emulator.js"
-import type * as Recording from "./Recording.js"
+import * as Recording from "./Recording.js"
 import * as Sandbox from "./Sandbox.js"
 import * as VirtualTime from "./VirtualTime.js"
 
@@ -158,17 +158,6 @@ const percentiles = (values: Array<number>): Percentiles => {
   return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: values[values.length - 1]! }
 }
 
-const maxInWindow = (times: ReadonlyArray<number>, window: number): number => {
-  let best = 0
-  let end = 0
-  for (let start = 0; start < times.length; start++) {
-    if (end < start) end = start
-    while (end < times.length && times[end]! < times[start]! + window) end++
-    best = Math.max(best, end - start)
-  }
-  return best
-}
-
 const defaultLatency = { min: Duration.millis(5), max: Duration.millis(30) }
 
 interface Tally {
@@ -179,11 +168,45 @@ interface Tally {
   readonly latencies: Array<number>
 }
 
+/**
+ * What the server saw, counted as arrivals come in: the emulator keeps none of them, so a simulation of
+ * any length checks its windows in memory bounded by the busiest window, not by the number of requests.
+ */
+interface Arrivals {
+  count: number
+  /** One tracker per key of the target's limit (a single one without `per`). */
+  readonly windows: Map<string, Recording.WindowTracker>
+  /** The first arrival the trackers could not count (out of order), which voids the window check. */
+  error: unknown
+}
+
+const observeArrivals = (target: Target<any>, emulator: Emulator.Emulator) =>
+  Effect.gen(function*() {
+    const arrivals: Arrivals = { count: 0, windows: new Map(), error: undefined }
+    const limit = target.limit
+    const windowMillis = limit === undefined ? 0 : Duration.toMillis(limit.window)
+    const per = limit?.per
+    yield* emulator.observeArrivals((arrival) => {
+      arrivals.count++
+      if (limit === undefined || arrivals.error !== undefined) return
+      const key = per === undefined ? "" : per(arrival)
+      let tracker = arrivals.windows.get(key)
+      if (tracker === undefined) arrivals.windows.set(key, tracker = Recording.windowTracker(windowMillis))
+      try {
+        tracker.add(arrival.at, arrival.admitted)
+      } catch (error) {
+        arrivals.error = error
+      }
+    }, { keep: false })
+    return arrivals
+  })
+
 const runTarget = (target: Target<any>, end: number) =>
   Effect.gen(function*() {
     const emulator = yield* target.emulator
     const latency = target.latency ?? defaultLatency
     yield* emulator.faults.set("all", { latency })
+    const arrivals = yield* observeArrivals(target, emulator)
     const http = Sandbox.makeClient(() => emulator.app)
     const subject = yield* target.client(http, emulator)
     const tally: Tally = { requests: 0, succeeded: 0, lost: 0, failed: {}, latencies: [] }
@@ -238,7 +261,7 @@ const runTarget = (target: Target<any>, end: number) =>
     yield* Effect.all(Array.from({ length: target.fibers }, () => worker), { concurrency: "unbounded", discard: true })
     const tokens = subject.tokens === undefined ? Option.none() : Option.some(yield* subject.tokens.stats)
     const limiterStats = subject.limiter === undefined ? Option.none() : Option.some(yield* subject.limiter.stats)
-    return { emulator, tally, tokens, limiterStats }
+    return { emulator, tally, tokens, limiterStats, arrivals }
   })
 
 const report = (
@@ -247,31 +270,25 @@ const report = (
   snapshot: Recording.Snapshot,
   elapsed: number
 ): Report => {
-  const { limiterStats, tally, tokens } = outcome
-  const api = snapshot.arrivals
+  const { arrivals, limiterStats, tally, tokens } = outcome
   let window: Report["window"] = Option.none()
   let perWindow: Report["perWindow"] = Option.none()
   if (target.limit !== undefined) {
-    const windowMillis = Duration.toMillis(target.limit.window)
-    const per = target.limit.per ?? (() => "")
-    const groups = new Map<string, { admitted: Array<number>; all: Array<number> }>()
-    for (const arrival of api) {
-      const key = per(arrival)
-      let group = groups.get(key)
-      if (group === undefined) groups.set(key, group = { admitted: [], all: [] })
-      group.all.push(arrival.at)
-      if (arrival.admitted) group.admitted.push(arrival.at)
+    if (arrivals.error !== undefined) {
+      throw new Error(`${target.name}: the window check could not count every arrival`, { cause: arrivals.error })
     }
+    const windowMillis = Duration.toMillis(target.limit.window)
     let maxAdmitted = 0
     let maxAll = 0
     let admitted = 0
-    for (const group of groups.values()) {
-      maxAdmitted = Math.max(maxAdmitted, maxInWindow(group.admitted, windowMillis))
-      maxAll = Math.max(maxAll, maxInWindow(group.all, windowMillis))
-      admitted += group.admitted.length
+    for (const tracker of arrivals.windows.values()) {
+      const counted = tracker.result()
+      maxAdmitted = Math.max(maxAdmitted, counted.admitted)
+      maxAll = Math.max(maxAll, counted.all)
+      admitted += tracker.admitted()
     }
     window = Option.some({ limit: target.limit.limit, maxAdmitted, maxAll })
-    perWindow = Option.some(admitted / Math.max(1, groups.size) / Math.max(1, elapsed / windowMillis))
+    perWindow = Option.some(admitted / Math.max(1, arrivals.windows.size) / Math.max(1, elapsed / windowMillis))
   }
   return {
     name: target.name,
@@ -281,7 +298,7 @@ const report = (
     lost: tally.lost,
     server: {
       tokenRequests: snapshot.tokenCounts,
-      apiArrivals: api.length,
+      apiArrivals: arrivals.count,
       unauthorized: snapshot.unauthorized.api,
       rateLimited: snapshot.rateLimited.api + snapshot.rateLimited.token,
       tokensIssued: snapshot.tokensIssued,
@@ -301,6 +318,9 @@ const report = (
 /**
  * Runs every target at once for `duration` of virtual time, then closes the clients (so revocations
  * happen and are counted) and reports.
+ *
+ * Memory does not grow with the length of the run: while it runs, the emulators keep counters but no
+ * arrivals (see `Emulator.observeArrivals`), and each target's windows are checked as arrivals come in.
  *
  * @since 0.1.0
  * @category running

@@ -143,6 +143,21 @@ describe("NoraSandbox", () => {
         expect((yield* forms(foreign)).status).toBe(401)
       }))
 
+    it.effect("check the signature of every token string, also after the genuine token was accepted", () =>
+      Effect.gen(function*() {
+        const { forms, token } = yield* setup()
+        const t = yield* token()
+        expect((yield* forms(t)).status).toBe(200)
+        const [header, body, signature] = t.split(".") as [string, string, string]
+        const forged = `${header}.${body}.${signature.slice(0, -2)}${signature.endsWith("AA") ? "BB" : "AA"}`
+        expect((yield* forms(forged)).status).toBe(401)
+        // The same claims re-encoded (a different string) under the genuine signature.
+        const claims = JSON.parse(Buffer.from(body, "base64url").toString("utf8"))
+        const altered = Buffer.from(JSON.stringify({ ...claims, exp: claims.exp + 3600 })).toString("base64url")
+        expect((yield* forms(`${header}.${altered}.${signature}`)).status).toBe(401)
+        expect((yield* forms(t)).status).toBe(200)
+      }))
+
     it.effect("expire a token 3600 s after issue by the server's Clock", () =>
       Effect.gen(function*() {
         const { forms, token } = yield* setup()

@@ -1,6 +1,7 @@
 import { HttpClientRequest } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, TestClock } from "effect"
+import { Effect, Exit, Scope, TestClock } from "effect"
+import * as fc from "fast-check"
 import * as NombaSandbox from "../src/NombaSandbox.js"
 import * as NoraSandbox from "../src/NoraSandbox.js"
 import * as Recording from "../src/Recording.js"
@@ -32,6 +33,57 @@ describe("Recording", () => {
         admitted: 3,
         all: 4
       })
+    })
+  })
+
+  describe("windowTracker", () => {
+    const tracked = (arrivals: ReadonlyArray<Recording.Arrival>, windowMillis: number) => {
+      const tracker = Recording.windowTracker(windowMillis)
+      for (const a of arrivals) tracker.add(a.at, a.admitted)
+      return tracker
+    }
+
+    it("finds the same windows as maxArrivalsInWindow, streaming", () => {
+      const arrivals = [arrival(0), arrival(999), arrival(1000), arrival(1500, false), arrival(2100)]
+      expect(tracked(arrivals, 1000).result()).toEqual({ admitted: 2, all: 3 })
+      expect(tracked(arrivals, 1001).result()).toEqual({ admitted: 3, all: 3 })
+      expect(tracked(arrivals, 1).result()).toEqual({ admitted: 1, all: 1 })
+      expect(tracked([], 1000).result()).toEqual({ admitted: 0, all: 0 })
+      expect(tracked(arrivals, 1000).admitted()).toBe(4)
+      expect(tracked(arrivals, 1000).all()).toBe(5)
+    })
+
+    it("catches a window over the limit, however briefly it is overdrawn", () => {
+      // 60 per minute, evenly spaced, then one arrival a millisecond early: 61 in one minute.
+      const arrivals = Array.from({ length: 120 }, (_, i) => arrival(i * 1000))
+      expect(tracked(arrivals, 60_000).result().admitted).toBe(60)
+      arrivals.splice(60, 1, arrival(59_999))
+      expect(tracked(arrivals, 60_000).result().admitted).toBe(61)
+      // A burst at one instant counts whole.
+      const burst = [...Array.from({ length: 5 }, () => arrival(10)), arrival(20, false)]
+      expect(tracked(burst, 1).result()).toEqual({ admitted: 5, all: 5 })
+    })
+
+    it("agrees with maxArrivalsInWindow on any ordered arrivals", () =>
+      fc.assert(
+        fc.property(
+          fc.array(fc.record({ gap: fc.integer({ min: 0, max: 50 }), admitted: fc.boolean() }), { maxLength: 300 }),
+          fc.integer({ min: 1, max: 200 }),
+          (steps, windowMillis) => {
+            let at = 0
+            const arrivals = steps.map((step) => arrival(at += step.gap, step.admitted))
+            expect(tracked(arrivals, windowMillis).result()).toEqual(
+              Recording.maxArrivalsInWindow(arrivals, windowMillis)
+            )
+          }
+        )
+      ))
+
+    it("refuses an arrival earlier than the last one, whose windows may be forgotten", () => {
+      const tracker = Recording.windowTracker(1000)
+      tracker.add(500, true)
+      expect(() => tracker.add(499, true)).toThrow(RangeError)
+      expect(() => Recording.windowTracker(0)).toThrow(RangeError)
     })
   })
 
@@ -133,6 +185,38 @@ describe("Recording", () => {
         expect(recording.tokenCounts.granted).toBe(1)
         expect(recording.tokensIssued).toBe(1)
         expect(recording.unauthorized.api).toBe(1)
+      }))
+
+    it.effect("hands arrivals to observers, and keeps none while one asks so", () =>
+      Effect.gen(function*() {
+        const nora = yield* NoraSandbox.make()
+        const client = clientFor(nora)
+        const token = (yield* send(client, postJson(`${base}/api/token`, nora.credentials))).body.token
+        const seen: Array<Recording.Arrival> = []
+        const scope = yield* Scope.make()
+        yield* Scope.extend(nora.observeArrivals((a) => seen.push(a), { keep: false }), scope)
+        yield* send(client, getWith(`${base}/api/forms`, token))
+        yield* send(client, getWith(`${base}/api/forms`, "nope"))
+        const during = yield* nora.recording
+        expect(seen.map((a) => [a.route, a.status, a.admitted])).toEqual([
+          ["GET /api/forms", 200, true],
+          ["GET /api/forms", 401, false]
+        ])
+        expect(during.arrivals).toHaveLength(0)
+        expect(during.tokenRequests).toHaveLength(1)
+        expect(during.unauthorized.api).toBe(1)
+        yield* Scope.close(scope, Exit.void)
+        yield* send(client, getWith(`${base}/api/forms`, token))
+        expect(seen).toHaveLength(2)
+        expect((yield* nora.recording).arrivals).toHaveLength(1)
+        // An observer that keeps arrivals leaves the recording as it was.
+        yield* Effect.scoped(
+          nora.observeArrivals((a) => seen.push(a)).pipe(
+            Effect.zipRight(send(client, getWith(`${base}/api/forms`, token)))
+          )
+        )
+        expect(seen).toHaveLength(3)
+        expect((yield* nora.recording).arrivals).toHaveLength(2)
       }))
   })
 })

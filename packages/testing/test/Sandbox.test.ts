@@ -6,6 +6,7 @@ import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 import * as Faults from "../src/Faults.js"
 import * as NombaSandbox from "../src/NombaSandbox.js"
+import * as NoraSandbox from "../src/NoraSandbox.js"
 import * as Sandbox from "../src/Sandbox.js"
 import * as TokenProjectSandbox from "../src/TokenProjectSandbox.js"
 import * as VirtualTime from "../src/VirtualTime.js"
@@ -177,6 +178,32 @@ describe("Sandbox", () => {
   })
 
   describe("in memory", () => {
+    it.effect("makeClient traces a request as the platform does, and answers untraced ones directly", () =>
+      Effect.gen(function*() {
+        const nora = yield* NoraSandbox.make()
+        const client = Sandbox.makeClient((url) => url.host === "nora.sandbox.test" ? nora.app : undefined)
+        const token = postJson("http://nora.sandbox.test/api/token", nora.credentials)
+        // Traced: the platform's span, whose context travels with the request.
+        const traced = yield* Effect.withSpan(client.execute(token), "parent")
+        expect(traced.status).toBe(200)
+        expect(traced.request.headers["traceparent"]).toBeDefined()
+        // Untraced (as Tollgate's clients send): the same answer, nothing added to the request.
+        const quiet = HttpClient.withTracerDisabledWhen(client, () => true)
+        const untraced = yield* Effect.withSpan(quiet.execute(token), "parent")
+        expect(untraced.status).toBe(200)
+        expect(untraced.request.headers["traceparent"]).toBeUndefined()
+        expect(typeof ((yield* untraced.json) as { token: unknown }).token).toBe("string")
+        const withParams = yield* quiet.execute(
+          HttpClientRequest.get("http://nora.sandbox.test/api/forms").pipe(HttpClientRequest.setUrlParam("a", "1"))
+        )
+        expect(withParams.status).toBe(401)
+        const invalid = yield* Effect.flip(quiet.execute(HttpClientRequest.get("http://[nope")))
+        expect(invalid).toMatchObject({ _tag: "RequestError", reason: "InvalidUrl" })
+        const unknown = yield* Effect.flip(quiet.execute(HttpClientRequest.get("http://elsewhere.test/")))
+        expect(unknown).toMatchObject({ _tag: "RequestError", reason: "Transport" })
+        expect((yield* nora.recording).arrivals.map((a) => a.path)).toEqual(["/api/forms"])
+      }))
+
     it.effect("layerMemory runs a program's whole HTTP stack in memory, under TestClock", () =>
       Effect.gen(function*() {
         const client = yield* HttpClient.HttpClient

@@ -62,4 +62,53 @@ describe("Simulation", () => {
       }),
     60_000
   )
+
+  it.live("catches a client that overdraws the documented window, counting arrivals as they come", () =>
+    Effect.gen(function*() {
+      // The client allows 60 per minute where the check documents 30: the streaming count must see it.
+      const result = yield* Simulation.simulate({
+        duration: "10 minutes",
+        targets: [{
+          name: "norce",
+          emulator: NorceSandbox.make(),
+          client: norceClient(RateLimiter.slidingWindow({ limit: 60, window: "1 minute" })),
+          request: Simulation.get("/commerce/metadata/1.1/GetApplication?format=json"),
+          fibers: 4,
+          limit: { limit: 30, window: "1 minute" }
+        }]
+      })
+      const [norce] = result.reports
+      const window = Option.getOrThrow(norce!.window)
+      expect(window.limit).toBe(30)
+      expect(window.maxAdmitted).toBe(60)
+      expect(window.maxAll).toBe(60)
+      expect(norce!.server.apiArrivals).toBe(norce!.requests)
+      expect(Option.getOrThrow(norce!.perWindow)).toBeGreaterThan(55)
+    }))
+
+  it.live("counts every arrival per key of a per-key limit", () =>
+    Effect.gen(function*() {
+      const result = yield* Simulation.simulate({
+        duration: "5 minutes",
+        targets: [{
+          name: "norce",
+          emulator: NorceSandbox.make(),
+          client: norceClient(RateLimiter.slidingWindow({ limit: 40, window: "1 minute" })),
+          request: (n) =>
+            Simulation.get(
+              n % 4 === 0
+                ? "/commerce/products/1.1/ListProducts?format=json"
+                : "/commerce/metadata/1.1/GetApplication?format=json"
+            )(n),
+          fibers: 4,
+          limit: { limit: 40, window: "1 minute", per: (arrival) => arrival.route }
+        }]
+      })
+      const [norce] = result.reports
+      const window = Option.getOrThrow(norce!.window)
+      // Three in four requests go to one route: its window holds about 30 of the 40.
+      expect(window.maxAdmitted).toBeGreaterThanOrEqual(29)
+      expect(window.maxAdmitted).toBeLessThanOrEqual(40)
+      expect(norce!.server.apiArrivals).toBe(norce!.requests)
+    }))
 })

@@ -2,6 +2,7 @@ import type { HttpApp, HttpRouter } from "@effect/platform"
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import { Clock, Duration, Effect, Random, Stream } from "effect"
+import type { Scope } from "effect"
 import { IncomingMessage } from "node:http"
 import type * as Emulator from "../Emulator.js"
 import * as Faults from "../Faults.js"
@@ -64,8 +65,17 @@ export class Kernel {
   readonly faultConfig: Record<Faults.Target, Faults.Config> = { token: Faults.none, api: Faults.none }
   readonly scripts: Record<Faults.Target, Array<Faults.Step>> = { token: [], api: [] }
   readonly tokens = new Map<string, TokenRecord>()
+  /**
+   * The `jti` of each token string whose signature already checked out. The key never changes, so a
+   * token verified once verifies forever; a client sends the same token thousands of times, and an HMAC
+   * per request was a large share of an emulator's time in long simulations.
+   */
+  private readonly verified = new Map<string, string>()
   private tokenRequests: Array<Recording.TokenRequest> = []
   private arrivals: Array<Recording.Arrival> = []
+  private observers: ReadonlyArray<Recording.Observer> = []
+  /** Observers that asked for arrivals not to be kept while they watch. */
+  private unkept = 0
   private counters = Kernel.zero()
   private sequence = 0
 
@@ -156,8 +166,16 @@ export class Kernel {
 
   /** The record of a token issued here (whatever its state), or undefined for anything else. */
   recordOf(token: string): TokenRecord | undefined {
-    const claims = Jwt.verify(token, this.signingKey)
-    return claims !== undefined && typeof claims.jti === "string" ? this.tokens.get(claims.jti) : undefined
+    let jti = this.verified.get(token)
+    if (jti === undefined) {
+      const claims = Jwt.verify(token, this.signingKey)
+      if (claims === undefined || typeof claims.jti !== "string") return undefined
+      jti = claims.jti
+      // Bounded like the token store: forgetting a verification only costs an HMAC the next time.
+      if (this.verified.size >= maxTokenRecords) this.verified.clear()
+      this.verified.set(token, jti)
+    }
+    return this.tokens.get(jti)
   }
 
   /** Checks a raw token string. */
@@ -227,6 +245,26 @@ export class Kernel {
     this.counters = Kernel.zero()
   }
 
+  /** Hands every API arrival to `observer` until the scope closes (see `Emulator.observeArrivals`). */
+  observe(observer: Recording.Observer, options?: { readonly keep?: boolean | undefined }): Effect.Effect<
+    void,
+    never,
+    Scope.Scope
+  > {
+    const keep = options?.keep ?? true
+    return Effect.acquireRelease(
+      Effect.sync(() => {
+        this.observers = [...this.observers, observer]
+        if (!keep) this.unkept++
+      }),
+      () =>
+        Effect.sync(() => {
+          this.observers = this.observers.filter((o) => o !== observer)
+          if (!keep) this.unkept--
+        })
+    )
+  }
+
   controls(): Faults.Controls {
     return {
       set: (target, options) =>
@@ -293,8 +331,9 @@ export class Kernel {
       const c = this.counters
       if (status === 401) c.unauthorizedApi++
       if (status === 429) c.rateLimitedApi++
-      if (this.recordArrivals) {
-        this.arrivals.push({
+      const keep = this.recordArrivals && this.unkept === 0
+      if (keep || this.observers.length > 0) {
+        const arrival: Recording.Arrival = {
           at,
           method: request.method,
           route,
@@ -303,7 +342,9 @@ export class Kernel {
           admitted: handled?.admitted ?? false,
           client: handled?.client,
           fault
-        })
+        }
+        if (keep) this.arrivals.push(arrival)
+        for (const observer of this.observers) observer(arrival)
       }
     })
   }
@@ -318,6 +359,19 @@ export class Kernel {
       "RouteNotFound",
       (error) => this.api(`${error.request.method} *`, Effect.succeed({ response: notFound(error.request) }))
     )
+  }
+
+  private dateSecond = Number.NaN
+  private dateValue = ""
+
+  /** The `Date` header for an instant: formatted once per second, which is all it shows. */
+  private dateHeader(at: number): string {
+    const second = Math.floor(at / 1000)
+    if (second !== this.dateSecond) {
+      this.dateSecond = second
+      this.dateValue = new Date(at).toUTCString()
+    }
+    return this.dateValue
   }
 
   private guard<R>(
@@ -360,7 +414,7 @@ export class Kernel {
       if (chosen === undefined) {
         const handled = yield* handler
         record(at, request, handled.response.status, handled, undefined)
-        return HttpServerResponse.setHeader(handled.response, "date", new Date(at).toUTCString())
+        return HttpServerResponse.setHeader(handled.response, "date", this.dateHeader(at))
       }
       switch (chosen._tag) {
         case "Respond": {
@@ -369,7 +423,7 @@ export class Kernel {
         }
         case "Error": {
           record(at, request, config.errorStatus, undefined, "error")
-          return HttpServerResponse.setHeader(errorPage(config), "date", new Date(at).toUTCString())
+          return HttpServerResponse.setHeader(errorPage(config), "date", this.dateHeader(at))
         }
         case "Timeout": {
           record(at, request, 0, undefined, "timeout")

@@ -113,6 +113,8 @@ export interface Output {
   readonly steps: number
   readonly peakRssBytes: number
   readonly peakHeapBytes: number
+  /** The resident set just before the run: Node, the TypeScript loader and every module already loaded. */
+  readonly rssBeforeRunBytes: number
   readonly reports: ReadonlyArray<{
     readonly name: string
     readonly requests: number
@@ -134,6 +136,7 @@ const main = async () => {
   const sample = () => {
     peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed)
   }
+  const rssBeforeRun = process.memoryUsage().rss
   const sampler = setInterval(sample, 20)
   const result = await Simulation.run({ targets, duration: `${hours} hours` })
   sample()
@@ -145,6 +148,7 @@ const main = async () => {
     // The kernel's high-water mark of the resident set: the whole process, Node itself included.
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
     peakHeapBytes: peakHeap,
+    rssBeforeRunBytes: rssBeforeRun,
     reports: result.reports.map((report) => ({
       name: report.name,
       requests: report.requests,
