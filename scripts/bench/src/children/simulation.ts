@@ -4,7 +4,7 @@
  * `Simulation` (virtual time, in-memory sandbox emulators) and each provider module's `make`. Prints one
  * JSON line.
  *
- * Usage: node --import tsx simulation.ts <virtual hours>
+ * Usage: node --import tsx simulation.ts <virtual hours> (the bench runs it bundled: `Child.bundle`)
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
@@ -168,4 +168,5 @@ const main = async () => {
   process.exit(0)
 }
 
-if (process.argv[1]?.endsWith("simulation.ts")) void main()
+// Run directly (through tsx, or as the bench's JavaScript bundle), not when a scenario imports its constants.
+if (/simulation\.(ts|mjs)$/.test(process.argv[1] ?? "")) void main()

@@ -2,10 +2,14 @@
  * Child processes: servers run in their own process (so the client under test has the main thread to
  * itself, as it would in production) and memory is measured in a fresh process per limiter. A child
  * is a TypeScript file run by Node through tsx, talking to the parent over the IPC channel with a tiny
- * request/reply protocol.
+ * request/reply protocol; one whose resident memory is measured runs as a JavaScript bundle instead
+ * (see `bundle`).
  */
+import * as esbuild from "esbuild"
 import { fork } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -75,6 +79,36 @@ export const serve = (handlers: Record<string, (params: any) => unknown>): void 
 }
 
 /**
+ * Bundles `file` (relative to src/children) into one ES module in a temporary directory and returns its
+ * path. tsx compiles every module on load in a worker thread of its own and keeps both around: about
+ * 150 MB of resident memory that belongs to the bench harness, not to the code measured, which in
+ * production runs as compiled JavaScript.
+ */
+export const bundle = async (file: string): Promise<string> => {
+  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "tollgate-bench-"))
+  const outfile = Path.join(dir, file.replace(/\.ts$/, ".mjs"))
+  await esbuild.build({
+    entryPoints: [Path.join(childrenDir, file)],
+    outfile,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    logLevel: "error",
+    // Some dependencies are CommonJS and call `require`; an ES module bundle has none of its own.
+    banner: {
+      js:
+        "import { createRequire as __createRequire } from \"node:module\"; const require = __createRequire(import.meta.url);"
+    }
+  })
+  return outfile
+}
+
+/** Deletes what `bundle` wrote. */
+export const removeBundle = (outfile: string): void =>
+  Fs.rmSync(Path.dirname(outfile), { recursive: true, force: true })
+
+/**
  * Runs a child to completion and reads the JSON it prints as its last stdout line (for one-shot
  * measurements such as memory, where the IPC channel itself would allocate inside the measurement).
  */
@@ -82,11 +116,12 @@ export const runOnce = (
   file: string,
   nodeFlags: ReadonlyArray<string>,
   args: ReadonlyArray<string>,
-  timeoutMillis: number
+  timeoutMillis: number,
+  options?: { readonly bundled?: string | undefined }
 ): Promise<unknown> =>
   new Promise((resolve, reject) => {
-    const child = fork(Path.join(childrenDir, file), [...args], {
-      execArgv: [...nodeFlags, "--import", "tsx"],
+    const child = fork(options?.bundled ?? Path.join(childrenDir, file), [...args], {
+      execArgv: options?.bundled === undefined ? [...nodeFlags, "--import", "tsx"] : [...nodeFlags],
       stdio: ["ignore", "pipe", "inherit", "ipc"]
     })
     let out = ""
