@@ -295,6 +295,22 @@ describe("RateLimiter", () => {
           limiter.withPermit()(now)))
         expect(times.every((t) => t === t0)).toBe(true)
       }))
+
+    // An interrupted waiter leaves the queue from the caller's exit handler (there is no canceler on the
+    // wait itself): the requests it was holding back must be granted at that very instant.
+    it.scoped("an interrupted head of the queue lets the cheaper requests behind it through at once", () =>
+      Effect.gen(function*() {
+        const limiter = yield* RateLimiter.make(RateLimiter.slidingWindow({ limit: 5, window: "10 seconds" }))
+        yield* Effect.forEach([1, 2, 3], () => limiter.withPermit()(Effect.void))
+        const head = yield* Effect.fork(limiter.withPermit({ cost: 4 })(Effect.void))
+        const behind = yield* Effect.fork(limiter.withPermit()(now))
+        yield* TestClock.adjust("1 second")
+        expect((yield* limiter.stats).queued).toBe(2)
+        const t0 = yield* now
+        yield* Fiber.interrupt(head)
+        expect(yield* Fiber.join(behind)).toBe(t0)
+        expect((yield* limiter.stats).queued).toBe(0)
+      }))
   })
 
   describe("the gate (invariant 6)", () => {

@@ -11,6 +11,7 @@
  */
 import type { Scope } from "effect"
 import { Cause, Clock, Effect, Exit, Fiber, FiberId, Runtime } from "effect"
+import { MinHeap } from "./heap.js"
 import { sleepUntil } from "./time.js"
 
 interface Entry {
@@ -31,7 +32,7 @@ interface Timer {
 }
 
 export class Deadlines {
-  private heap: Array<Entry> = []
+  private readonly heap = new MinHeap<Entry>((entry) => entry.at)
   private pending = 0
   private wakeAt = Number.POSITIVE_INFINITY
   private timer: Timer | undefined = undefined
@@ -87,27 +88,10 @@ export class Deadlines {
 
   private push(entry: Entry): void {
     this.pending++
-    // Finished entries are dropped lazily; rebuild when they dominate, so memory follows what is pending.
-    if (this.heap.length > 1024 && this.heap.length > 4 * this.pending) {
-      const live = this.heap.filter((e) => !e.done)
-      this.heap = []
-      for (const e of live) this.insert(e)
-    }
-    this.insert(entry)
+    // Finished entries are dropped lazily; shed them when they dominate, so memory follows what is pending.
+    if (this.heap.size > 1024 && this.heap.size > 4 * this.pending) this.heap.retain((e) => !e.done)
+    this.heap.push(entry)
     if (entry.at < this.wakeAt && !this.closed) this.schedule(entry.at)
-  }
-
-  private insert(entry: Entry): void {
-    const heap = this.heap
-    heap.push(entry)
-    let i = heap.length - 1
-    while (i > 0) {
-      const parent = (i - 1) >> 1
-      if (heap[parent]!.at <= entry.at) break
-      heap[i] = heap[parent]!
-      i = parent
-    }
-    heap[i] = entry
   }
 
   private finish(entry: Entry): void {
@@ -117,45 +101,20 @@ export class Deadlines {
     this.pending--
   }
 
-  private pop(): Entry | undefined {
-    const heap = this.heap
-    const top = heap[0]
-    const last = heap.pop()
-    if (heap.length > 0 && last !== undefined) {
-      let i = 0
-      while (true) {
-        const left = 2 * i + 1
-        const right = left + 1
-        let best = i
-        let bestAt = last.at
-        if (left < heap.length && heap[left]!.at < bestAt) {
-          best = left
-          bestAt = heap[left]!.at
-        }
-        if (right < heap.length && heap[right]!.at < bestAt) best = right
-        if (best === i) break
-        heap[i] = heap[best]!
-        i = best
-      }
-      heap[i] = last
-    }
-    return top
-  }
-
   private wake(): void {
     this.timer = undefined
     this.wakeAt = Number.POSITIVE_INFINITY
     if (this.closed) return
     const now = this.clock.unsafeCurrentTimeMillis()
-    while (this.heap.length > 0 && (this.heap[0]!.done || this.heap[0]!.at <= now)) {
-      const entry = this.pop()!
+    for (let top = this.heap.peek(); top !== undefined && (top.done || top.at <= now); top = this.heap.peek()) {
+      const entry = this.heap.pop()!
       if (entry.done) continue
       const fiber = entry.fiber!
       this.finish(entry)
       entry.expired = true
       fiber.unsafeInterruptAsFork(FiberId.none)
     }
-    const next = this.heap[0]
+    const next = this.heap.peek()
     if (next !== undefined) this.schedule(next.at)
   }
 
