@@ -11,8 +11,8 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as Nora from "@tollgate/providers/nora"
-import type { Emulator, Recording } from "@tollgate/testing"
-import { Sandbox, VirtualTime } from "@tollgate/testing"
+import type { Emulator } from "@tollgate/testing"
+import { Recording, Sandbox, VirtualTime } from "@tollgate/testing"
 import type { Scope } from "effect"
 import { Cause, Clock, Duration, Effect, Exit, Fiber, Option, Predicate } from "effect"
 import type * as Kits from "./Kits.js"
@@ -141,17 +141,6 @@ export const gateViolations = (
     )
   ).length
 
-const maxInWindow = (times: ReadonlyArray<number>, window: number): number => {
-  const sorted = [...times].sort((a, b) => a - b)
-  let best = 0
-  let start = 0
-  for (let end = 0; end < sorted.length; end++) {
-    while (sorted[end]! - sorted[start]! >= window) start++
-    best = Math.max(best, end - start + 1)
-  }
-  return best
-}
-
 /**
  * Arrivals beyond what the server allows: those its own limiter refused (429s the test did not script)
  * and, for a documented sliding window, how far any window of that length holds more arrivals than the
@@ -160,16 +149,15 @@ const maxInWindow = (times: ReadonlyArray<number>, window: number): number => {
 export const overLimit = (recording: Recording.Snapshot, kit: Kits.Kit, timeScale = 1): number => {
   let over = recording.arrivals.filter((a) => a.status === 429 && a.fault === undefined).length +
     recording.tokenRequests.filter((r) => r.status === 429 && r.outcome === "refused").length
-  if (kit.limit !== undefined) {
-    const groups = new Map<string, Array<number>>()
-    for (const arrival of recording.arrivals) {
-      const key = kit.limit.per(arrival)
-      const times = groups.get(key) ?? []
-      times.push(arrival.at)
-      groups.set(key, times)
-    }
-    for (const times of groups.values()) {
-      over += Math.max(0, maxInWindow(times, kit.limit.windowMillis / timeScale) - kit.limit.limit)
+  const limit = kit.limit
+  if (limit !== undefined) {
+    for (const key of new Set(recording.arrivals.map(limit.per))) {
+      const most = Recording.maxArrivalsInWindow(
+        recording.arrivals,
+        limit.windowMillis / timeScale,
+        (arrival) => limit.per(arrival) === key
+      ).all
+      over += Math.max(0, most - limit.limit)
     }
   }
   return over
