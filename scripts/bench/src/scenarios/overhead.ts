@@ -147,21 +147,26 @@ const explain = (results: ReadonlyArray<Throughput.Result>): Array<string> => {
     `**Where the time goes.** Tollgate adds about ${us(tollgateUs - bareUs)} to the bare client's ${us(bareUs)} per
 request; ≤ 1.2× leaves it ${us(0.2 * bareUs)}. Measured in the same rounds: with the default per-attempt timeout
 turned off (\`timeout: Duration.infinity\`) Tollgate costs ${us(micros("Tollgate, per-attempt timeout off"))} per
-request instead of ${us(tollgateUs)}: \`Effect.timeoutFail\` races every attempt against a timer with
-\`raceFibersWith\`, which forks two fibers, sets and clears a timer and merges fiber refs back per request. The
-limiter's acquire/release alone adds ${us(micros("bare + Tollgate's limiter permit only") - bareUs)}; one
-\`Effect.withSpan\` with default options (which captures a stack trace) adds
-${us(micros("bare + one Effect.withSpan (default options)") - bareUs)}, and Tollgate opens one span per request on
-top of the platform client's own. Tracing is also most of the *bare* client's time: with the tracer disabled it needs
-${us(micros("bare, tracing disabled"))} (Tollgate: ${us(micros("Tollgate, tracing disabled"))}).`,
-    `**What it would take** to reach 1.2×: (1) bound attempts without a race per request (one timer per client
-sweeping deadlines, or the transport's own \`headersTimeout\`); (2) no span of Tollgate's own on the fast path:
-annotate the platform's \`http.client\` span instead (\`Effect.annotateCurrentSpan\`), or at least
-\`captureStackTrace: false\`; (3) a straight-line fast path for the common case (token read synchronously from the
-cache, permit taken with the lane's synchronous \`tryTake\`, a 2xx without rate-limit headers) as one
-\`Effect.flatMap\` around \`base.execute\`, leaving \`Effect.gen\`, \`Effect.either\`, the retry loop and the
-second acquire/release to the slow path. These figures come from this run; the attribution to code comes from CPU
-profiles (\`node --cpu-prof\`) of the same loop, where the interpreter's run loop and garbage collection dominate:
-the cost is the number of Effect steps and allocations per request, not any single expensive call.`
+request instead of ${us(tollgateUs)}. Attempts are bounded by one deadline heap per client (one unref'd timer),
+not by an \`Effect.timeoutFail\` race per attempt, and an attempt that completes without suspending (as over this
+transport) needs no heap entry; what remains is the child fiber each attempt runs in, so a deadline can interrupt
+it. The limiter's acquire/release alone adds ${us(micros("bare + Tollgate's limiter permit only") - bareUs)}; one
+\`Effect.withSpan\` with default options adds ${us(micros("bare + one Effect.withSpan (default options)") - bareUs)}.
+Tollgate replaces the platform's \`http.client\` span of each attempt with one \`tollgate.request\` span per request
+(no stack trace captured), so both sides pay for one span. Tracing is most of the *bare* client's time: with the
+tracer disabled it needs ${us(micros("bare, tracing disabled"))} and Tollgate ${
+      us(micros("Tollgate, tracing disabled"))
+    }, so in an untraced program Tollgate's own work is the larger share: the token read and bearer header, the
+rate-limit header check, the status metric, the retry loop and the response view that keeps the bearer token out
+of everything handed back.`,
+    `**What it would take** to reach 1.2×: a straight-line fast path for the common case (token read synchronously
+from the cache, permit taken with the lane's synchronous \`tryTake\`, a 2xx without rate-limit headers) as one
+\`Effect.flatMap\` around \`base.execute\`, leaving the retry loop, the error mapping and the second
+acquire/release to the slow path; metrics counted in plain numbers and published on read rather than updated per
+request; and a deadline that does not need a child fiber (a transport that accepts an abort signal and a timeout
+of its own, as undici's \`headersTimeout\` does for real sockets). These figures come from this run; the attribution
+to code comes from CPU profiles (\`node --cpu-prof\`) of the same loop, where the interpreter's run loop and garbage
+collection dominate: the cost is the number of Effect steps and allocations per request, not any single expensive
+call.`
   ]
 }
