@@ -191,6 +191,41 @@ export const schedule = (
   return { refreshAt: expiresAt - refreshBefore, usableUntil: expiresAt - margin }
 }
 
+/**
+ * Revokes `token` at shutdown, as every cache does when its scope closes: bounded by `timeout`, traced,
+ * and logged rather than failed when it goes wrong (a finalizer must not fail). `onRevoked` runs after a
+ * revocation the provider accepted.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const revokeAtClose = (
+  revoke: (token: AccessToken.AccessToken) => Effect.Effect<void, TollgateError.TokenError>,
+  token: AccessToken.AccessToken,
+  options: { readonly provider: string; readonly timeout: Duration.Duration; readonly onRevoked: () => void }
+): Effect.Effect<void> =>
+  // Finalizers run uninterruptibly; without `interruptible` the timeout could not stop a hung call.
+  Effect.interruptible(revoke(token)).pipe(
+    Effect.timeoutFail({
+      duration: options.timeout,
+      onTimeout: () =>
+        new TollgateError.Timeout({ provider: options.provider, operation: "token revocation", after: options.timeout })
+    }),
+    Effect.tap(() => Effect.sync(options.onRevoked)),
+    Effect.withSpan("tollgate.token.revoke", { attributes: { "tollgate.provider": options.provider } }),
+    Effect.catchAllCause((cause) =>
+      Effect.logWarning("Tollgate could not revoke the token at shutdown").pipe(
+        Effect.annotateLogs({
+          provider: options.provider,
+          error: Option.match(Cause.failureOption(cause), {
+            onNone: () => Cause.isInterruptedOnly(cause) ? "interrupted" : "unexpected error",
+            onSome: (error) => error.message
+          })
+        })
+      )
+    )
+  )
+
 const jittered = (millis: number): Effect.Effect<number> =>
   Effect.map(Random.next, (r) => Math.round(millis / 2 + (millis / 2) * r))
 
@@ -468,27 +503,11 @@ export const make = (
           if (options.revokeOnClose === false || Option.isNone(s.token)) return Effect.void
           const token = s.token.value
           if (Option.isSome(token.expiresAt) && token.expiresAt.value.epochMillis <= now()) return Effect.void
-          // Finalizers run uninterruptibly; without `interruptible` the timeout could not stop a hung call.
-          return Effect.interruptible(revoke(token)).pipe(
-            Effect.timeoutFail({
-              duration: closeTimeout,
-              onTimeout: () =>
-                new TollgateError.Timeout({ provider, operation: "token revocation", after: closeTimeout })
-            }),
-            Effect.tap(() => Effect.sync(() => stats.revocations++)),
-            Effect.withSpan("tollgate.token.revoke", { attributes: { "tollgate.provider": provider } }),
-            Effect.catchAllCause((cause) =>
-              Effect.logWarning("Tollgate could not revoke the token at shutdown").pipe(
-                Effect.annotateLogs({
-                  provider,
-                  error: Option.match(Cause.failureOption(cause), {
-                    onNone: () => Cause.isInterruptedOnly(cause) ? "interrupted" : "unexpected error",
-                    onSome: (error) => error.message
-                  })
-                })
-              )
-            )
-          )
+          return revokeAtClose(revoke, token, {
+            provider,
+            timeout: closeTimeout,
+            onRevoked: () => stats.revocations++
+          })
         })
     })
 

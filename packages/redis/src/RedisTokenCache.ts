@@ -745,26 +745,11 @@ export const make = (
       Option.match(source.revoke, {
         onNone: () => Effect.void,
         onSome: (revoke) =>
-          Effect.interruptible(revoke(token)).pipe(
-            Effect.timeoutFail({
-              duration: closeTimeout,
-              onTimeout: () =>
-                new TollgateError.Timeout({ provider, operation: "token revocation", after: closeTimeout })
-            }),
-            Effect.tap(() => Effect.sync(() => stats.revocations++)),
-            Effect.withSpan("tollgate.token.revoke", { attributes: { "tollgate.provider": provider } }),
-            Effect.catchAllCause((cause) =>
-              Effect.logWarning("Tollgate could not revoke the token at shutdown").pipe(
-                Effect.annotateLogs({
-                  provider,
-                  error: Option.match(Cause.failureOption(cause), {
-                    onNone: () => Cause.isInterruptedOnly(cause) ? "interrupted" : "unexpected error",
-                    onSome: (error) => error.message
-                  })
-                })
-              )
-            )
-          )
+          TokenCache.revokeAtClose(revoke, token, {
+            provider,
+            timeout: closeTimeout,
+            onRevoked: () => stats.revocations++
+          })
       })
 
     // Runs before `fiberScope` closes: the refresher and a request in flight are interrupted after it
