@@ -14,6 +14,7 @@
  */
 import {
   Cause,
+  Clock,
   Context,
   Deferred,
   Duration,
@@ -230,6 +231,99 @@ const jittered = (millis: number): Effect.Effect<number> =>
   Effect.map(Random.next, (r) => Math.round(millis / 2 + (millis / 2) * r))
 
 /**
+ * Token requests as every cache makes them, whichever backend holds the token. Each attempt reads `base`:
+ * with a token that has a refresh token and a source that can refresh, the refresh_token grant, falling
+ * back to the full fetch when that grant is refused; otherwise the full fetch. Requests go through
+ * `options.limiter` when set (a limit that would make them wait past `maxRetryAfter` is a
+ * `TokenEndpointUnavailable`) and are retried per `options.retry`, with exponential backoff and jitter,
+ * honouring an announced retry instant up to `maxRetryAfter`. Every request is counted in
+ * `tollgate_token_requests_total`; `onFailure` runs after each failed attempt.
+ *
+ * @since 0.1.0
+ * @category backends
+ */
+export const makeGrants = (
+  source: TokenSource.Service,
+  options: Pick<Options, "retry" | "limiter">,
+  onFailure: () => void
+): (
+  base: Effect.Effect<Option.Option<AccessToken.AccessToken>>
+) => Effect.Effect<readonly [AccessToken.AccessToken, "fetch" | "refresh"], TollgateError.TokenError> => {
+  const provider = source.identity.provider
+  const attempts = Math.max(1, options.retry?.attempts ?? defaults.attempts)
+  const baseDelay = Duration.toMillis(options.retry?.baseDelay ?? defaults.baseDelay)
+  const maxDelay = Duration.toMillis(options.retry?.maxDelay ?? defaults.maxDelay)
+  const maxRetryAfter = Duration.toMillis(options.retry?.maxRetryAfter ?? defaults.maxRetryAfter)
+
+  const counter = (grant: Grant, outcome: "success" | "failure") =>
+    Metrics.counter("tollgate_token_requests_total", "Token requests by provider, grant and outcome", {
+      provider,
+      grant,
+      outcome
+    })
+  const counters = {
+    fetch: { success: counter("fetch", "success"), failure: counter("fetch", "failure") },
+    refresh: { success: counter("refresh", "success"), failure: counter("refresh", "failure") }
+  }
+  const counted = <A>(grant: Grant, effect: Effect.Effect<A, TollgateError.TokenError>) =>
+    Effect.tapBoth(effect, {
+      onFailure: () => Metric.update(counters[grant].failure, 1),
+      onSuccess: () => Metric.update(counters[grant].success, 1)
+    })
+
+  const guard = <A>(effect: Effect.Effect<A, TollgateError.TokenError>): Effect.Effect<A, TollgateError.TokenError> =>
+    options.limiter === undefined ? effect : options.limiter.withPermit({
+      key: "token",
+      deadline: Duration.millis(maxRetryAfter)
+    })(effect).pipe(
+      Effect.catchTag("RateLimited", (error) =>
+        Effect.fail(
+          new TollgateError.TokenEndpointUnavailable({
+            provider,
+            reason: error.reason === "unavailable"
+              ? "Tollgate's own limit on token requests cannot reach its store"
+              : "Tollgate's own limit on token requests would wait too long",
+            retryAt: error.retryAt
+          })
+        ))
+    )
+
+  const fetch = Effect.map(counted("fetch", guard(source.fetch)), (token) => [token, "fetch"] as const)
+
+  // One grant, without retries.
+  const once = (base: Option.Option<AccessToken.AccessToken>) => {
+    const refresh = source.refresh
+    if (Option.isNone(base) || Option.isNone(refresh) || Option.isNone(base.value.refreshToken)) return fetch
+    return counted("refresh", guard(refresh.value(base.value))).pipe(
+      Effect.map((token) => [token, "refresh"] as const),
+      // An outage fails the whole attempt; a refused refresh token falls back to the credentials.
+      Effect.catchIf((error) => !error.retryable, () => fetch)
+    )
+  }
+
+  return (base) => {
+    const attempt = (
+      n: number
+    ): Effect.Effect<readonly [AccessToken.AccessToken, Grant], TollgateError.TokenError> =>
+      Effect.flatMap(base, once).pipe(
+        Effect.tapError(() => Effect.sync(onFailure)),
+        Effect.catchIf((error) => error.retryable && n + 1 < attempts, (error) =>
+          Effect.flatMap(
+            Effect.zip(jittered(Math.min(maxDelay, baseDelay * 2 ** n)), Clock.currentTimeMillis),
+            ([backoff, now]) => {
+              const retryAt = "retryAt" in error && error.retryAt !== undefined ? error.retryAt.epochMillis : 0
+              const wait = Math.max(backoff, retryAt - now)
+              return wait > maxRetryAfter
+                ? Effect.fail(error)
+                : Effect.zipRight(Effect.sleep(Duration.millis(wait)), attempt(n + 1))
+            }
+          ))
+      )
+    return attempt(0)
+  }
+}
+
+/**
  * Builds a cache over `source`. Its refresher and its token request live in the current scope; closing
  * the scope stops the refresher, revokes the current token where the source can (bounded by
  * `closeTimeout`, logging rather than failing if that goes wrong), and interrupts a request still in
@@ -258,10 +352,6 @@ export const make = (
     })
     const stats = { fetches: 0, refreshes: 0, failures: 0, revocations: 0, invalidations: 0 }
 
-    const attempts = Math.max(1, options.retry?.attempts ?? defaults.attempts)
-    const baseDelay = Duration.toMillis(options.retry?.baseDelay ?? defaults.baseDelay)
-    const maxDelay = Duration.toMillis(options.retry?.maxDelay ?? defaults.maxDelay)
-    const maxRetryAfter = Duration.toMillis(options.retry?.maxRetryAfter ?? defaults.maxRetryAfter)
     const cooldownBase = Duration.toMillis(options.cooldown?.base ?? defaults.cooldownBase)
     const cooldownMax = Duration.toMillis(options.cooldown?.max ?? defaults.cooldownMax)
     const closeTimeout = Duration.decode(options.closeTimeout ?? defaults.closeTimeout)
@@ -273,78 +363,11 @@ export const make = (
     const closedError = () =>
       new TollgateError.TokenEndpointUnavailable({ provider, reason: "the token cache's scope is closed" })
 
-    const counter = (grant: Grant, outcome: "success" | "failure") =>
-      Metrics.counter("tollgate_token_requests_total", "Token requests by provider, grant and outcome", {
-        provider,
-        grant,
-        outcome
-      })
-    const counters = {
-      fetch: { success: counter("fetch", "success"), failure: counter("fetch", "failure") },
-      refresh: { success: counter("refresh", "success"), failure: counter("refresh", "failure") }
-    }
-    const count = (grant: Grant, outcome: "success" | "failure") => Metric.update(counters[grant][outcome], 1)
-
-    const guardGrant = <A>(
-      effect: Effect.Effect<A, TollgateError.TokenError>
-    ): Effect.Effect<A, TollgateError.TokenError> =>
-      options.limiter === undefined ? effect : options.limiter.withPermit({
-        key: "token",
-        deadline: Duration.millis(maxRetryAfter)
-      })(effect).pipe(
-        Effect.catchTag("RateLimited", (error) =>
-          Effect.fail(
-            new TollgateError.TokenEndpointUnavailable({
-              provider,
-              reason: "Tollgate's own limit on token requests would wait too long",
-              retryAt: error.retryAt
-            })
-          ))
-      )
-
-    // One grant, without retries: the refresh_token grant when it applies, the full fetch otherwise or
-    // when the refresh grant is refused.
-    const attemptOnce = (
-      grant: Grant
-    ): Effect.Effect<readonly [AccessToken.AccessToken, Grant], TollgateError.TokenError> =>
-      Effect.flatMap(Ref.get(state), (s) => {
-        const base = s.token
-        const refresh = source.refresh
-        const fetch = guardGrant(source.fetch).pipe(
-          Effect.tapBoth({ onFailure: () => count("fetch", "failure"), onSuccess: () => count("fetch", "success") }),
-          Effect.map((token) => [token, "fetch"] as const)
-        )
-        if (
-          grant === "fetch" || Option.isNone(base) || Option.isNone(refresh) || Option.isNone(base.value.refreshToken)
-        ) {
-          return fetch
-        }
-        return guardGrant(refresh.value(base.value)).pipe(
-          Effect.tapBoth({
-            onFailure: () => count("refresh", "failure"),
-            onSuccess: () => count("refresh", "success")
-          }),
-          Effect.map((token) => [token, "refresh"] as const),
-          // An outage fails the whole attempt; a refused refresh token falls back to the credentials.
-          Effect.catchIf((error) => !error.retryable, () => fetch)
-        )
-      })
-
-    const attempt = (
-      grant: Grant,
-      n: number
-    ): Effect.Effect<readonly [AccessToken.AccessToken, Grant], TollgateError.TokenError> =>
-      attemptOnce(grant).pipe(
-        Effect.tapError(() => Effect.sync(() => stats.failures++)),
-        Effect.catchIf((error) => error.retryable && n + 1 < attempts, (error) =>
-          Effect.flatMap(jittered(Math.min(maxDelay, baseDelay * 2 ** n)), (backoff) => {
-            const retryAt = "retryAt" in error && error.retryAt !== undefined ? error.retryAt.epochMillis : 0
-            const wait = Math.max(backoff, retryAt - now())
-            return wait > maxRetryAfter
-              ? Effect.fail(error)
-              : Effect.zipRight(Effect.sleep(Duration.millis(wait)), attempt(grant, n + 1))
-          }))
-      )
+    const grants = makeGrants(source, options, () => stats.failures++)
+    // A refresh renews the cache's current token (read afresh by each retry); a fetch starts from nothing.
+    const currentBase = Effect.map(Ref.get(state), (s) => s.token)
+    const noBase = Effect.succeed(Option.none<AccessToken.AccessToken>())
+    const attempt = (grant: Grant) => grants(grant === "fetch" ? noBase : currentBase)
 
     const complete = (
       flight: Flight,
@@ -398,7 +421,7 @@ export const make = (
       })
 
     const runFlight = (flight: Flight): Effect.Effect<void> =>
-      attempt(flight.grant, 0).pipe(
+      attempt(flight.grant).pipe(
         Effect.withSpan(`tollgate.token.${flight.grant}`, { attributes: { "tollgate.provider": provider } }),
         Effect.onExit((exit) => complete(flight, exit)),
         Effect.ignore

@@ -31,7 +31,6 @@
  * @since 0.1.0
  */
 import * as AccessToken from "@tollgate/core/AccessToken"
-import type * as RateLimiter from "@tollgate/core/RateLimiter"
 import * as TokenCache from "@tollgate/core/TokenCache"
 import * as TokenSource from "@tollgate/core/TokenSource"
 import * as TollgateError from "@tollgate/core/TollgateError"
@@ -47,7 +46,6 @@ import {
   Fiber,
   FiberId,
   Layer,
-  Metric,
   Option,
   Random,
   Redacted,
@@ -107,8 +105,6 @@ export const defaults = {
   fenceTtl: Duration.days(7)
 } as const
 
-type Grant = "fetch" | "refresh"
-
 interface Held {
   readonly token: AccessToken.AccessToken
   readonly fp: string
@@ -126,11 +122,6 @@ interface ReadReply {
   readonly expiresIn: number | undefined
   readonly usable: boolean
 }
-
-const tokenRequests = Metric.counter("tollgate_token_requests_total", {
-  description: "Token requests by provider, grant and outcome",
-  incremental: true
-})
 
 /**
  * The hash tag of an identity's keys: a digest of `TokenSource.identityKey`, so client ids, scopes and
@@ -308,10 +299,6 @@ export const make = (
 
     const refreshBefore = Duration.toMillis(options.refreshBefore ?? defaults.refreshBefore)
     const safetyMargin = Duration.toMillis(options.safetyMargin ?? defaults.safetyMargin)
-    const attempts = Math.max(1, options.retry?.attempts ?? defaults.attempts)
-    const baseDelay = Duration.toMillis(options.retry?.baseDelay ?? defaults.baseDelay)
-    const maxDelay = Duration.toMillis(options.retry?.maxDelay ?? defaults.maxDelay)
-    const maxRetryAfter = Duration.toMillis(options.retry?.maxRetryAfter ?? defaults.maxRetryAfter)
     const cooldownBase = Duration.toMillis(options.cooldown?.base ?? defaults.cooldownBase)
     const cooldownMax = Duration.toMillis(options.cooldown?.max ?? defaults.cooldownMax)
     const closeTimeout = Duration.decode(options.closeTimeout ?? defaults.closeTimeout)
@@ -332,18 +319,6 @@ export const make = (
     let changed = Deferred.unsafeMake<void>(FiberId.none)
     const poisoned: Array<string> = []
     const stats = { fetches: 0, refreshes: 0, failures: 0, revocations: 0, invalidations: 0 }
-
-    const counter = (grant: Grant, outcome: "success" | "failure") =>
-      Metric.tagged(
-        Metric.tagged(Metric.tagged(tokenRequests, "provider", provider), "grant", grant),
-        "outcome",
-        outcome
-      )
-    const counters = {
-      fetch: { success: counter("fetch", "success"), failure: counter("fetch", "failure") },
-      refresh: { success: counter("refresh", "success"), failure: counter("refresh", "failure") }
-    }
-    const count = (grant: Grant, outcome: "success" | "failure") => Metric.update(counters[grant][outcome], 1)
 
     const closedError = () =>
       new TollgateError.TokenEndpointUnavailable({ provider, reason: "the token cache's scope is closed" })
@@ -415,59 +390,8 @@ export const make = (
         (delay) => Math.max(1, Math.min(delay, ceiling))
       )
 
-    const guardGrant = <A>(
-      limiter: RateLimiter.Service | undefined,
-      effect: Effect.Effect<A, TollgateError.TokenError>
-    ): Effect.Effect<A, TollgateError.TokenError> =>
-      limiter === undefined ? effect : limiter.withPermit({
-        key: "token",
-        deadline: Duration.millis(maxRetryAfter)
-      })(effect).pipe(
-        Effect.catchTag("RateLimited", (error) =>
-          Effect.fail(
-            new TollgateError.TokenEndpointUnavailable({
-              provider,
-              reason: error.reason === "unavailable"
-                ? "Tollgate's own limit on token requests cannot reach its store"
-                : "Tollgate's own limit on token requests would wait too long",
-              retryAt: error.retryAt
-            })
-          ))
-      )
-
-    // One grant, without retries: the refresh_token grant when it applies, the full fetch otherwise or
-    // when the refresh grant is refused. The same rules as core's cache.
-    const attemptOnce = (
-      base: Option.Option<AccessToken.AccessToken>
-    ): Effect.Effect<readonly [AccessToken.AccessToken, Grant], TollgateError.TokenError> => {
-      const fetch = guardGrant(options.limiter, source.fetch).pipe(
-        Effect.tapBoth({ onFailure: () => count("fetch", "failure"), onSuccess: () => count("fetch", "success") }),
-        Effect.map((token) => [token, "fetch"] as const)
-      )
-      const refresh = source.refresh
-      if (Option.isNone(base) || Option.isNone(refresh) || Option.isNone(base.value.refreshToken)) return fetch
-      return guardGrant(options.limiter, refresh.value(base.value)).pipe(
-        Effect.tapBoth({ onFailure: () => count("refresh", "failure"), onSuccess: () => count("refresh", "success") }),
-        Effect.map((token) => [token, "refresh"] as const),
-        Effect.catchIf((error) => !error.retryable, () => fetch)
-      )
-    }
-
-    const attempt = (
-      base: Option.Option<AccessToken.AccessToken>,
-      n: number
-    ): Effect.Effect<readonly [AccessToken.AccessToken, Grant], TollgateError.TokenError> =>
-      attemptOnce(base).pipe(
-        Effect.tapError(() => Effect.sync(() => stats.failures++)),
-        Effect.catchIf((error) => error.retryable && n + 1 < attempts, (error) =>
-          Effect.flatMap(jittered(Math.min(maxDelay, baseDelay * 2 ** n)), (backoff) => {
-            const retryAt = "retryAt" in error && error.retryAt !== undefined ? error.retryAt.epochMillis : 0
-            const wait = Math.max(backoff, retryAt - now())
-            return wait > maxRetryAfter
-              ? Effect.fail(error)
-              : Effect.zipRight(Effect.sleep(Duration.millis(wait)), attempt(base, n + 1))
-          }))
-      )
+    // The same requests, limiter guard and retries as core's cache.
+    const grants = TokenCache.makeGrants(source, options, () => stats.failures++)
 
     const keepLock = (fence: string): Effect.Effect<void> =>
       Effect.sleep(Duration.millis(lockTtl / 3)).pipe(
@@ -484,7 +408,7 @@ export const make = (
       Effect.gen(function*() {
         const renewal = yield* Effect.fork(Effect.interruptible(keepLock(fence)))
         const exit = yield* Effect.exit(
-          attempt(base, 0).pipe(
+          grants(Effect.succeed(base)).pipe(
             Effect.withSpan("tollgate.token.request", { attributes: { "tollgate.provider": provider } })
           )
         )
