@@ -534,6 +534,24 @@ describe("RateLimiter", () => {
       { fastCheck: { numRuns: 25 } }
     )
 
+    it.scoped("fixedWindow: a request in flight when the window turns still counts there after it settles", () =>
+      Effect.gen(function*() {
+        // Found by the property above (1 run in ~1,000): four requests taken in window 0 and still in
+        // flight at 1 s may all arrive in window 1, so the first to settle there must not free a slot.
+        const limiter = yield* RateLimiter.make(RateLimiter.fixedWindow({ limit: 4, window: "1 second" }))
+        const holds = yield* Effect.forEach(
+          [1_200, 1_500, 1_500, 1_500],
+          (latency) => Effect.fork(limiter.withPermit()(Effect.sleep(Duration.millis(latency))))
+        )
+        yield* TestClock.adjust("1200 millis")
+        const fifth = yield* Effect.fork(limiter.withPermit()(now))
+        yield* TestClock.adjust("100 millis")
+        expect(fifth.unsafePoll()).toBeNull()
+        yield* TestClock.adjust("1 second")
+        expect(yield* Fiber.join(fifth)).toBe(2_000)
+        yield* Effect.forEach(holds, Fiber.join)
+      }))
+
     it("rejects nonsense policies at construction", () => {
       expect(() => RateLimiter.slidingWindow({ limit: 0, window: "1 second" })).toThrow(RangeError)
       expect(() => RateLimiter.slidingWindow({ limit: 1, window: "0 millis" })).toThrow(RangeError)

@@ -380,6 +380,25 @@ describe.skipIf(!available)("RedisRateLimiter", () => {
         expect(Math.max(...perWindow.values())).toBeLessThanOrEqual(3)
         expect(times.length).toBe(10)
       }))
+
+    it.scopedLive("fixedWindow: a permit held across the turn of a window still counts there after it settles", () =>
+      Effect.gen(function*() {
+        const windowMs = 300
+        const prefix = uniquePrefix("fixed-turn")
+        const policy = RateLimiter.fixedWindow({ limit: 2, window: Duration.millis(windowMs) })
+        const [a, b] = yield* Effect.forEach(Array.from({ length: 2 }), () => worker(server.url, prefix, policy))
+        // Start just after a window begins so both permits are surely taken inside it.
+        yield* Effect.sleep(Duration.millis(windowMs - (Date.now() % windowMs) + 10))
+        const release = yield* Effect.makeLatch(false)
+        const holders = yield* Effect.forEach([a!, b!], (limiter) => Effect.fork(limiter.withPermit()(release.await)))
+        yield* Effect.sleep(Duration.millis(windowMs - (Date.now() % windowMs) + 20))
+        const settledIn = Math.floor(Date.now() / windowMs)
+        yield* release.open
+        yield* Effect.forEach(holders, Fiber.join)
+        // Both held permits may have reached the server in this window: a third waits for the next.
+        const grantedIn = yield* a!.withPermit()(Effect.sync(() => Math.floor(Date.now() / windowMs)))
+        expect(grantedIn).toBeGreaterThan(settledIn)
+      }))
   })
 
   describe("failing closed", () => {

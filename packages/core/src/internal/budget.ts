@@ -226,11 +226,14 @@ export class FixedWindow implements Budget {
     return at ?? this.windowEnd()
   }
 
-  settle(_now: number, cost: number): void {
+  settle(now: number, cost: number): void {
+    // The window may have turned while this request was in flight: it counts in the new one too.
+    this.roll(now)
     this.active -= cost
   }
 
   refund(now: number, cost: number, takenAt: number): void {
+    // A permit never used arrived nowhere, so it leaves before a turned window counts what is active.
     this.active -= cost
     this.roll(now)
     if (this.indexAt(takenAt) === this.index) this.count -= cost

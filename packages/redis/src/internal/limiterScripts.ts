@@ -216,6 +216,9 @@ local function fw_take(b, now, id, cost, lease)
   fw_save(b, now)
 end
 local function fw_settle(b, now, id, cost)
+  -- The window may have turned while this request was in flight: it counts in the new one too.
+  fw_load(b, now)
+  fw_save(b, now)
   for k = 1, cost do redis.call('ZREM', b.held, member(id, k)) end
 end
 local function fw_refund(b, now, id, cost, takenIdx)
