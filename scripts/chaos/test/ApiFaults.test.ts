@@ -214,22 +214,21 @@ describe("API faults (virtual time, provider defaults)", () => {
           observer,
           report.needles
         )
-        const leaks = report.leaks(observer)
         const gates = gatesOf(scripted, result.recording.arrivals, kit.name === "token-project")
         const closedGate = Traffic.gateViolations(result.recording.arrivals, gates, latency, (a) => a.route)
-        const counts = {
-          ...Traffic.tally(result.outcomes),
+        const { context, counts, violations } = report.record({
+          fault: row.fault,
+          group: "api",
+          where: "virtual",
+          provider: kit.name,
+          outcomes: result.outcomes,
+          observer,
           // Scripted steps consumed (a slow answer the client gave up on is never recorded as an arrival).
           injected: scripted.length - result.pending + injected.count,
-          overLimit: Traffic.overLimit(result.recording, kit) + closedGate,
-          leaked: leaks.leaks
-        }
-        report.add(row.fault, "api", "virtual", kit.name, counts)
-        const context = `${kit.name} / ${row.fault}: ${JSON.stringify(Traffic.tags(result.outcomes))}`
-        expect(leaks.examples, context).toEqual([])
-        expect(counts.lost, context).toBe(0)
+          overLimit: Traffic.overLimit(result.recording, kit) + closedGate
+        })
         expect(closedGate, `${context}: sent while the gate was closed`).toBe(0)
-        expect(counts.overLimit, context).toBe(0)
+        expect(violations, context).toEqual([])
         expect(result.pending, `${context}: the whole script was consumed`).toBe(0)
         expect(counts.injected, context).toBeGreaterThan(0)
         expect(gates.length, context).toBe(scripted.filter((s) => s.gate !== undefined).length)

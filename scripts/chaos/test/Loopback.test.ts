@@ -218,19 +218,18 @@ const runPhase = async (kit: Kits.Kit, phase: Phase) => {
     observer,
     report.needles
   )
-  const leaks = report.leaks(observer)
-  const counts = {
-    ...Traffic.tally(result.outcomes),
+  const { context, counts, violations } = report.record({
+    fault: phase.fault,
+    group: phase.group,
+    where: "loopback",
+    provider: kit.name,
+    outcomes: result.outcomes,
+    observer,
     injected: (phase.byAttempts === true ? result.attempts : Traffic.injectedFaults(result.recording)) +
       injected.count,
-    overLimit: Traffic.overLimit(result.recording, kit, timeScales[kit.name]),
-    leaked: leaks.leaks
-  }
-  report.add(phase.fault, phase.group, "loopback", kit.name, counts)
-  const context = `${kit.name} / ${phase.fault}: ${JSON.stringify(Traffic.tags(result.outcomes))}`
-  expect(leaks.examples, context).toEqual([])
-  expect(counts.lost, context).toBe(0)
-  expect(counts.overLimit, context).toBe(0)
+    overLimit: Traffic.overLimit(result.recording, kit, timeScales[kit.name])
+  })
+  expect(violations, context).toEqual([])
   if (phase.fault !== "api none: saturating load, limits bind") expect(counts.injected, context).toBeGreaterThan(0)
 }
 
@@ -259,12 +258,16 @@ describe("loopback: real sockets, time-scaled limits", () => {
           return (yield* services.tokens.stats).failures
         })).pipe(Effect.provide(NodeHttpClient.layerUndici))
       ))
-      const leaks = report.leaks(observer)
-      const counts = { ...Traffic.tally(outcomes), injected: failures, leaked: leaks.leaks }
-      report.add("token connection refused", "token", "loopback", kit.name, counts)
-      const context = `${kit.name}: ${JSON.stringify(Traffic.tags(outcomes))}`
-      expect(leaks.examples, context).toEqual([])
-      expect(counts.lost, context).toBe(0)
+      const { context, violations } = report.record({
+        fault: "token connection refused",
+        group: "token",
+        where: "loopback",
+        provider: kit.name,
+        outcomes,
+        observer,
+        injected: failures
+      })
+      expect(violations, context).toEqual([])
       expect(Traffic.tags(outcomes), context).toEqual({ TokenEndpointUnavailable: 6 })
       expect(observer.rendered().some((text) => text.includes("ECONNREFUSED")), context).toBe(true)
     }))

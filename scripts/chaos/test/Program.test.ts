@@ -81,19 +81,18 @@ describe("program faults", () => {
             }))
           })
         )
-        const leaks = report.leaks(observer)
-        const counts = {
-          ...Traffic.tally(outcomes),
+        const { context, counts, violations } = report.record({
+          fault: `callers interrupted while ${mode}`,
+          group: "program",
+          where: "virtual",
+          provider: kit.name,
+          outcomes,
+          observer,
           injected: outcomes.filter((o) => o.kind === "cancelled").length,
           overLimit: Traffic.overLimit(recording, kit),
-          leaked: leaks.leaks,
-          lost: Traffic.tally(outcomes).lost + held + stats.queued
-        }
-        report.add(`callers interrupted while ${mode}`, "program", "virtual", kit.name, counts)
-        const context = `${kit.name}: ${JSON.stringify(Traffic.tags(outcomes))}`
-        expect(leaks.examples, context).toEqual([])
-        expect(counts.lost, context).toBe(0)
-        expect(counts.overLimit, context).toBe(0)
+          alsoLost: held + stats.queued
+        })
+        expect(violations, context).toEqual([])
         expect(counts.cancelled, context).toBeGreaterThan(0)
         expect(held, `${context}: permits held back after the crowd`).toBe(0)
         expect(stats.queued, context).toBe(0)
@@ -140,20 +139,20 @@ describe("program faults", () => {
           }
         })
       )
-      const leaks = report.leaks(observer)
-      const counts = {
-        ...Traffic.tally(result.outcomes),
+      const { context, violations } = report.record({
+        fault: "scope closed during a token request / refresh",
+        group: "program",
+        where: "virtual",
+        provider: kit.name,
+        outcomes: result.outcomes,
+        observer,
         injected: 1,
         overLimit: Traffic.overLimit(result.recording, kit),
-        leaked: leaks.leaks,
-        lost: Traffic.tally(result.outcomes).lost + (result.closed ? 0 : 1)
-      }
-      report.add("scope closed during a token request / refresh", "program", "virtual", kit.name, counts)
-      const context = `${kit.name}: ${JSON.stringify(Traffic.tags(result.outcomes))}`
-      expect(leaks.examples, context).toEqual([])
+        alsoLost: result.closed ? 0 : 1
+      })
+      expect(violations, context).toEqual([])
       expect(result.closed, `${context}: the scope closes`).toBe(true)
       expect(result.closeMillis, context).toBeLessThanOrEqual(5_000)
-      expect(counts.lost, context).toBe(0)
       expect(result.outcomes[0]?.kind, context).toBe("success")
       expect(result.outcomes.at(-1)?.kind, `${context}: a request after the close`).toBe("typed")
       if (kit.name === "nomba") expect(result.recording.tokenCounts.revoke, context).toBe(1)
@@ -201,18 +200,17 @@ describe("program faults", () => {
           }))
         })
       )
-      const leaks = report.leaks(observer)
-      const counts = {
-        ...Traffic.tally(result.outcomes),
+      const { context, counts, violations } = report.record({
+        fault: "10,000 concurrent callers on a cold cache",
+        group: "program",
+        where: "virtual",
+        provider: kit.name,
+        outcomes: result.outcomes,
+        observer,
         injected: 2,
-        overLimit: Traffic.overLimit(result.recording, kit),
-        leaked: leaks.leaks
-      }
-      report.add("10,000 concurrent callers on a cold cache", "program", "virtual", kit.name, counts)
-      const context = `${kit.name}: ${JSON.stringify(Traffic.tags(result.outcomes))}`
-      expect(leaks.examples, context).toEqual([])
-      expect(counts.lost, context).toBe(0)
-      expect(counts.overLimit, context).toBe(0)
+        overLimit: Traffic.overLimit(result.recording, kit)
+      })
+      expect(violations, context).toEqual([])
       expect(result.tokenFailures, context).toBe(0)
       expect(result.direct, `${context}: 10,000 fibers on a cold cache, one token request`).toBe(1)
       expect(result.firstWave, `${context}: 10,000 requests on a cold cache, one token request`).toBe(1)
@@ -263,18 +261,17 @@ describe("program faults", () => {
           return yield* emulator.recording
         })
         const recording = yield* observer.observe(run)
-        const leaks = report.leaks(observer)
-        const counts = {
-          ...Traffic.tally(outcomes),
+        const { context, counts, violations } = report.record({
+          fault: "clock jumps forward and backward (TestClock)",
+          group: "program",
+          where: "virtual",
+          provider: kit.name,
+          outcomes,
+          observer,
           injected: 3,
-          overLimit: Traffic.overLimit(recording, kit),
-          leaked: leaks.leaks
-        }
-        report.add("clock jumps forward and backward (TestClock)", "program", "virtual", kit.name, counts)
-        const context = `${kit.name}: ${JSON.stringify(Traffic.tags(outcomes))}`
-        expect(leaks.examples, context).toEqual([])
-        expect(counts.lost, context).toBe(0)
-        expect(counts.overLimit, context).toBe(0)
+          overLimit: Traffic.overLimit(recording, kit)
+        })
+        expect(violations, context).toEqual([])
         expect(counts.success, context).toBe(40)
         // No request ever went out with a token the server considered expired.
         expect(recording.unauthorized.api, context).toBe(0)
@@ -313,18 +310,17 @@ describe("program faults", () => {
           }))
         })
       )
-      const leaks = report.leaks(observer)
-      const counts = {
-        ...Traffic.tally(result.outcomes),
+      const { context, counts, violations } = report.record({
+        fault: "clock jumps forward and backward (virtual clock)",
+        group: "program",
+        where: "virtual",
+        provider: kit.name,
+        outcomes: result.outcomes,
+        observer,
         injected: 2,
-        overLimit: Traffic.overLimit(result.recording, kit),
-        leaked: leaks.leaks
-      }
-      report.add("clock jumps forward and backward (virtual clock)", "program", "virtual", kit.name, counts)
-      const context = `${kit.name}: ${JSON.stringify(Traffic.tags(result.outcomes))}`
-      expect(leaks.examples, context).toEqual([])
-      expect(counts.lost, context).toBe(0)
-      expect(counts.overLimit, context).toBe(0)
+        overLimit: Traffic.overLimit(result.recording, kit)
+      })
+      expect(violations, context).toEqual([])
       expect(counts.touched, context).toBe(36)
       expect(result.outcomes.at(-1)?.kind, context).toBe("success")
     }

@@ -53,18 +53,17 @@ describe("token endpoint faults (virtual time, provider defaults)", () => {
           observer,
           report.needles
         )
-        const leaks = report.leaks(observer)
-        const counts = {
-          ...Traffic.tally(result.outcomes),
+        const { context, counts, violations } = report.record({
+          fault,
+          group: "token",
+          where: "virtual",
+          provider: kit.name,
+          outcomes: result.outcomes,
+          observer,
           injected: Traffic.injectedFaults(result.recording),
-          overLimit: Traffic.overLimit(result.recording, kit),
-          leaked: leaks.leaks
-        }
-        report.add(fault, "token", "virtual", kit.name, counts)
-        const context = `${kit.name} / ${fault}: ${JSON.stringify(Traffic.tags(result.outcomes))}`
-        expect(leaks.examples, context).toEqual([])
-        expect(counts.lost, context).toBe(0)
-        expect(counts.overLimit, context).toBe(0)
+          overLimit: Traffic.overLimit(result.recording, kit)
+        })
+        expect(violations, context).toEqual([])
         expect(result.pending, `${context}: the whole script was consumed`).toBe(0)
         expect(counts.injected, context).toBe(steps.length)
         expect(result.outcomes.at(-1)?.kind, `${context}: recovers`).toBe("success")
