@@ -182,6 +182,23 @@ const phases: ReadonlyArray<Phase> = [
   }
 ]
 
+/**
+ * The phase's fault for certain on the first request to its target. Drawn only at a rate, a short phase
+ * can draw none: 12 Token project calls at 25% go without a single timeout in 3% of runs.
+ */
+const firstFault = (options: Faults.Options): ReadonlyArray<Faults.Step> =>
+  (options.timeoutRate ?? 0) > 0
+    ? [Faults.timeout()]
+    : (options.dropRate ?? 0) > 0
+    ? [Faults.drop({ mode: options.dropMode })]
+    : (options.errorRate ?? 0) > 0
+    ? [
+      options.errorBody === "json"
+        ? Faults.json(options.errorStatus ?? 500, { message: "Internal Server Error" })
+        : Faults.html(options.errorStatus ?? 500, "<html><body><h1>Internal Server Error</h1></body></html>")
+    ]
+    : []
+
 /** A port nothing listens on. */
 const closedPort = Effect.async<number>((resume) => {
   const server = Http.createServer()
@@ -208,10 +225,13 @@ const runPhase = async (kit: Kits.Kit, phase: Phase) => {
       concurrency: phase.concurrency ?? 4,
       think: phase.think ?? 10,
       setup: ({ emulator }) =>
-        Effect.zipRight(
+        Effect.all([
           phase.faults === undefined ? Effect.void : emulator.faults.set(phase.faults.target, phase.faults.options),
+          phase.faults === undefined
+            ? Effect.void
+            : emulator.faults.script(phase.faults.target, ...firstFault(phase.faults.options)),
           emulator.faults.script("token", ...scripted)
-        ),
+        ], { discard: true }),
       during: phase.during === undefined ? undefined : (context) => phase.during!(context, injected),
       after: ({ emulator }) => emulator.faults.reset
     },
