@@ -258,6 +258,13 @@ class Lane {
     if (gate > serverNow) this.gateUntil = Math.max(this.gateUntil, this.toLocal(gate, serverNow, localNow))
   }
 
+  /** Learns the gate from a `{now, gate}` script reply. */
+  private readonly noteGateReply = (reply: unknown): Effect.Effect<void> =>
+    Effect.sync(() => {
+      const [serverNow, gate] = parts(reply)
+      this.noteGate(Number(gate), Number(serverNow), this.env.now())
+    })
+
   private makePermit(id: string, cost: number, windows: string): Permit {
     this.stats.granted++
     const permit: Permit = { lane: this, id, cost, windows, started: false, done: false }
@@ -561,12 +568,7 @@ class Lane {
       // Told to the fleet even when this process already knew: another may not.
       this.gateUntil = Math.max(this.gateUntil, at)
       return this.env.connection.run(Scripts.pauseUntil, [this.keys[0]!, this.keys[1]!], [Math.ceil(at - now)]).pipe(
-        Effect.tap((reply) =>
-          Effect.sync(() => {
-            const [serverNow, gate] = parts(reply)
-            this.noteGate(Number(gate), Number(serverNow), this.env.now())
-          })
-        ),
+        Effect.tap(this.noteGateReply),
         Effect.catchAll((error) =>
           Effect.logDebug("Tollgate could not share a pause through Redis; it holds for this process").pipe(
             Effect.annotateLogs({ limiter: this.env.name, reason: error.reason })
@@ -598,12 +600,7 @@ class Lane {
         observation.resetAt === undefined ? "" : Math.max(0, Math.ceil(observation.resetAt - now)),
         this.period
       ]).pipe(
-        Effect.tap((reply) =>
-          Effect.sync(() => {
-            const [serverNow, gate] = parts(reply)
-            this.noteGate(Number(gate), Number(serverNow), this.env.now())
-          })
-        ),
+        Effect.tap(this.noteGateReply),
         Effect.catchAll((error) =>
           Effect.logDebug("Tollgate could not share rate-limit headers through Redis").pipe(
             Effect.annotateLogs({ limiter: this.env.name, reason: error.reason })
@@ -617,12 +614,7 @@ class Lane {
     return Effect.suspend(() => {
       if (this.closed) return Effect.void
       return this.env.connection.run(Scripts.readGate, [this.keys[0]!, this.keys[1]!], []).pipe(
-        Effect.tap((reply) =>
-          Effect.sync(() => {
-            const [serverNow, gate] = parts(reply)
-            this.noteGate(Number(gate), Number(serverNow), this.env.now())
-          })
-        ),
+        Effect.tap(this.noteGateReply),
         Effect.ignore,
         Effect.flatMap(() => {
           const until = this.gateUntil
