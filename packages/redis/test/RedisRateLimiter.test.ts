@@ -157,14 +157,14 @@ describe.skipIf(!available)("RedisRateLimiter", () => {
             DateTime.unsafeMake(Date.now())
           )
         // We count 1 used; the server says 2 left: only 2 more before its reset.
-        const resetAt = Date.now() + 400
+        const resetAt = Date.now() + 1_000
         yield* a.withPermit()(a.observe(info(2, resetAt)))
         const t0 = preciseNow()
         const times = yield* Effect.all(Array.from({ length: 3 }, () => b.withPermit()(stamp)), {
           concurrency: "unbounded"
         })
         times.sort((x, y) => x - y)
-        expect(times[1]! - t0).toBeLessThan(250)
+        expect(times[1]! - t0).toBeLessThan(800)
         expect(times[2]!).toBeGreaterThanOrEqual(resetAt - 2)
         const closedUntil = Date.now() + 300
         yield* b.observe(info(0, closedUntil))
@@ -176,18 +176,19 @@ describe.skipIf(!available)("RedisRateLimiter", () => {
     it.scopedLive("deadline: fails at once, without queueing, when the predicted wait is longer", () =>
       Effect.gen(function*() {
         const prefix = uniquePrefix("deadline")
-        const policy = RateLimiter.slidingWindow({ limit: 1, window: "1 second" })
+        const policy = RateLimiter.slidingWindow({ limit: 1, window: "2 seconds" })
         const a = yield* worker(server.url, prefix, policy)
         const b = yield* worker(server.url, prefix, policy)
         yield* a.withPermit()(Effect.void)
         const start = preciseNow()
-        const error = yield* Effect.flip(b.withPermit({ deadline: "300 millis" })(Effect.void))
-        expect(preciseNow() - start).toBeLessThan(300)
+        const error = yield* Effect.flip(b.withPermit({ deadline: "1 second" })(Effect.void))
+        // At once: well before the deadline a queued request would have spent.
+        expect(preciseNow() - start).toBeLessThan(1_000)
         expect(error).toMatchObject({ _tag: "RateLimited", reason: "deadline" })
-        expect(error.retryAt!.epochMillis).toBeGreaterThan(Date.now() + 700)
+        expect(error.retryAt!.epochMillis).toBeGreaterThan(Date.now() + 1_000)
         expect((yield* b.stats).queued).toBe(0)
         // A deadline the fleet can meet waits.
-        yield* b.withPermit({ deadline: "2 seconds" })(Effect.void)
+        yield* b.withPermit({ deadline: "3 seconds" })(Effect.void)
       }))
 
     it.scopedLive("timeout: a request that waits too long fails with a typed error; cost above the limit fails at once", () =>
@@ -224,11 +225,14 @@ describe.skipIf(!available)("RedisRateLimiter", () => {
           )
           const inFlight = held.length === 0 ? 0 : yield* promise(() => client.zcard(held[0]!))
           expect(inFlight).toBe(0)
-          const t0 = preciseNow()
           const times = yield* Effect.all(Array.from({ length: 3 }, () => a.withPermit()(stamp)), {
             concurrency: "unbounded"
           })
-          expect(times.filter((t) => t - t0 < 150).length).toBe(2)
+          // Two admitted together and the third one window later: measured from the first admission, so
+          // a slow round trip on a loaded machine does not count.
+          const [first, second, third] = [...times].sort((x, y) => x - y) as [number, number, number]
+          expect(second - first).toBeLessThan(150)
+          expect(third - first).toBeGreaterThanOrEqual(190)
           expect((yield* a.stats).queued + (yield* b.stats).queued).toBe(0)
         }
       }), 30_000)
@@ -317,7 +321,7 @@ describe.skipIf(!available)("RedisRateLimiter", () => {
     it.scopedLive("keyed: one shared budget per key", () =>
       Effect.gen(function*() {
         const prefix = uniquePrefix("keyed")
-        const policy = RateLimiter.keyed(RateLimiter.slidingWindow({ limit: 1, window: "300 millis" }))
+        const policy = RateLimiter.keyed(RateLimiter.slidingWindow({ limit: 1, window: "1 second" }))
         const a = yield* worker(server.url, prefix, policy)
         const b = yield* worker(server.url, prefix, policy)
         const t0 = preciseNow()
@@ -326,9 +330,9 @@ describe.skipIf(!available)("RedisRateLimiter", () => {
           b.withPermit({ key: "GET /b" })(stamp),
           b.withPermit({ key: "GET /c" })(stamp)
         ], { concurrency: "unbounded" })
-        for (const t of times) expect(t - t0).toBeLessThan(200)
+        for (const t of times) expect(t - t0).toBeLessThan(800)
         const again = yield* b.withPermit({ key: "GET /a" })(stamp)
-        expect(again - times[0]!).toBeGreaterThanOrEqual(290)
+        expect(again - times[0]!).toBeGreaterThanOrEqual(990)
         // A pause for one key leaves the others open.
         yield* a.pauseUntil(DateTime.unsafeMake(Date.now() + 10_000), { key: "GET /b" })
         const t1 = preciseNow()
@@ -339,7 +343,7 @@ describe.skipIf(!available)("RedisRateLimiter", () => {
     it.scopedLive("tokenBucket: a burst, then the refill rate, for the whole fleet", () =>
       Effect.gen(function*() {
         const prefix = uniquePrefix("bucket")
-        const policy = RateLimiter.tokenBucket({ rate: 10, interval: "1 second", burst: 5 })
+        const policy = RateLimiter.tokenBucket({ rate: 5, interval: "1 second", burst: 5 })
         const limiters = yield* Effect.forEach(Array.from({ length: 3 }), () => worker(server.url, prefix, policy))
         const times: Array<number> = []
         const t0 = preciseNow()
@@ -351,10 +355,12 @@ describe.skipIf(!available)("RedisRateLimiter", () => {
         times.sort((x, y) =>
           x - y
         )
-        expect(times.filter((t) => t < 50).length).toBe(5)
-        // Four more at 10 per second: the last one no sooner than 400 ms in.
-        expect(times[8]!).toBeGreaterThanOrEqual(390)
-        expect(times[8]!).toBeLessThan(1_000)
+        // The burst together (measured from the first admission, so a slow round trip does not count),
+        // then four more at 5 per second: the sixth no sooner than 200 ms in, the last 800 ms.
+        expect(times[4]! - times[0]!).toBeLessThan(150)
+        expect(times[5]!).toBeGreaterThanOrEqual(190)
+        expect(times[8]!).toBeGreaterThanOrEqual(790)
+        expect(times[8]!).toBeLessThan(2_000)
       }))
 
     it.scopedLive("fixedWindow: at most limit per clock-aligned window across processes", () =>
