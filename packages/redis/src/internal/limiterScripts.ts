@@ -21,19 +21,10 @@
  * A permit of cost `c` is `c` members: `id`, `id#2` … `id#c`. Every key gets a TTL on every write.
  */
 import * as RedisConnection from "../RedisConnection.js"
+import { timeHelpers } from "./lua.js"
 
-const prelude = `
+const prelude = `${timeHelpers}
 local EPS = 1e-9
-local function clock()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-end
-local function num(x) return string.format('%.17g', x) end
-local function ms(x)
-  local v = math.ceil(x)
-  if v < 1 then v = 1 end
-  return string.format('%d', v)
-end
 local function member(id, k)
   if k == 1 then return id end
   return id .. '#' .. k

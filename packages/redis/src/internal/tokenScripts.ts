@@ -19,19 +19,9 @@
  * Instants inside scripts come from `TIME` only; callers send durations relative to their own clock.
  */
 import * as RedisConnection from "../RedisConnection.js"
+import { timeHelpers } from "./lua.js"
 
-const prelude = `
-local function clock()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-end
-local function num(x) return string.format('%.17g', x) end
-local function ms(x)
-  local v = math.ceil(x)
-  if v < 1 then v = 1 end
-  return string.format('%d', v)
-end
-`
+const prelude = timeHelpers
 
 /**
  * Reads the token and, when a new one is needed, either takes the fetch lock or says who has it.
