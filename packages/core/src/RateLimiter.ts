@@ -14,6 +14,7 @@ import { Context, DateTime, Duration, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
 import * as Budget from "./internal/budget.js"
 import * as Lane from "./internal/lane.js"
+import * as Time from "./internal/time.js"
 import type * as RateLimitHeaders from "./RateLimitHeaders.js"
 import * as TollgateError from "./TollgateError.js"
 
@@ -529,3 +530,13 @@ export const layer = (
   policy: Policy,
   options?: { readonly provider?: string | undefined }
 ): Layer.Layer<RateLimiter> => Layer.scoped(RateLimiter, makeWithBackend(policy, options))
+
+/**
+ * Sleeps until the clock reads at least `targetMillis`, however far away that is: waits longer than a
+ * `setTimeout` can hold (about 24.8 days) are taken in chunks that re-read the clock. For backends that
+ * wait on gates and refresh instants the way the local limiter does.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const sleepUntil: (targetMillis: number) => Effect.Effect<void> = Time.sleepUntil

@@ -33,7 +33,6 @@ import type { Scope } from "effect"
 import { DateTime, Deferred, Duration, Effect, Exit, FiberId, Layer, Option } from "effect"
 import type { ConfigError } from "effect"
 import * as Scripts from "./internal/limiterScripts.js"
-import { sleepUntil } from "./internal/time.js"
 import * as RedisConnection from "./RedisConnection.js"
 
 /**
@@ -458,7 +457,7 @@ class Lane {
 
   private sleepOrKick(until: number): Effect.Effect<void> {
     const kick = this.kick
-    return Effect.raceFirst(sleepUntil(until), Deferred.await(kick))
+    return Effect.raceFirst(CoreRateLimiter.sleepUntil(until), Deferred.await(kick))
   }
 
   // Asks Redis for the head's permit until the queue is empty: granted, it wakes the head; refused, it
@@ -618,7 +617,9 @@ class Lane {
         Effect.ignore,
         Effect.flatMap(() => {
           const until = this.gateUntil
-          return this.env.now() >= until ? Effect.void : Effect.zipRight(sleepUntil(until), this.awaitGate())
+          return this.env.now() >= until
+            ? Effect.void
+            : Effect.zipRight(CoreRateLimiter.sleepUntil(until), this.awaitGate())
         })
       )
     })

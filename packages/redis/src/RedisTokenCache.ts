@@ -31,6 +31,7 @@
  * @since 0.1.0
  */
 import * as AccessToken from "@tollgate/core/AccessToken"
+import * as RateLimiter from "@tollgate/core/RateLimiter"
 import * as TokenCache from "@tollgate/core/TokenCache"
 import * as TokenSource from "@tollgate/core/TokenSource"
 import * as TollgateError from "@tollgate/core/TollgateError"
@@ -54,7 +55,6 @@ import {
 import type { ConfigError } from "effect"
 import { createHash } from "node:crypto"
 import * as Seal from "./internal/seal.js"
-import { sleepUntil } from "./internal/time.js"
 import * as Scripts from "./internal/tokenScripts.js"
 import * as RedisConnection from "./RedisConnection.js"
 
@@ -618,7 +618,7 @@ export const make = (
       return jittered(Math.min(200, Math.max(0, (h.usableUntil - h.refreshAt) / 10))).pipe(
         Effect.flatMap((spread) =>
           Effect.raceFirst(
-            Effect.as(sleepUntil(h.refreshAt + spread), true),
+            Effect.as(RateLimiter.sleepUntil(h.refreshAt + spread), true),
             Effect.as(Deferred.await(wake), false)
           )
         ),
