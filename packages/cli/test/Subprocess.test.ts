@@ -74,5 +74,5 @@ describe("tollgate as a real process", () => {
 
       expect(help.exitCode).toBe(0)
       expect(lines(help.stdout).join("\n")).toContain("token <provider>")
-    }))
+    }), 90_000)
 })

@@ -265,8 +265,11 @@ describe("OAuth2", () => {
       Effect.gen(function*() {
         const now = Math.floor(Date.now() / 1000)
         const payload = Buffer.from(JSON.stringify({ iat: now, exp: now + 900 })).toString("base64url")
+        // The server's Date, when present, is what `exp` is read against; a real one would tick to the next
+        // second in about one run in a hundred, so the answer states the second the token was issued in.
         const { result } = yield* fetchWith((body) => ({
           status: 200,
+          headers: { date: new Date(now * 1000).toUTCString() },
           body: { access_token: `eyJhbGciOiJSUzI1NiJ9.${payload}.sig`, token_type: body["token_type"] }
         }))
         const token = rightOf(result)

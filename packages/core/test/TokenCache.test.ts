@@ -8,6 +8,7 @@ import * as TokenCache from "../src/TokenCache.js"
 import * as TokenSource from "../src/TokenSource.js"
 import * as TollgateError from "../src/TollgateError.js"
 import * as FakeSource from "./utils/FakeSource.js"
+import * as Timers from "./utils/Timers.js"
 
 const valueOf = (token: AccessToken.AccessToken) => Redacted.value(token.value)
 
@@ -406,16 +407,15 @@ describe("TokenCache", () => {
 
     it.live("leaves no timer behind on the live clock", () =>
       Effect.gen(function*() {
-        const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length
-        const before = timers()
+        const before = yield* Timers.baseline
         const { source } = yield* FakeSource.make({ lifetime: "1 hour", revoke: true })
         const scope = yield* Scope.make()
         const cache = yield* Scope.extend(TokenCache.make(source), scope)
         yield* cache.get
-        expect(timers()).toBeGreaterThan(before)
+        expect(Timers.count()).toBeGreaterThan(before)
         yield* Scope.close(scope, Exit.void)
         yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
-        expect(timers()).toBe(before)
+        expect(Timers.count()).toBe(before)
       }))
   })
 

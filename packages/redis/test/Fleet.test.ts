@@ -145,7 +145,15 @@ describe.skipIf(!available)("a fleet of worker processes", () => {
         expect(issued).toBeGreaterThanOrEqual(3)
         expect(recording.unauthorized.api).toBe(0)
         expect(recording.rateLimited.api).toBe(0)
-        expect(sum(done.map((r) => r.tokenStats.fetches + r.tokenStats.refreshes))).toBe(issued)
+        // Each token request is counted by the one worker that made it. The workers keep serving queued
+        // requests past the run, so a renewal may start after a worker has read its stats: only the requests
+        // answered well before the first worker read them must be counted.
+        const counted = sum(done.map((r) => r.tokenStats.fetches + r.tokenStats.refreshes))
+        const firstRead = Math.min(...done.map((r) => r.statsAt))
+        expect(counted).toBeLessThanOrEqual(issued)
+        expect(counted).toBeGreaterThanOrEqual(
+          recording.tokenRequests.filter((r) => r.kind === "issue" && r.at < firstRead - 200).length
+        )
         // Every token the provider issued was shared: the workers used no more tokens than were issued,
         // and each worker used more than one (it adopted the fleet's renewals).
         expect(new Set(done.flatMap((r) => r.tokens)).size).toBeLessThanOrEqual(issued)
@@ -165,7 +173,8 @@ describe.skipIf(!available)("a fleet of worker processes", () => {
       Effect.gen(function*() {
         const nora = yield* serveNora
         const prefix = uniquePrefix("outage")
-        const duration = 6_000
+        // Long enough past the restart for a full window of recovery on a loaded machine.
+        const duration = 7_000
         const workers = Array.from({ length: 3 }, (_, i) =>
           launch(fleetEnv(nora, prefix, {
             WORKER: `w${i}`,

@@ -13,7 +13,7 @@ import * as Scripts from "../src/internal/tokenScripts.js"
 import * as RedisConnection from "../src/RedisConnection.js"
 import * as RedisTokenCache from "../src/RedisTokenCache.js"
 import * as FakeSource from "./utils/FakeSource.js"
-import { connect, dump, inspector, preciseNow, promise, ttls, uniquePrefix } from "./utils/Redis.js"
+import { connect, dump, eventually, inspector, preciseNow, promise, ttls, uniquePrefix } from "./utils/Redis.js"
 import * as RedisServer from "./utils/RedisServer.js"
 
 const available = await RedisServer.requireRedis("RedisTokenCache")
@@ -161,10 +161,17 @@ describe.skipIf(!available)("RedisTokenCache", () => {
           if (!own.includes(newest) && firstServed > start + run - 500) expected.delete(newest)
           expect(new Set(own)).toEqual(expected)
         }
-        // A refresh may still be in flight when the callers stop.
-        yield* Effect.sleep("100 millis")
-        const stats = yield* Effect.forEach(caches, (cache) => cache.stats)
-        expect(stats.reduce((sum, s) => sum + s.fetches + s.refreshes, 0)).toBe(calls.fetch + calls.refresh)
+        // Each request the source saw is counted by exactly one process, once it has answered: a refresh
+        // may still be in flight when the callers stop.
+        let counted = 0
+        yield* eventually(() => {
+          counted = caches.reduce((sum, cache) => {
+            const s = Effect.runSync(cache.stats)
+            return sum + s.fetches + s.refreshes
+          }, 0)
+          return calls.inFlight === 0 && counted === calls.fetch + calls.refresh
+        })
+        expect(counted).toBe(calls.fetch + calls.refresh)
       }))
 
     it.scopedLive("uses the refresh grant with the stored refresh token", () =>
@@ -174,7 +181,9 @@ describe.skipIf(!available)("RedisTokenCache", () => {
         const a = yield* processCache(server.url, prefix, source)
         const b = yield* processCache(server.url, prefix, source)
         const first = yield* a.get
-        yield* Effect.sleep("400 millis")
+        // The refresh is due at 300 ms (half the lifetime, plus jitter); it is stored once a holds the
+        // new token.
+        yield* eventually(() => Option.exists(Effect.runSync(a.current), (token) => valueOf(token) !== valueOf(first)))
         const second = yield* b.get
         expect(valueOf(second)).not.toBe(valueOf(first))
         expect(calls).toMatchObject({ fetch: 1, refresh: 1 })
@@ -217,7 +226,8 @@ describe.skipIf(!available)("RedisTokenCache", () => {
         const { calls, source } = yield* FakeSource.make({ fail: () => (down ? unavailable() : undefined) })
         const options: RedisTokenCache.Options = {
           retry: { attempts: 1 },
-          cooldown: { base: "400 millis", max: "400 millis" }
+          // Jittered between half and all of it: long enough that "at once" below stays inside it.
+          cooldown: { base: "1 second", max: "1 second" }
         }
         const caches = yield* Effect.forEach(
           Array.from({ length: 3 }),
@@ -231,8 +241,8 @@ describe.skipIf(!available)("RedisTokenCache", () => {
         expect(again.message).toContain("HTTP 503")
         expect(calls.fetch).toBe(1)
         down = false
-        yield* Effect.sleep("450 millis")
-        yield* caches[2]!.get
+        // Once the cooldown ends one process asks again, and only once.
+        yield* caches[2]!.get.pipe(Effect.retry({ schedule: Schedule.spaced("50 millis"), times: 60 }))
         expect(calls.fetch).toBe(2)
       }))
 
@@ -298,7 +308,9 @@ describe.skipIf(!available)("RedisTokenCache", () => {
         const a = yield* closableCache(server.url, prefix, source)
         const b = yield* processCache(server.url, prefix, source)
         const waiter = yield* Effect.fork(Effect.flip(a.cache.get))
-        yield* Effect.sleep("50 millis")
+        // a holds the lock and its request is at the source.
+        yield* eventually(() => calls.inFlight === 1)
+        expect(calls.fetch).toBe(1)
         yield* a.close
         expect((yield* Fiber.join(waiter))._tag).toBe("TokenEndpointUnavailable")
         const t0 = preciseNow()

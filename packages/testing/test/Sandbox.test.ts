@@ -144,7 +144,9 @@ describe("Sandbox", () => {
           )
         )).body.access_token
         const stamps = send(client, getWith(`${tp.baseUrl}/notarizations/stamps`, token))
-        for (let i = 0; i < 10; i++) expect((yield* stamps).status).toBe(200)
+        // The ten together, so all of them land inside the half-second window however slow the machine.
+        const allowed = yield* Effect.all(Array.from({ length: 10 }, () => stamps), { concurrency: "unbounded" })
+        expect(allowed.map((response) => response.status)).toEqual(Array.from({ length: 10 }, () => 200))
         const limited = yield* stamps
         expect(limited.status).toBe(429)
         expect(limited.body).toEqual(TokenProjectSandbox.rateLimitedBody)

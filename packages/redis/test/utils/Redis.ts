@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import { Duration, Effect, Schedule } from "effect"
 import type { Scope } from "effect"
 import { Redis } from "ioredis"
 import { randomBytes } from "node:crypto"
@@ -65,3 +65,16 @@ export const maxInWindow = (times: ReadonlyArray<number>, window: number): numbe
 
 /** Wall-clock milliseconds with sub-millisecond precision. */
 export const preciseNow = (): number => performance.timeOrigin + performance.now()
+
+/**
+ * Waits until `condition` holds, checking every 20 ms for at most `within`; then the test's own
+ * assertion says what was expected. For background work whose finish time a loaded machine can delay.
+ */
+export const eventually = (
+  condition: () => boolean,
+  within: Duration.DurationInput = "3 seconds"
+): Effect.Effect<void> =>
+  Effect.suspend(() => (condition() ? Effect.void : Effect.fail("not yet"))).pipe(
+    Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo(within))),
+    Effect.ignore
+  )

@@ -17,6 +17,7 @@ export interface WorkerResult {
   readonly timeline: ReadonlyArray<number>
   readonly tokens: ReadonlyArray<string>
   readonly tokenStats: { readonly fetches: number; readonly refreshes: number; readonly invalidations: number }
+  readonly statsAt: number
   readonly limiterStats: { readonly granted: number; readonly refunded: number }
 }
 
