@@ -53,7 +53,7 @@ describe.skipIf(!available)("RedisConnection", () => {
       expect(yield* connection.isReady).toBe(false)
       yield* promise(() => server.restart())
       const time = yield* connection.run(probe, [], []).pipe(
-        Effect.retry({ times: 40, schedule: Schedule.spaced("50 millis") })
+        Effect.retry({ times: 100, schedule: Schedule.spaced("50 millis") })
       )
       expect(Number(time)).toBeGreaterThan(1_600_000_000)
       expect(yield* connection.isReady).toBe(true)

@@ -435,7 +435,7 @@ describe.skipIf(!available)("RedisRateLimiter", () => {
         // first permit waits one quarantine window.
         const recovered = yield* limiter.withPermit()(Effect.sync(() => sent++)).pipe(
           Effect.retry({
-            times: 40,
+            times: 100,
             while: (error) => error.reason === "unavailable",
             schedule: Schedule.spaced("50 millis")
           }),

@@ -264,7 +264,7 @@ describe.skipIf(!available)("RedisTokenCache", () => {
         expect(yield* warm.invalidate(token)).toBe(true)
         expect((yield* Effect.flip(warm.get))._tag).toBe("TokenEndpointUnavailable")
         yield* promise(() => own.restart())
-        const recovered = yield* cold.get.pipe(Effect.retry({ times: 40, schedule: Schedule.spaced("50 millis") }))
+        const recovered = yield* cold.get.pipe(Effect.retry({ times: 100, schedule: Schedule.spaced("50 millis") }))
         expect(valueOf(recovered)).not.toBe(valueOf(token))
         expect(valueOf(yield* warm.get)).toBe(valueOf(recovered))
         expect(calls.fetch).toBe(2)
