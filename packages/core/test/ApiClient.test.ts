@@ -5,20 +5,7 @@ import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { describe, expect, it } from "@effect/vitest"
-import {
-  Clock,
-  Duration,
-  Effect,
-  Either,
-  Exit,
-  Fiber,
-  Option,
-  Random,
-  Redacted,
-  Stream,
-  TestClock,
-  Tracer
-} from "effect"
+import { Clock, Duration, Effect, Either, Exit, Fiber, Option, Random, Redacted, Stream, TestClock } from "effect"
 import * as fc from "fast-check"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -29,6 +16,7 @@ import * as TokenCache from "../src/TokenCache.js"
 import * as TollgateError from "../src/TollgateError.js"
 import * as FakeServer from "./utils/FakeServer.js"
 import * as FakeSource from "./utils/FakeSource.js"
+import * as Recording from "./utils/Recording.js"
 
 interface SetupOptions extends Omit<ApiClient.Options, "provider" | "tokens" | "limiter"> {
   readonly policy?: RateLimiter.Policy
@@ -579,16 +567,7 @@ describe("ApiClient", () => {
   // fiber showed with the bearer token.
   it.scoped("no span ends holding the bearer token; the trace context still travels", () =>
     Effect.gen(function*() {
-      const spans: Array<Tracer.Span> = []
-      const base = yield* Effect.tracer
-      const tracer = Tracer.make({
-        span: (name, parent, context, links, startTime, kind, options) => {
-          const span = base.span(name, parent, context, links, startTime, kind, options)
-          spans.push(span)
-          return span
-        },
-        context: (f, fiber) => base.context(f, fiber)
-      })
+      const { spans, tracer } = yield* Recording.tracer
       const { arrivals, client } = yield* setup({
         handle: (request) => (request.url.endsWith("/drop") ? { transportError: true } : { status: 200 })
       }, { retry: { transient: 0 } })

@@ -115,6 +115,18 @@ export const call = (
     Effect.exit
   )
 
+/**
+ * An `after` step: once every script is spent and any cooldown or announced retry instant has passed (five
+ * virtual minutes), one more request, whose outcome joins the run's. A client that recovers by itself
+ * makes it a success.
+ */
+export const callOnceRecovered = (context: Context): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    yield* Effect.sleep("5 minutes")
+    const exit = yield* call(context.kit, context.services, 0, context.observer, "5 minutes")
+    context.outcomes.push(classify(exit))
+  })
+
 /** A gate the client was told to close: no arrival of `key` may be sent between `from` and `until`. */
 export interface Gate {
   readonly from: number

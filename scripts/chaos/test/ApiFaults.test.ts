@@ -204,12 +204,7 @@ describe("API faults (virtual time, provider defaults)", () => {
             think: 2_000,
             setup: ({ emulator }) => emulator.faults.script("api", ...scripted.map((s) => s.step)),
             during: row.during === undefined ? undefined : (context) => row.during!(context, injected),
-            after: (context) =>
-              Effect.gen(function*() {
-                yield* Effect.sleep("5 minutes")
-                const exit = yield* Traffic.call(context.kit, context.services, 0, context.observer, "5 minutes")
-                context.outcomes.push(Traffic.classify(exit))
-              })
+            after: Traffic.callOnceRecovered
           },
           observer,
           report.needles

@@ -11,7 +11,6 @@
  * client recovers by itself.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
 import { inject } from "vitest"
 import * as Kits from "../src/Kits.js"
 import { Observer } from "../src/Observe.js"
@@ -41,14 +40,8 @@ describe("token endpoint faults (virtual time, provider defaults)", () => {
             concurrency: 3,
             think: 4_000,
             setup: ({ emulator }) => emulator.faults.script("token", ...steps),
-            // Once the script is spent and any cooldown or announced retry instant has passed, the client
-            // recovers by itself: the next request succeeds.
-            after: (context) =>
-              Effect.gen(function*() {
-                yield* Effect.sleep("5 minutes")
-                const exit = yield* Traffic.call(context.kit, context.services, 0, context.observer, "5 minutes")
-                context.outcomes.push(Traffic.classify(exit))
-              })
+            // The client recovers by itself: the request after the script is spent succeeds.
+            after: Traffic.callOnceRecovered
           },
           observer,
           report.needles
