@@ -307,6 +307,43 @@ export class Unauthorized extends Schema.TaggedError<Unauthorized>("@tollgate/co
 }
 
 /**
+ * A value passed to a Tollgate constructor or per-request option that it cannot work with: a limit that
+ * is not a positive integer, a duration that is negative or infinite, a URL that cannot be used, a cost
+ * that is not a finite positive number. It names the function and the argument and says what was
+ * expected; `received` describes the value (numbers are shown, strings only by kind), so it never echoes
+ * a secret. It is a programming or configuration error: retrying cannot help.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class InvalidArgument extends Schema.TaggedError<InvalidArgument>("@tollgate/core/InvalidArgument")(
+  "InvalidArgument",
+  {
+    /** The function or option group that refused the value, e.g. "RateLimiter.slidingWindow". */
+    module: Schema.String,
+    /** The argument, e.g. "limit" or "cost". */
+    argument: Schema.String,
+    expected: Schema.String,
+    received: Schema.String
+  }
+) {
+  /**
+   * @since 0.2.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+  /**
+   * @since 0.2.0
+   */
+  readonly retryable = false
+  /**
+   * @since 0.2.0
+   */
+  override get message(): string {
+    return `${this.module}: ${this.argument} must be ${this.expected}, but was ${this.received}.`
+  }
+}
+
+/**
  * Every error that obtaining a token can fail with.
  *
  * @since 0.1.0
@@ -325,7 +362,7 @@ export type TokenError =
  * @since 0.1.0
  * @category models
  */
-export type TollgateError = TokenError | RateLimited | Unauthorized
+export type TollgateError = TokenError | RateLimited | Unauthorized | InvalidArgument
 
 /**
  * Whether a token error is worth retrying after a backoff: transport failures, 5xx, 429 and timeouts
