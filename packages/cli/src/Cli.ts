@@ -26,7 +26,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpMethod from "@effect/platform/HttpMethod"
 import * as RateLimiter from "@tollgate/core/RateLimiter"
-import * as Sandbox from "@tollgate/testing/Sandbox"
+import type * as Sandbox from "@tollgate/testing/Sandbox"
 import type { Scope } from "effect"
 import {
   Config,
@@ -47,6 +47,7 @@ import { STATUS_CODES } from "node:http"
 import * as Errors from "./internal/errors.js"
 import * as Format from "./internal/format.js"
 import * as Stdio from "./internal/stdio.js"
+import * as Testing from "./internal/testing.js"
 import * as Wire from "./internal/wire.js"
 import * as Providers from "./Providers.js"
 import * as Report from "./Report.js"
@@ -358,7 +359,7 @@ const oauth2Settings = (
   purpose: Purpose
 ): Effect.Effect<Providers.OAuth2Settings, Errors.CliError | ConfigError.ConfigError, Environment> =>
   Effect.gen(function*() {
-    const defaults = sandbox === undefined ? undefined : Providers.oauth2Sandbox(sandbox)
+    const defaults = sandbox === undefined ? undefined : yield* Providers.oauth2Sandbox(sandbox)
     const tokenUrl = Option.getOrUndefined(flags.tokenUrl) ?? defaults?.tokenUrl
     if (tokenUrl === undefined) {
       return yield* Errors.usage("the oauth2 provider needs --token-url (or --sandbox to try it on the emulator)")
@@ -433,14 +434,15 @@ const open = (
     const waits = Wire.permitWaits()
     const timeScale = common.sandbox ? Option.getOrElse(common.timeScale, () => defaultTimeScale) : 1
     const sandbox = common.sandbox
-      ? yield* Sandbox.make({
-        timeScale,
-        // The emulators need not keep every arrival: the CLI records its own side of the wire.
-        nora: { recordArrivals: false },
-        norce: { recordArrivals: false },
-        nomba: { recordArrivals: false },
-        tokenProject: { recordArrivals: false }
-      })
+      ? yield* Effect.flatMap(Testing.load, (testing) =>
+        testing.Sandbox.make({
+          timeScale,
+          // The emulators need not keep every arrival: the CLI records its own side of the wire.
+          nora: { recordArrivals: false },
+          norce: { recordArrivals: false },
+          nomba: { recordArrivals: false },
+          tokenProject: { recordArrivals: false }
+        }))
       : undefined
     // `token` hands the token to the user: it must stay valid after the command exits.
     const tuning: Providers.Tuning = purpose === "token" ? { tokenCache: { revokeOnClose: false } } : {}

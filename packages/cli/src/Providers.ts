@@ -18,10 +18,10 @@ import * as Nomba from "@tollgate/providers/nomba"
 import * as Nora from "@tollgate/providers/nora"
 import * as Norce from "@tollgate/providers/norce"
 import * as TokenProject from "@tollgate/providers/token-project"
-import * as NorceSandbox from "@tollgate/testing/NorceSandbox"
 import type * as Sandbox from "@tollgate/testing/Sandbox"
 import type { Scope } from "effect"
 import { ConfigError, Duration, Effect, Either, Redacted } from "effect"
+import * as Testing from "./internal/testing.js"
 import type * as Report from "./Report.js"
 
 /**
@@ -179,20 +179,21 @@ export const norce: Entry = {
     ),
   fromSandbox: (sandbox, tuning) => {
     const emulator = sandbox.norce
-    return Norce.make({
-      ...tuning,
-      clientId: emulator.credentials.clientId,
-      clientSecret: Redacted.make(emulator.credentials.clientSecret),
-      applicationId: emulator.credentials.applicationId,
-      baseUrl: emulator.baseUrl,
-      allowInsecureLoopback: true,
-      // The documented 3 per minute plus a burst of 20, on the emulator's clock.
-      tokenLimits: RateLimiter.tokenBucket({
-        rate: 1,
-        interval: Duration.millis(emulator.tokenRateLimit.refillIntervalMillis),
-        burst: Math.max(1, emulator.tokenRateLimit.capacity - NorceSandbox.documented.tokenRequestsPerMinute)
-      })
-    }).pipe(Effect.map(built("norce", undefined)))
+    return Effect.flatMap(Testing.loaded, ({ NorceSandbox }) =>
+      Norce.make({
+        ...tuning,
+        clientId: emulator.credentials.clientId,
+        clientSecret: Redacted.make(emulator.credentials.clientSecret),
+        applicationId: emulator.credentials.applicationId,
+        baseUrl: emulator.baseUrl,
+        allowInsecureLoopback: true,
+        // The documented 3 per minute plus a burst of 20, on the emulator's clock.
+        tokenLimits: RateLimiter.tokenBucket({
+          rate: 1,
+          interval: Duration.millis(emulator.tokenRateLimit.refillIntervalMillis),
+          burst: Math.max(1, emulator.tokenRateLimit.capacity - NorceSandbox.documented.tokenRequestsPerMinute)
+        })
+      })).pipe(Effect.map(built("norce", undefined)))
   }
 }
 
@@ -354,11 +355,12 @@ export const oauth2 = (
  * @since 0.1.0
  * @category registry
  */
-export const oauth2Sandbox = (sandbox: Sandbox.Service): OAuth2Settings => ({
-  tokenUrl: `${sandbox.norce.baseUrl}${NorceSandbox.tokenPaths.commerce}`,
-  clientId: sandbox.norce.credentials.clientId,
-  clientSecret: Redacted.make(sandbox.norce.credentials.clientSecret),
-  baseUrl: sandbox.norce.baseUrl,
-  headers: { ApplicationId: sandbox.norce.credentials.applicationId },
-  allowInsecureLoopback: true
-})
+export const oauth2Sandbox = (sandbox: Sandbox.Service): Effect.Effect<OAuth2Settings> =>
+  Effect.map(Testing.loaded, ({ NorceSandbox }) => ({
+    tokenUrl: `${sandbox.norce.baseUrl}${NorceSandbox.tokenPaths.commerce}`,
+    clientId: sandbox.norce.credentials.clientId,
+    clientSecret: Redacted.make(sandbox.norce.credentials.clientSecret),
+    baseUrl: sandbox.norce.baseUrl,
+    headers: { ApplicationId: sandbox.norce.credentials.applicationId },
+    allowInsecureLoopback: true
+  }))

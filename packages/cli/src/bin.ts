@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * The `tollgate` executable: runs the CLI on the process's arguments with Node's platform services and
  * exits with its code.
