@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * Starts the four provider emulators on loopback and prints their base URLs and test credentials (public
  * test values, not secrets). Runs until SIGINT.
