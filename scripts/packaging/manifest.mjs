@@ -24,11 +24,17 @@ const aliases = {
 
 // Executables, which are not exports. `workspace` is the bin inside the repository (none: only when installed).
 const executables = {
-  cli: { name: "tollgate", source: "./src/bin.ts", compiled: "./dist/bin/tollgate.js", workspace: "./bin/tollgate.mjs" },
+  cli: {
+    name: "tollgate",
+    source: "./src/bin.ts",
+    compiled: "./dist/bin/tollgate.js",
+    workspace: "./bin/tollgate.mjs"
+  },
   testing: { name: "tollgate-sandbox", source: "./src/bin/sandbox.ts", compiled: "./dist/esm/bin/sandbox.js" }
 }
 
-const repository = "git+https://github.com/tollgate-ts/tollgate.git"
+// Where the project lives; the repository field, the homepage and the API reference's links derive from it.
+const homepage = "https://github.com/tollgate-ts/tollgate"
 
 const modulesOf = (pkg) =>
   readdirSync(join(root, "packages", pkg, "src"), { withFileTypes: true })
@@ -98,10 +104,13 @@ export const expected = (pkg, current) => {
   const next = {
     ...current,
     license: "MIT",
-    repository: { type: "git", url: repository, directory: `packages/${pkg}` },
+    repository: { type: "git", url: `git+${homepage}.git`, directory: `packages/${pkg}` },
+    homepage: `${homepage}/tree/main/packages/${pkg}#readme`,
     type: "module",
     // The executables start the program when imported; every other module only defines things.
-    sideEffects: bin === undefined ? [] : [bin.source, bin.source.replace(/^\.\/src\/(.*)\.ts$/, "./dist/esm/$1.js"), bin.compiled],
+    sideEffects: bin === undefined
+      ? []
+      : [bin.source, bin.source.replace(/^\.\/src\/(.*)\.ts$/, "./dist/esm/$1.js"), bin.compiled],
     engines: { node: ">=20" },
     exports: sourceExports(pkg),
     files: ["dist", "src", "CHANGELOG.md"],

@@ -52,14 +52,16 @@ import * as Wire from "./internal/wire.js"
 import * as Providers from "./Providers.js"
 import * as Report from "./Report.js"
 
-/**
- * Standard input and the terminal-ness of standard error, as a service: `layerStdio` is the real
- * process; tests provide a scripted one.
- *
- * @since 0.1.0
- * @category services
- */
-export { Stdio } from "./internal/stdio.js"
+export {
+  /**
+   * Standard input and the terminal-ness of standard error, as a service: `layerStdio` is the real
+   * process; tests provide a scripted one.
+   *
+   * @since 0.1.0
+   * @category services
+   */
+  Stdio
+} from "./internal/stdio.js"
 
 /**
  * What `Stdio` provides.

@@ -105,24 +105,31 @@ class SleepQueue {
  * @category models
  */
 export class VirtualClock implements Clock.Clock {
+  /** @since 0.1.0 */
   readonly [Clock.ClockTypeId]: Clock.ClockTypeId = Clock.ClockTypeId
+  /** @since 0.1.0 */
   readonly sleeps = new SleepQueue()
   private seq = 0
 
   constructor(public time: number) {}
 
+  /** @since 0.1.0 */
   unsafeCurrentTimeMillis(): number {
     return this.time
   }
 
+  /** @since 0.1.0 */
   readonly currentTimeMillis: Effect.Effect<number> = Effect.sync(() => this.time)
 
+  /** @since 0.1.0 */
   unsafeCurrentTimeNanos(): bigint {
     return BigInt(Math.round(this.time * 1_000_000))
   }
 
+  /** @since 0.1.0 */
   readonly currentTimeNanos: Effect.Effect<bigint> = Effect.sync(() => this.unsafeCurrentTimeNanos())
 
+  /** @since 0.1.0 */
   sleep(duration: Duration.Duration): Effect.Effect<void> {
     const millis = Duration.toMillis(duration)
     if (!(millis > 0)) return Effect.yieldNow()
@@ -233,6 +240,7 @@ const DEFAULT_START = Date.UTC(2026, 0, 1)
  * @category errors
  */
 export class Livelock extends Error {
+  /** @since 0.1.0 */
   override readonly name = "Livelock"
   constructor(readonly at: number, readonly tasks: number) {
     super(
@@ -250,6 +258,7 @@ export class Livelock extends Error {
  * @category errors
  */
 export class Deadlock extends Error {
+  /** @since 0.1.0 */
   override readonly name = "Deadlock"
   constructor(readonly at: number) {
     super(`virtual-time deadlock at ${new Date(at).toISOString()}: every fiber is waiting and no sleep is pending`)
