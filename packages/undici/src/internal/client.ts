@@ -1,0 +1,504 @@
+import * as Cookies from "@effect/platform/Cookies"
+import * as Headers from "@effect/platform/Headers"
+import type * as HttpBody from "@effect/platform/HttpBody"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
+import * as UrlParams from "@effect/platform/UrlParams"
+import { Chunk, Context, Effect, FiberRef, Inspectable, Option, Stream } from "effect"
+import type { Fiber } from "effect"
+import { globalValue } from "effect/GlobalValue"
+import type { IncomingHttpHeaders } from "node:http"
+import * as Undici from "undici"
+import type { Dispatcher } from "undici"
+import * as StreamBody from "./streamBody.js"
+
+/** @internal */
+export const requestOptionsKey = "@tollgate/undici/UndiciHttpClient/RequestOptions"
+
+/** @internal */
+export type RequestOptions = Omit<Dispatcher.DispatchOptions, "origin" | "path" | "method" | "headers" | "body">
+
+/** @internal */
+export interface ClientOptions {
+  readonly highWaterMark: number
+}
+
+type Body = Exclude<Dispatcher.DispatchOptions["body"], undefined>
+
+/** @internal */
+export const make = (dispatcher: Dispatcher, options: ClientOptions): HttpClient.HttpClient =>
+  HttpClient.makeWith(
+    (effect) =>
+      Effect.flatMap(effect, (request) =>
+        Effect.withFiberRuntime<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>((fiber) => {
+          const url = UrlParams.makeUrl(request.url, request.urlParams, request.hash)
+          if (url._tag === "Left") {
+            return Effect.fail(new HttpClientError.RequestError({ request, reason: "InvalidUrl", cause: url.left }))
+          }
+          const scoped = scopedRequests.get(request)?.signal
+          const traced = fiber.getFiberRef(FiberRef.currentTracerEnabled) &&
+            !fiber.getFiberRef(HttpClient.currentTracerDisabledWhen)(request)
+          return traced
+            ? sendTraced(dispatcher, options, request, url.right, scoped, fiber)
+            : send(dispatcher, options, request, url.right, scoped, fiber, undefined)
+        })),
+    Effect.succeed as HttpClient.HttpClient.Preprocess<never, never>
+  )
+
+/**
+ * Where `HttpClient.withScope` keeps the controller that aborts a request when its scope closes: the
+ * platform's own (a `globalValue`, so one per `effect` instance), read so that `withScope` works here too.
+ */
+const scopedRequests = globalValue(
+  "@effect/platform/HttpClient/scopedRequests",
+  () => new WeakMap<HttpClientRequest.HttpClientRequest, AbortController>()
+)
+
+/**
+ * Aborts what an abandoned response still holds: registered only for a response whose body is in flight
+ * when it is handed over (a small body has ended by then), as the platform client does for every response.
+ */
+const abandoned = new FinalizationRegistry<Exchange>((exchange) => exchange.abort())
+
+/**
+ * The span, its attributes and the trace context headers exactly as `HttpClient.make` of
+ * `@effect/platform` 0.97 sets them. Copied rather than reached through `HttpClient.make`, whose per
+ * request `AbortController`, finalization registration and response wrapper cost as much as undici
+ * itself; interruption and abandoned responses are handled by `Exchange` instead.
+ */
+const sendTraced = (
+  dispatcher: Dispatcher,
+  options: ClientOptions,
+  request: HttpClientRequest.HttpClientRequest,
+  url: URL,
+  scoped: AbortSignal | undefined,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>
+): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError> => {
+  const nameGenerator = Context.get(fiber.currentContext, HttpClient.SpanNameGenerator)
+  return Effect.useSpan(nameGenerator(request), { kind: "client", captureStackTrace: false }, (span) => {
+    span.attribute("http.request.method", request.method)
+    span.attribute("server.address", url.origin)
+    if (url.port !== "") span.attribute("server.port", +url.port)
+    span.attribute("url.full", url.toString())
+    span.attribute("url.path", url.pathname)
+    span.attribute("url.scheme", url.protocol.slice(0, -1))
+    const query = url.search.slice(1)
+    if (query !== "") span.attribute("url.query", query)
+    const redactedNames = fiber.getFiberRef(Headers.currentRedactedNames)
+    const redacted = Headers.redact(request.headers, redactedNames)
+    for (const name in redacted) span.attribute(`http.request.header.${name}`, String(redacted[name]))
+    const sent = fiber.getFiberRef(HttpClient.currentTracerPropagation)
+      ? HttpClientRequest.setHeaders(request, HttpTraceContext.toHeaders(span))
+      : request
+    const sending = send(dispatcher, options, sent, url, scoped, fiber, (response) => {
+      span.attribute("http.response.status_code", response.status)
+      const redacted = Headers.redact(response.headers, redactedNames)
+      for (const name in redacted) span.attribute(`http.response.header.${name}`, String(redacted[name]))
+    })
+    // Only a streamed body runs the caller's code (its stream) while sending: it sees the span as parent.
+    return sent.body._tag === "Stream" ? Effect.withParentSpan(sending, span) : sending
+  })
+}
+
+const send = (
+  dispatcher: Dispatcher,
+  options: ClientOptions,
+  request: HttpClientRequest.HttpClientRequest,
+  url: URL,
+  scoped: AbortSignal | undefined,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  onResponse: ((response: HttpClientResponse.HttpClientResponse) => void) | undefined
+): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError> => {
+  const body = request.body
+  if (body._tag === "Stream") {
+    return Effect.flatMap(Effect.runtime<never>(), (runtime) =>
+      dispatch(
+        dispatcher,
+        options,
+        request,
+        url,
+        scoped,
+        fiber,
+        onResponse,
+        StreamBody.toReadable(runtime, body.stream)
+      ))
+  }
+  return dispatch(dispatcher, options, request, url, scoped, fiber, onResponse, plainBody(body))
+}
+
+const plainBody = (body: Exclude<HttpBody.HttpBody, HttpBody.Stream>): Body | null => {
+  switch (body._tag) {
+    case "Empty":
+      return null
+    case "Uint8Array":
+      return body.body
+    case "Raw":
+      return body.body as Body
+    case "FormData":
+      return formData(body.formData)
+  }
+}
+
+/**
+ * undici sends only its own `FormData`: Node's global one (from the undici bundled with Node) fails its
+ * brand check, and the request with it. The entries are copied into this undici's, which then writes
+ * the multipart body with its length.
+ */
+const formData = (data: FormData): Body => {
+  if (data instanceof Undici.FormData) return data as unknown as Body
+  const copy = new Undici.FormData()
+  for (const [name, value] of data.entries()) {
+    if (typeof value === "string") copy.append(name, value)
+    else copy.append(name, value, value.name)
+  }
+  return copy as unknown as Body
+}
+
+const dispatch = (
+  dispatcher: Dispatcher,
+  options: ClientOptions,
+  request: HttpClientRequest.HttpClientRequest,
+  url: URL,
+  scoped: AbortSignal | undefined,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  onResponse: ((response: HttpClientResponse.HttpClientResponse) => void) | undefined,
+  body: Body | null
+): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError> =>
+  Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>((resume) => {
+    const exchange = new Exchange(request, options.highWaterMark, resume, onResponse)
+    if (scoped !== undefined) exchange.watch(scoped)
+    const perRequest: RequestOptions | undefined = fiber.currentContext.unsafeMap.get(requestOptionsKey)
+    const dispatchOptions: Dispatcher.DispatchOptions = {
+      // Timeouts are the caller's (Effect.timeout and friends), as in the platform's undici client.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      ...perRequest,
+      origin: url.origin,
+      // The fragment is the client's own: it never goes on the wire.
+      path: url.pathname + url.search,
+      method: request.method as Dispatcher.HttpMethod,
+      headers: request.headers,
+      body
+    }
+    try {
+      dispatcher.dispatch(dispatchOptions, exchange)
+    } catch (cause) {
+      exchange.onResponseError(undefined, cause as Error)
+    }
+    return Effect.sync(() => exchange.abort())
+  })
+
+const WAITING = 0
+const OPEN = 1
+const DONE = 2
+const FAILED = 3
+
+type Resume = (effect: Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>) => void
+
+/**
+ * One request and its response body, as undici's dispatch handler. The body is buffered up to the high
+ * water mark and undici is paused beyond it until a reader asks for more, so an unread response holds at
+ * most that much memory (and its connection, until it is read, its read is interrupted, or it is
+ * abandoned and collected). A small response has usually ended by the time the caller's fiber resumes,
+ * and is then read without waiting.
+ *
+ * Nothing here refers to the `UndiciResponse`, so an abandoned response can be collected (and its
+ * request aborted) while undici still holds this handler.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined = undefined
+  private aborted = false
+  private resume: Resume | undefined
+  state = WAITING
+  /** Received and not yet handed to a stream reader; the entire body once a reader asked for all of it. */
+  chunks: Array<Buffer> = []
+  size = 0
+  error: Error | undefined = undefined
+  /** A reader wants the entire body: never pause. */
+  whole = false
+  /** A reader took chunks out of `chunks`. */
+  streamed = false
+  private waiters: Array<() => void> | undefined = undefined
+  private signal: AbortSignal | undefined = undefined
+  private registered = false
+
+  constructor(
+    readonly request: HttpClientRequest.HttpClientRequest,
+    readonly highWaterMark: number,
+    resume: Resume,
+    private onResponse: ((response: HttpClientResponse.HttpClientResponse) => void) | undefined
+  ) {
+    this.resume = resume
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    if (this.aborted) controller.abort(new Undici.errors.RequestAbortedError())
+    else this.controller = controller
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    // 1xx informational responses precede the final one.
+    if (statusCode < 200 || this.state !== WAITING) return
+    this.controller = controller
+    this.state = OPEN
+    const resume = this.resume!
+    this.resume = undefined
+    resume(Effect.sync(() => {
+      const response = new UndiciResponse(this.request, this, statusCode, headers)
+      // By now a small body has usually ended: only a body still in flight is worth aborting when abandoned.
+      if (this.state === OPEN) {
+        abandoned.register(response, this, this)
+        this.registered = true
+      }
+      // Let go of the span: it keeps the response once it ends, and the registry keeps this exchange.
+      const onResponse = this.onResponse
+      this.onResponse = undefined
+      onResponse?.(response)
+      return response
+    }))
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.chunks.push(chunk)
+    this.size += chunk.length
+    if (this.size >= this.highWaterMark && !this.whole) controller.pause()
+    this.wake()
+  }
+
+  onResponseEnd(): void {
+    if (this.state !== OPEN) return
+    this.state = DONE
+    this.settle()
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | undefined, error: Error): void {
+    if (this.state === WAITING) {
+      this.state = FAILED
+      const resume = this.resume
+      this.resume = undefined
+      this.settle()
+      resume?.(
+        Effect.fail(new HttpClientError.RequestError({ request: this.request, reason: "Transport", cause: error }))
+      )
+    } else if (this.state === OPEN) {
+      this.state = FAILED
+      this.error = error
+      this.settle()
+    }
+  }
+
+  /** Aborts the request (at once, or when undici starts it), unless its response has ended. */
+  abort(): void {
+    if (this.aborted || this.state === DONE || this.state === FAILED) return
+    this.aborted = true
+    this.controller?.abort(new Undici.errors.RequestAbortedError())
+  }
+
+  /** Aborts the request when `signal` fires (`HttpClient.withScope`'s scope closing). */
+  watch(signal: AbortSignal): void {
+    if (signal.aborted) return this.abort()
+    this.signal = signal
+    signal.addEventListener("abort", this.onAbort, { once: true })
+  }
+
+  private readonly onAbort = () => this.abort()
+
+  /** Lets undici deliver more of the body, if it was paused. */
+  demand(): void {
+    if (this.controller !== undefined && this.controller.paused) this.controller.resume()
+  }
+
+  /**
+   * Waits until the body has ended or failed, or (`untilData`) until more of it has arrived. A reader
+   * interrupted while waiting aborts the request, as the platform client's response does.
+   */
+  awaitBody(untilData: boolean): Effect.Effect<void> {
+    return Effect.async<void>((resume) => {
+      if (this.state !== OPEN || (untilData && this.chunks.length > 0)) return resume(Effect.void)
+      const waiter = () => {
+        if (this.state !== OPEN || untilData) resume(Effect.void)
+        else (this.waiters ??= []).push(waiter)
+      }
+      ;(this.waiters ??= []).push(waiter)
+      this.demand()
+      return Effect.sync(() => this.abort())
+    })
+  }
+
+  private settle(): void {
+    this.controller = undefined
+    if (this.signal !== undefined) {
+      this.signal.removeEventListener("abort", this.onAbort)
+      this.signal = undefined
+    }
+    if (this.registered) {
+      abandoned.unregister(this)
+      this.registered = false
+    }
+    this.wake()
+  }
+
+  private wake(): void {
+    const waiters = this.waiters
+    if (waiters === undefined) return
+    this.waiters = undefined
+    for (const waiter of waiters) waiter()
+  }
+}
+
+const utf8Bom = (bytes: Uint8Array): boolean =>
+  bytes.length > 2 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf
+
+class UndiciResponse extends Inspectable.Class implements HttpClientResponse.HttpClientResponse {
+  readonly [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId = HttpIncomingMessage.TypeId
+  readonly [HttpClientResponse.TypeId]: HttpClientResponse.TypeId = HttpClientResponse.TypeId
+
+  constructor(
+    readonly request: HttpClientRequest.HttpClientRequest,
+    private readonly exchange: Exchange,
+    readonly status: number,
+    private readonly rawHeaders: IncomingHttpHeaders
+  ) {
+    super()
+  }
+
+  private cachedHeaders: Headers.Headers | undefined = undefined
+  get headers(): Headers.Headers {
+    return this.cachedHeaders ??= Headers.fromInput(this.rawHeaders)
+  }
+
+  private cachedCookies: Cookies.Cookies | undefined = undefined
+  get cookies(): Cookies.Cookies {
+    if (this.cachedCookies !== undefined) return this.cachedCookies
+    const header = this.rawHeaders["set-cookie"]
+    return this.cachedCookies = header === undefined
+      ? Cookies.empty
+      : Cookies.fromSetCookie(Array.isArray(header) ? header : [header])
+  }
+
+  get remoteAddress(): Option.Option<string> {
+    return Option.none()
+  }
+
+  private decodeError(cause: unknown, description?: string): HttpClientError.ResponseError {
+    return new HttpClientError.ResponseError({
+      request: this.request,
+      response: this,
+      reason: "Decode",
+      cause,
+      ...(description === undefined ? {} : { description })
+    })
+  }
+
+  /** The entire body, read once and kept, as the chunks it arrived in. */
+  private get chunks(): Effect.Effect<ReadonlyArray<Buffer>, HttpClientError.ResponseError> {
+    return Effect.suspend(() => {
+      const exchange = this.exchange
+      if (exchange.streamed) {
+        return Effect.fail(this.decodeError(undefined, "the body was already read as a stream"))
+      }
+      if (exchange.state === DONE) return Effect.succeed(exchange.chunks)
+      if (exchange.state === FAILED) return Effect.fail(this.decodeError(exchange.error))
+      exchange.whole = true
+      return Effect.flatMap(exchange.awaitBody(false), () => this.chunks)
+    })
+  }
+
+  private cachedBytes: Uint8Array<ArrayBuffer> | undefined = undefined
+  private get bytes(): Effect.Effect<Uint8Array<ArrayBuffer>, HttpClientError.ResponseError> {
+    return this.cachedBytes !== undefined ? Effect.succeed(this.cachedBytes) : Effect.map(this.chunks, (chunks) => {
+      if (this.cachedBytes !== undefined) return this.cachedBytes
+      // A single chunk is a view into a larger buffer: copy, so the ArrayBuffer handed out is the body only.
+      const bytes = new Uint8Array(this.exchange.size)
+      let offset = 0
+      for (const chunk of chunks) {
+        bytes.set(chunk, offset)
+        offset += chunk.length
+      }
+      return this.cachedBytes = bytes
+    })
+  }
+
+  private cachedText: string | undefined = undefined
+  get text(): Effect.Effect<string, HttpClientError.ResponseError> {
+    return this.cachedText !== undefined ? Effect.succeed(this.cachedText) : Effect.map(this.chunks, (chunks) => {
+      if (this.cachedText !== undefined) return this.cachedText
+      const buffer = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.exchange.size)
+      return this.cachedText = buffer.toString("utf8", utf8Bom(buffer) ? 3 : 0)
+    })
+  }
+
+  get json(): Effect.Effect<unknown, HttpClientError.ResponseError> {
+    return Effect.flatMap(this.text, (text) => {
+      try {
+        return Effect.succeed(text === "" ? null : JSON.parse(text) as unknown)
+      } catch (cause) {
+        return Effect.fail(this.decodeError(cause))
+      }
+    })
+  }
+
+  get urlParamsBody(): Effect.Effect<UrlParams.UrlParams, HttpClientError.ResponseError> {
+    return Effect.flatMap(this.text, (text) => {
+      try {
+        return Effect.succeed(UrlParams.fromInput(new URLSearchParams(text)))
+      } catch (cause) {
+        return Effect.fail(this.decodeError(cause))
+      }
+    })
+  }
+
+  get arrayBuffer(): Effect.Effect<ArrayBuffer, HttpClientError.ResponseError> {
+    return Effect.map(this.bytes, (bytes) => bytes.buffer)
+  }
+
+  get formData(): Effect.Effect<FormData, HttpClientError.ResponseError> {
+    return Effect.flatMap(this.bytes, (bytes) =>
+      Effect.tryPromise({
+        // The fetch API's parser, for both multipart/form-data and application/x-www-form-urlencoded.
+        try: () => new Response(bytes, { headers: { "content-type": this.headers["content-type"] ?? "" } }).formData(),
+        catch: (cause) => this.decodeError(cause)
+      }))
+  }
+
+  get stream(): Stream.Stream<Uint8Array, HttpClientError.ResponseError> {
+    return Stream.suspend(() => {
+      const exchange = this.exchange
+      // Read whole already (or being read whole): the stream replays it.
+      if (exchange.whole) return Stream.flatMap(this.chunks, (chunks) => Stream.fromIterable(chunks))
+      if (exchange.streamed) {
+        return Stream.fail(this.decodeError(undefined, "the body was already read as a stream"))
+      }
+      exchange.streamed = true
+      // A reader that stops early (or fails, or is interrupted) leaves no request running.
+      return Stream.ensuring(Stream.repeatEffectChunkOption(this.pull), Effect.sync(() => exchange.abort()))
+    })
+  }
+
+  private readonly pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<HttpClientError.ResponseError>> = Effect
+    .suspend(() => {
+      const exchange = this.exchange
+      if (exchange.chunks.length > 0) {
+        const chunks = exchange.chunks
+        exchange.chunks = []
+        exchange.size = 0
+        exchange.demand()
+        return Effect.succeed(Chunk.unsafeFromArray<Uint8Array>(chunks))
+      }
+      if (exchange.state === DONE) return Effect.fail(Option.none())
+      if (exchange.state === FAILED) return Effect.fail(Option.some(this.decodeError(exchange.error)))
+      return Effect.flatMap(exchange.awaitBody(true), () => this.pull)
+    })
+
+  override toJSON(): unknown {
+    return HttpIncomingMessage.inspect(this, {
+      _id: "@effect/platform/HttpClientResponse",
+      request: this.request.toJSON(),
+      status: this.status
+    })
+  }
+}
