@@ -6,6 +6,7 @@
  * at the end.
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Headers from "@effect/platform/Headers"
 import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
@@ -494,7 +495,11 @@ describe("UndiciHttpClient conforms to NodeHttpClient.makeUndici", () => {
         const server = yield* Server.make
         const { ours, platform } = yield* clients()
         const request = HttpClientRequest.post(server.url("/echo?q=1")).pipe(
-          HttpClientRequest.setHeaders({ "x-visible": "yes", authorization: "Bearer secret-token" }),
+          HttpClientRequest.setHeaders({
+            "x-visible": "yes",
+            authorization: "Bearer secret-token",
+            "x-secret-key": "hunter2"
+          }),
           HttpClientRequest.bodyText("hi")
         )
         const render = (run: Effect.Effect.Success<ReturnType<typeof traced>>) => {
@@ -512,8 +517,10 @@ describe("UndiciHttpClient conforms to NodeHttpClient.makeUndici", () => {
             sentTraceparent: run.echo.headers["traceparent"] !== undefined
           }
         }
-        const theirs = render(yield* traced(platform, request))
-        const mine = render(yield* traced(ours, request))
+        // The default redacted names and a pattern of the caller's.
+        const redacting = Effect.locally(Headers.currentRedactedNames, ["authorization", "Set-Cookie", /^x-secret-/])
+        const theirs = render(yield* redacting(traced(platform, request)))
+        const mine = render(yield* redacting(traced(ours, request)))
         expect(mine).toStrictEqual(theirs)
         expect(mine).toMatchObject({
           name: "http.client POST",
@@ -524,6 +531,8 @@ describe("UndiciHttpClient conforms to NodeHttpClient.makeUndici", () => {
             "http.request.method": "POST",
             "http.request.header.x-visible": "yes",
             "http.request.header.authorization": "<redacted>",
+            "http.request.header.x-secret-key": "<redacted>",
+            "http.response.header.content-type": "application/json",
             "http.response.status_code": 200,
             "url.query": "q=1"
           }

@@ -8,8 +8,8 @@ import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import * as UrlParams from "@effect/platform/UrlParams"
-import { Chunk, Context, Effect, FiberRef, Inspectable, Option, Stream } from "effect"
-import type { Fiber } from "effect"
+import { Chunk, Context, Effect, FiberRef, Inspectable, Option, Redacted, Stream } from "effect"
+import type { Fiber, Tracer } from "effect"
 import { globalValue } from "effect/GlobalValue"
 import type { IncomingHttpHeaders } from "node:http"
 import * as Undici from "undici"
@@ -89,20 +89,44 @@ const sendTraced = (
     const query = url.search.slice(1)
     if (query !== "") span.attribute("url.query", query)
     const redactedNames = fiber.getFiberRef(Headers.currentRedactedNames)
-    const redacted = Headers.redact(request.headers, redactedNames)
-    for (const name in redacted) span.attribute(`http.request.header.${name}`, String(redacted[name]))
+    headerAttributes(span, "http.request.header.", request.headers, redactedNames)
     const sent = fiber.getFiberRef(HttpClient.currentTracerPropagation)
       ? HttpClientRequest.setHeaders(request, HttpTraceContext.toHeaders(span))
       : request
     const sending = send(dispatcher, options, sent, url, scoped, fiber, (response) => {
       span.attribute("http.response.status_code", response.status)
-      const redacted = Headers.redact(response.headers, redactedNames)
-      for (const name in redacted) span.attribute(`http.response.header.${name}`, String(redacted[name]))
+      headerAttributes(span, "http.response.header.", response.headers, redactedNames)
     })
     // Only a streamed body runs the caller's code (its stream) while sending: it sees the span as parent.
     return sent.body._tag === "Stream" ? Effect.withParentSpan(sending, span) : sending
   })
 }
+
+/**
+ * One attribute per header, a redacted one as `<redacted>`: what the platform's client records from
+ * `Headers.redact`, without building the redacted copy of the headers.
+ */
+const headerAttributes = (
+  span: Tracer.Span,
+  prefix: string,
+  headers: Headers.Headers,
+  redactedNames: ReadonlyArray<string | RegExp>
+): void => {
+  let redacted: Set<string> | undefined
+  for (const key of redactedNames) {
+    if (typeof key === "string") {
+      const name = key.toLowerCase()
+      if (name in headers) (redacted ??= new Set()).add(name)
+    } else {
+      for (const name in headers) if (key.test(name)) (redacted ??= new Set()).add(name)
+    }
+  }
+  for (const name in headers) {
+    span.attribute(prefix + name, redacted !== undefined && redacted.has(name) ? redactedText : headers[name])
+  }
+}
+
+const redactedText = String(Redacted.make(""))
 
 const send = (
   dispatcher: Dispatcher,
@@ -171,19 +195,19 @@ const dispatch = (
   Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>((resume) => {
     const exchange = new Exchange(request, options.highWaterMark, resume, onResponse)
     if (scoped !== undefined) exchange.watch(scoped)
-    const perRequest: RequestOptions | undefined = fiber.currentContext.unsafeMap.get(requestOptionsKey)
     const dispatchOptions: Dispatcher.DispatchOptions = {
-      // Timeouts are the caller's (Effect.timeout and friends), as in the platform's undici client.
-      headersTimeout: 0,
-      bodyTimeout: 0,
-      ...perRequest,
       origin: url.origin,
       // The fragment is the client's own: it never goes on the wire.
       path: url.pathname + url.search,
       method: request.method as Dispatcher.HttpMethod,
       headers: request.headers,
-      body
+      body,
+      // Timeouts are the caller's (Effect.timeout and friends), as in the platform's undici client.
+      headersTimeout: 0,
+      bodyTimeout: 0
     }
+    const perRequest: RequestOptions | undefined = fiber.currentContext.unsafeMap.get(requestOptionsKey)
+    if (perRequest !== undefined) withOptions(dispatchOptions, perRequest)
     try {
       dispatcher.dispatch(dispatchOptions, exchange)
     } catch (cause) {
@@ -191,6 +215,12 @@ const dispatch = (
     }
     return Effect.sync(() => exchange.abort())
   })
+
+/** The caller's options, but never over what the request itself says. */
+const withOptions = (dispatchOptions: Dispatcher.DispatchOptions, options: RequestOptions): void => {
+  const { body, headers, method, origin, path } = dispatchOptions
+  Object.assign(dispatchOptions, options, { body, headers, method, origin, path })
+}
 
 const WAITING = 0
 const OPEN = 1
@@ -302,10 +332,13 @@ class Exchange implements Dispatcher.DispatchHandler {
   watch(signal: AbortSignal): void {
     if (signal.aborted) return this.abort()
     this.signal = signal
-    signal.addEventListener("abort", this.onAbort, { once: true })
+    signal.addEventListener("abort", this, { once: true })
   }
 
-  private readonly onAbort = () => this.abort()
+  /** The abort listener (an object with `handleEvent`, so an exchange allocates no closure for it). */
+  handleEvent(): void {
+    this.abort()
+  }
 
   /** Lets undici deliver more of the body, if it was paused. */
   demand(): void {
@@ -332,7 +365,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   private settle(): void {
     this.controller = undefined
     if (this.signal !== undefined) {
-      this.signal.removeEventListener("abort", this.onAbort)
+      this.signal.removeEventListener("abort", this)
       this.signal = undefined
     }
     if (this.registered) {
@@ -353,13 +386,36 @@ class Exchange implements Dispatcher.DispatchHandler {
 const utf8Bom = (bytes: Uint8Array): boolean =>
   bytes.length > 2 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf
 
+const chunksOf = (response: UndiciResponse): ReadonlyArray<Buffer> => response.exchange.chunks
+
+const decodeText = (response: UndiciResponse): string => {
+  if (response.cachedText !== undefined) return response.cachedText
+  const { chunks, size } = response.exchange
+  const buffer = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)
+  return response.cachedText = buffer.toString("utf8", utf8Bom(buffer) ? 3 : 0)
+}
+
+const decodeBytes = (response: UndiciResponse): Uint8Array<ArrayBuffer> => {
+  if (response.cachedBytes !== undefined) return response.cachedBytes
+  // A copy even of a single chunk (a view into a larger buffer): the ArrayBuffer handed out is the body only.
+  const { chunks, size } = response.exchange
+  const bytes = new Uint8Array(size)
+  let offset = 0
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset)
+    offset += chunk.length
+  }
+  return response.cachedBytes = bytes
+}
+
 class UndiciResponse extends Inspectable.Class implements HttpClientResponse.HttpClientResponse {
   readonly [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId = HttpIncomingMessage.TypeId
   readonly [HttpClientResponse.TypeId]: HttpClientResponse.TypeId = HttpClientResponse.TypeId
 
   constructor(
     readonly request: HttpClientRequest.HttpClientRequest,
-    private readonly exchange: Exchange,
+    /** @internal */
+    readonly exchange: Exchange,
     readonly status: number,
     private readonly rawHeaders: IncomingHttpHeaders
   ) {
@@ -394,42 +450,31 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
     })
   }
 
-  /** The entire body, read once and kept, as the chunks it arrived in. */
-  private get chunks(): Effect.Effect<ReadonlyArray<Buffer>, HttpClientError.ResponseError> {
+  /**
+   * The entire body, read once and kept, decoded by `decode`. Most bodies have ended by the time the
+   * caller asks (see `Exchange`): those are decoded at once.
+   */
+  private whole<A>(decode: (response: UndiciResponse) => A): Effect.Effect<A, HttpClientError.ResponseError> {
+    const exchange = this.exchange
+    if (exchange.state === DONE && !exchange.streamed) return Effect.succeed(decode(this))
     return Effect.suspend(() => {
-      const exchange = this.exchange
       if (exchange.streamed) {
         return Effect.fail(this.decodeError(undefined, "the body was already read as a stream"))
       }
-      if (exchange.state === DONE) return Effect.succeed(exchange.chunks)
+      if (exchange.state === DONE) return Effect.succeed(decode(this))
       if (exchange.state === FAILED) return Effect.fail(this.decodeError(exchange.error))
       exchange.whole = true
-      return Effect.flatMap(exchange.awaitBody(false), () => this.chunks)
+      return Effect.flatMap(exchange.awaitBody(false), () => this.whole(decode))
     })
   }
 
-  private cachedBytes: Uint8Array<ArrayBuffer> | undefined = undefined
-  private get bytes(): Effect.Effect<Uint8Array<ArrayBuffer>, HttpClientError.ResponseError> {
-    return this.cachedBytes !== undefined ? Effect.succeed(this.cachedBytes) : Effect.map(this.chunks, (chunks) => {
-      if (this.cachedBytes !== undefined) return this.cachedBytes
-      // A single chunk is a view into a larger buffer: copy, so the ArrayBuffer handed out is the body only.
-      const bytes = new Uint8Array(this.exchange.size)
-      let offset = 0
-      for (const chunk of chunks) {
-        bytes.set(chunk, offset)
-        offset += chunk.length
-      }
-      return this.cachedBytes = bytes
-    })
-  }
+  /** @internal */
+  cachedBytes: Uint8Array<ArrayBuffer> | undefined = undefined
+  /** @internal */
+  cachedText: string | undefined = undefined
 
-  private cachedText: string | undefined = undefined
   get text(): Effect.Effect<string, HttpClientError.ResponseError> {
-    return this.cachedText !== undefined ? Effect.succeed(this.cachedText) : Effect.map(this.chunks, (chunks) => {
-      if (this.cachedText !== undefined) return this.cachedText
-      const buffer = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.exchange.size)
-      return this.cachedText = buffer.toString("utf8", utf8Bom(buffer) ? 3 : 0)
-    })
+    return this.whole(decodeText)
   }
 
   get json(): Effect.Effect<unknown, HttpClientError.ResponseError> {
@@ -453,11 +498,11 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
   }
 
   get arrayBuffer(): Effect.Effect<ArrayBuffer, HttpClientError.ResponseError> {
-    return Effect.map(this.bytes, (bytes) => bytes.buffer)
+    return Effect.map(this.whole(decodeBytes), (bytes) => bytes.buffer)
   }
 
   get formData(): Effect.Effect<FormData, HttpClientError.ResponseError> {
-    return Effect.flatMap(this.bytes, (bytes) =>
+    return Effect.flatMap(this.whole(decodeBytes), (bytes) =>
       Effect.tryPromise({
         // The fetch API's parser, for both multipart/form-data and application/x-www-form-urlencoded.
         try: () => new Response(bytes, { headers: { "content-type": this.headers["content-type"] ?? "" } }).formData(),
@@ -469,7 +514,7 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
     return Stream.suspend(() => {
       const exchange = this.exchange
       // Read whole already (or being read whole): the stream replays it.
-      if (exchange.whole) return Stream.flatMap(this.chunks, (chunks) => Stream.fromIterable(chunks))
+      if (exchange.whole) return Stream.flatMap(this.whole(chunksOf), (chunks) => Stream.fromIterable(chunks))
       if (exchange.streamed) {
         return Stream.fail(this.decodeError(undefined, "the body was already read as a stream"))
       }
