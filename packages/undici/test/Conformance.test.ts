@@ -559,6 +559,11 @@ describe("UndiciHttpClient conforms to NodeHttpClient.makeUndici", () => {
         )
         expect(disabled.spans.map((s) => s.name)).toStrictEqual(["caller"])
         expect(disabled.echo.headers["traceparent"]).toBeUndefined()
+        const named = yield* traced(
+          HttpClient.withSpanNameGenerator(ours, (request) => `GET ${new URL(request.url).pathname}`),
+          HttpClientRequest.get(server.url("/echo"))
+        )
+        expect(named.spans.map((s) => s.name)).toStrictEqual(["caller", "GET /echo"])
       }))
 
     it.scopedLive("the traceparent sent is the client span's", () =>

@@ -4,6 +4,7 @@
  * of open connections says whether each aborted one was closed.
  */
 import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Fiber, Scope, Stream } from "effect"
 import * as fc from "fast-check"
@@ -71,6 +72,22 @@ describe("interruption", () => {
       yield* Fiber.interrupt(busy)
       expect(yield* echo(http, server)).toMatchObject({ url: "/echo" })
       expect(server.hits("/echo")).toBe(1)
+    }))
+
+  it.scopedLive("while sending a streamed body: the body's stream is interrupted too", () =>
+    Effect.gen(function*() {
+      const server = yield* Server.make
+      const http = yield* client(1)
+      let stopped = false
+      const endless = Stream.repeatEffect(Effect.as(Effect.sleep("1 millis"), new Uint8Array(1024))).pipe(
+        Stream.ensuring(Effect.sync(() => (stopped = true)))
+      )
+      const request = HttpClientRequest.post(server.url("/upload-gated")).pipe(HttpClientRequest.bodyStream(endless))
+      const sending = yield* Effect.fork(http.execute(request))
+      yield* waitUntil(() => server.gatedBytes() > 0)
+      yield* Fiber.interrupt(sending)
+      yield* waitUntil(() => stopped && server.open() === 0)
+      expect(yield* echo(http, server)).toMatchObject({ method: "GET" })
     }))
 
   it.scopedLive("a reader that stops early aborts the rest of a large body", () =>
