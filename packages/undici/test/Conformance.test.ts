@@ -105,11 +105,28 @@ const form = (Implementation: new() => Pick<FormData, "append">): FormData => {
   return data as FormData
 }
 
+/** `form` as the server parsed it. */
+const formReceived = [["field", "value"], ["file", "notes.txt", "text/plain", "file contents"]]
+
 const chunksOf = (bytes: Uint8Array, size: number): Array<Uint8Array> => {
   const chunks: Array<Uint8Array> = []
   for (let offset = 0; offset < bytes.length; offset += size) chunks.push(bytes.subarray(offset, offset + size))
   return chunks
 }
+
+/** The default tracer, keeping every span it starts. */
+const recording = Effect.map(Effect.tracer, (base) => {
+  const spans: Array<Tracer.Span> = []
+  const tracer = Tracer.make({
+    span: (...args) => {
+      const span = base.span(...args)
+      spans.push(span)
+      return span
+    },
+    context: (f, fiber) => base.context(f, fiber)
+  })
+  return { spans, tracer }
+})
 
 describe("UndiciHttpClient conforms to NodeHttpClient.makeUndici", () => {
   describe("methods", () => {
@@ -196,19 +213,11 @@ describe("UndiciHttpClient conforms to NodeHttpClient.makeUndici", () => {
     it.scopedLive("form data (undici's own FormData), with a file", () =>
       Effect.gen(function*() {
         const server = yield* Server.make
-        const result = yield* same((client) =>
-          readJson(
-            HttpClientRequest.post(server.url("/echo")).pipe(HttpClientRequest.bodyFormData(form(UndiciFormData)))
-          )(
-            client
-          )
+        const request = HttpClientRequest.post(server.url("/echo")).pipe(
+          HttpClientRequest.bodyFormData(form(UndiciFormData))
         )
-        expect(echoed(result).form).toStrictEqual([["field", "value"], [
-          "file",
-          "notes.txt",
-          "text/plain",
-          "file contents"
-        ]])
+        const result = yield* same(readJson(request))
+        expect(echoed(result).form).toStrictEqual(formReceived)
       }))
 
     it.scopedLive("a failing body stream fails the request with a Transport error", () =>
@@ -471,16 +480,7 @@ describe("UndiciHttpClient conforms to NodeHttpClient.makeUndici", () => {
   describe("tracing", () => {
     const traced = (client: HttpClient.HttpClient, request: HttpClientRequest.HttpClientRequest) =>
       Effect.gen(function*() {
-        const spans: Array<Tracer.Span> = []
-        const base = yield* Effect.tracer
-        const tracer = Tracer.make({
-          span: (...args) => {
-            const span = base.span(...args)
-            spans.push(span)
-            return span
-          },
-          context: (f, fiber) => base.context(f, fiber)
-        })
+        const { spans, tracer } = yield* recording
         const echo = yield* client.execute(request).pipe(
           Effect.flatMap((response) => response.json),
           Effect.withSpan("caller"),
@@ -572,16 +572,7 @@ describe("UndiciHttpClient conforms to NodeHttpClient.makeUndici", () => {
         const { ours, platform } = yield* clients()
         for (const client of [platform, ours]) {
           // Capture the request as sent (after propagation) through the response.
-          const spans: Array<Tracer.Span> = []
-          const base = yield* Effect.tracer
-          const tracer = Tracer.make({
-            span: (...args) => {
-              const span = base.span(...args)
-              spans.push(span)
-              return span
-            },
-            context: (f, fiber) => base.context(f, fiber)
-          })
+          const { spans, tracer } = yield* recording
           const response = yield* Effect.withTracer(client.execute(HttpClientRequest.get(server.url("/echo"))), tracer)
           const span = spans[0]!
           expect(response.request.headers["traceparent"]).toBe(`00-${span.traceId}-${span.spanId}-01`)
@@ -595,16 +586,7 @@ describe("UndiciHttpClient conforms to NodeHttpClient.makeUndici", () => {
         const { ours, platform } = yield* clients()
         const exits: Array<unknown> = []
         for (const client of [platform, ours]) {
-          const spans: Array<Tracer.Span> = []
-          const base = yield* Effect.tracer
-          const tracer = Tracer.make({
-            span: (...args) => {
-              const span = base.span(...args)
-              spans.push(span)
-              return span
-            },
-            context: (f, fiber) => base.context(f, fiber)
-          })
+          const { spans, tracer } = yield* recording
           yield* Effect.exit(Effect.withTracer(client.get(`http://127.0.0.1:${port}/`), tracer))
           const status = spans[0]!.status
           exits.push(
@@ -643,12 +625,7 @@ describe("UndiciHttpClient conforms to NodeHttpClient.makeUndici", () => {
         const theirs = yield* outcome(readJson(request)(platform))
         expect(theirs.failure).toMatchObject({ _tag: "RequestError", reason: "Transport", cause: "TypeError" })
         const mine = yield* outcome(readJson(request)(ours))
-        expect(echoed(mine).form).toStrictEqual([["field", "value"], [
-          "file",
-          "notes.txt",
-          "text/plain",
-          "file contents"
-        ]])
+        expect(echoed(mine).form).toStrictEqual(formReceived)
       }))
 
     it.scopedLive("a URL's fragment is not sent (the platform's client puts it in the request line)", () =>

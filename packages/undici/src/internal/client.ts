@@ -137,21 +137,35 @@ const send = (
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
   onResponse: ((response: HttpClientResponse.HttpClientResponse) => void) | undefined
 ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError> => {
-  const body = request.body
-  if (body._tag === "Stream") {
-    return Effect.flatMap(Effect.runtime<never>(), (runtime) =>
-      dispatch(
-        dispatcher,
-        options,
-        request,
-        url,
-        scoped,
-        fiber,
-        onResponse,
-        StreamBody.toReadable(runtime, body.stream)
-      ))
+  const dispatchOptions: Dispatcher.DispatchOptions = {
+    origin: url.origin,
+    // The fragment is the client's own: it never goes on the wire.
+    path: url.pathname + url.search,
+    method: request.method as Dispatcher.HttpMethod,
+    headers: request.headers,
+    body: null,
+    // Timeouts are the caller's (Effect.timeout and friends), as in the platform's undici client.
+    headersTimeout: 0,
+    bodyTimeout: 0
   }
-  return dispatch(dispatcher, options, request, url, scoped, fiber, onResponse, plainBody(body))
+  const perRequest: RequestOptions | undefined = fiber.currentContext.unsafeMap.get(requestOptionsKey)
+  if (perRequest !== undefined) withOptions(dispatchOptions, perRequest)
+  const exchange = new Exchange(request, options.highWaterMark, onResponse)
+  const body = request.body
+  if (body._tag !== "Stream") {
+    dispatchOptions.body = plainBody(body)
+    return exchange.send(dispatcher, dispatchOptions, scoped)
+  }
+  return Effect.flatMap(Effect.runtime<never>(), (runtime) => {
+    dispatchOptions.body = StreamBody.toReadable(runtime, body.stream)
+    return exchange.send(dispatcher, dispatchOptions, scoped)
+  })
+}
+
+/** The caller's options, but never over what the request itself says. */
+const withOptions = (dispatchOptions: Dispatcher.DispatchOptions, options: RequestOptions): void => {
+  const { headers, method, origin, path } = dispatchOptions
+  Object.assign(dispatchOptions, options, { headers, method, origin, path })
 }
 
 const plainBody = (body: Exclude<HttpBody.HttpBody, HttpBody.Stream>): Body | null => {
@@ -182,46 +196,6 @@ const formData = (data: FormData): Body => {
   return copy as unknown as Body
 }
 
-const dispatch = (
-  dispatcher: Dispatcher,
-  options: ClientOptions,
-  request: HttpClientRequest.HttpClientRequest,
-  url: URL,
-  scoped: AbortSignal | undefined,
-  fiber: Fiber.RuntimeFiber<unknown, unknown>,
-  onResponse: ((response: HttpClientResponse.HttpClientResponse) => void) | undefined,
-  body: Body | null
-): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError> =>
-  Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>((resume) => {
-    const exchange = new Exchange(request, options.highWaterMark, resume, onResponse)
-    if (scoped !== undefined) exchange.watch(scoped)
-    const dispatchOptions: Dispatcher.DispatchOptions = {
-      origin: url.origin,
-      // The fragment is the client's own: it never goes on the wire.
-      path: url.pathname + url.search,
-      method: request.method as Dispatcher.HttpMethod,
-      headers: request.headers,
-      body,
-      // Timeouts are the caller's (Effect.timeout and friends), as in the platform's undici client.
-      headersTimeout: 0,
-      bodyTimeout: 0
-    }
-    const perRequest: RequestOptions | undefined = fiber.currentContext.unsafeMap.get(requestOptionsKey)
-    if (perRequest !== undefined) withOptions(dispatchOptions, perRequest)
-    try {
-      dispatcher.dispatch(dispatchOptions, exchange)
-    } catch (cause) {
-      exchange.onResponseError(undefined, cause as Error)
-    }
-    return Effect.sync(() => exchange.abort())
-  })
-
-/** The caller's options, but never over what the request itself says. */
-const withOptions = (dispatchOptions: Dispatcher.DispatchOptions, options: RequestOptions): void => {
-  const { body, headers, method, origin, path } = dispatchOptions
-  Object.assign(dispatchOptions, options, { body, headers, method, origin, path })
-}
-
 const WAITING = 0
 const OPEN = 1
 const DONE = 2
@@ -242,7 +216,7 @@ type Resume = (effect: Effect.Effect<HttpClientResponse.HttpClientResponse, Http
 class Exchange implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined = undefined
   private aborted = false
-  private resume: Resume | undefined
+  private resume: Resume | undefined = undefined
   state = WAITING
   /** Received and not yet handed to a stream reader; the entire body once a reader asked for all of it. */
   chunks: Array<Buffer> = []
@@ -259,10 +233,25 @@ class Exchange implements Dispatcher.DispatchHandler {
   constructor(
     readonly request: HttpClientRequest.HttpClientRequest,
     readonly highWaterMark: number,
-    resume: Resume,
     private onResponse: ((response: HttpClientResponse.HttpClientResponse) => void) | undefined
-  ) {
-    this.resume = resume
+  ) {}
+
+  /** Sends the request through `dispatcher`; interrupting the fiber that waits for the response aborts it. */
+  send(
+    dispatcher: Dispatcher,
+    options: Dispatcher.DispatchOptions,
+    scoped: AbortSignal | undefined
+  ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError> {
+    return Effect.async((resume) => {
+      this.resume = resume
+      if (scoped !== undefined) this.watch(scoped)
+      try {
+        dispatcher.dispatch(options, this)
+      } catch (cause) {
+        this.onResponseError(undefined, cause as Error)
+      }
+      return Effect.sync(() => this.abort())
+    })
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {

@@ -14,6 +14,7 @@ import { Pool, request as undiciRequest } from "undici"
 import * as Child from "../lib/child.js"
 import type { Context } from "../lib/context.js"
 import { acquire, repeatConcurrently } from "../lib/effect.js"
+import type { Scoped } from "../lib/effect.js"
 import { tollgateClient } from "../lib/fixtures.js"
 import * as Format from "../lib/format.js"
 import type { Section } from "../lib/report.js"
@@ -39,60 +40,32 @@ const contenders = (url: string): ReadonlyArray<Throughput.Contender> => {
       ),
     close
   })
+  type Transport = () => Promise<Scoped<HttpClient.HttpClient>>
   // What `NodeHttpClient.layerUndici` builds (an undici Agent and the client over it), in a scope per round.
-  const platformClient = () => acquire(Effect.map(NodeHttpClient.makeDispatcher, NodeHttpClient.makeUndici))
+  const platformClient: Transport = () => acquire(Effect.map(NodeHttpClient.makeDispatcher, NodeHttpClient.makeUndici))
   // What `UndiciHttpClient.layer` builds: the same undici Agent, our client over it.
-  const undiciClient = () => acquire(Effect.map(UndiciHttpClient.makeDispatcher(), UndiciHttpClient.make))
+  const undiciClient: Transport = () => acquire(Effect.map(UndiciHttpClient.makeDispatcher(), UndiciHttpClient.make))
+  const bare = (transport: Transport) => async () => {
+    const client = await transport()
+    return effectRunner(client.value, client.close)
+  }
+  const tollgate = (transport: Transport, options: Parameters<typeof tollgateClient>[2] = {}) => async () => {
+    const http = await transport()
+    const client = await acquire(tollgateClient(http.value, RateLimiter.unlimited, options))
+    return effectRunner(client.value, async () => {
+      await client.close()
+      await http.close()
+    })
+  }
   return [
-    {
-      name: "Tollgate ApiClient (undici)",
-      prepare: async () => {
-        const platform = await platformClient()
-        const client = await acquire(tollgateClient(platform.value))
-        return effectRunner(client.value, async () => {
-          await client.close()
-          await platform.close()
-        })
-      }
-    },
-    {
-      name: "Tollgate ApiClient over @tollgate/undici",
-      prepare: async () => {
-        const transport = await undiciClient()
-        const client = await acquire(tollgateClient(transport.value))
-        return effectRunner(client.value, async () => {
-          await client.close()
-          await transport.close()
-        })
-      }
-    },
+    { name: "Tollgate ApiClient (undici)", prepare: tollgate(platformClient) },
+    { name: "Tollgate ApiClient over @tollgate/undici", prepare: tollgate(undiciClient) },
     {
       name: "(diagnostic) Tollgate, per-attempt timeout off",
-      prepare: async () => {
-        const platform = await platformClient()
-        const client = await acquire(
-          tollgateClient(platform.value, RateLimiter.unlimited, { timeout: Duration.infinity })
-        )
-        return effectRunner(client.value, async () => {
-          await client.close()
-          await platform.close()
-        })
-      }
+      prepare: tollgate(platformClient, { timeout: Duration.infinity })
     },
-    {
-      name: "bare @effect/platform NodeHttpClient.layerUndici",
-      prepare: async () => {
-        const platform = await platformClient()
-        return effectRunner(platform.value, platform.close)
-      }
-    },
-    {
-      name: "bare @tollgate/undici UndiciHttpClient",
-      prepare: async () => {
-        const transport = await undiciClient()
-        return effectRunner(transport.value, transport.close)
-      }
-    },
+    { name: "bare @effect/platform NodeHttpClient.layerUndici", prepare: bare(platformClient) },
+    { name: "bare @tollgate/undici UndiciHttpClient", prepare: bare(undiciClient) },
     {
       name: "bare undici Pool.request",
       prepare: async () => {
