@@ -398,8 +398,9 @@ const decodeBytes = (response: UndiciResponse): Uint8Array<ArrayBuffer> => {
 }
 
 class UndiciResponse extends Inspectable.Class implements HttpClientResponse.HttpClientResponse {
-  readonly [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId = HttpIncomingMessage.TypeId
-  readonly [HttpClientResponse.TypeId]: HttpClientResponse.TypeId = HttpClientResponse.TypeId
+  // On the prototype (below), not set per response.
+  declare readonly [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId
+  declare readonly [HttpClientResponse.TypeId]: HttpClientResponse.TypeId
 
   constructor(
     readonly request: HttpClientRequest.HttpClientRequest,
@@ -536,3 +537,8 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
     })
   }
 }
+
+Object.assign(UndiciResponse.prototype, {
+  [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId,
+  [HttpClientResponse.TypeId]: HttpClientResponse.TypeId
+})
