@@ -190,14 +190,10 @@ body, the body read through \`Effect.cached\`), and Tollgate adds ${us(tollgate 
 of its own (${us(tollgate - untimed)} of it the per-attempt deadline: over a real socket every attempt suspends, so
 it runs in a child fiber with an entry in the client's deadline heap, and the caller waits for that fiber; the rest
 is broken down in scenario 1).`,
-    `**@tollgate/undici.** \`UndiciHttpClient\` adds ${
-      us(transport - undici)
-    } to undici where the platform's client adds ${
-      us(platform - undici)
-    }: it hands undici a dispatch handler that resumes
-the fiber from undici's callbacks and buffers the body (no promise, no AbortSignal, no Node stream per response), and
-keeps the platform's span and trace propagation while registering a response for release only when its body is still
-in flight. Tollgate over it needs ${us(tollgateOverUndici)} per request against ${us(tollgate)} over the platform's
-client.`
+    `**@tollgate/undici.** \`UndiciHttpClient\` adds ${us(transport - undici)} to undici, where the platform's client
+adds ${us(platform - undici)}. It hands undici a dispatch handler that resumes the fiber from undici's callbacks and
+buffers the body (no promise, no AbortSignal, no Node stream per response), keeps the platform's span and trace
+propagation, and registers a response for release only when its body is still in flight. Tollgate needs
+${us(tollgateOverUndici)} per request over it, against ${us(tollgate)} over the platform's client.`
   ]
 }
