@@ -5,14 +5,20 @@
  * no `AbortSignal` listener, no Node stream per response) and buffers the body up to 64 KiB, beyond which
  * undici is paused until the body is read (streamed with backpressure, or whole).
  *
- * It is built on `HttpClient.make`, so spans, trace context propagation (`traceparent` and `b3`, unless
- * `HttpClient.withTracerPropagation(false)`), URL building, interruption of body reads and the release
- * of unread responses are the platform's own code. Observable behaviour is the platform undici client's:
- * the same `RequestError` (`Transport`, `InvalidUrl`) and `ResponseError` (`Decode`) reasons, response
- * headers and cookies, no redirect following, no timeouts of its own (use `Effect.timeout`: interrupting a
- * request aborts it and frees its connection). Where it differs, it is on purpose: a URL's fragment is not
- * sent to the server, `formData` parses the body (the platform's fails, as undici's request API does not
- * implement it), and a body read whole can be read again in any form.
+ * It is built with `HttpClient.makeWith`, so every combinator of the platform's works on it, and it
+ * records the span `HttpClient.make` records (name, kind, attributes, redacted headers) and sends the
+ * same trace context headers (`traceparent` and `b3`, unless `HttpClient.withTracerPropagation(false)`).
+ * It does not go through `HttpClient.make` itself: that wraps every response in an `AbortController`
+ * registered with a `FinalizationRegistry`, which costs about as much as undici; interruption is handled
+ * where the fiber waits instead, and only a response whose body is still in flight is registered for
+ * release if dropped unread.
+ *
+ * Observable behaviour is the platform undici client's: the same `RequestError` (`Transport`,
+ * `InvalidUrl`) and `ResponseError` (`Decode`) reasons, response headers and cookies, no redirect
+ * following, no timeouts of its own (use `Effect.timeout`: interrupting a request aborts it and frees its
+ * connection). Where it differs, it is on purpose: a URL's fragment is not sent to the server, a body of
+ * Node's global `FormData` is sent (undici 7 refuses it), `formData` parses a response body (undici's
+ * request API does not implement it), and a body read whole can be read again in any form.
  *
  * @since 0.1.0
  */

@@ -3,7 +3,7 @@ import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { describe, expect, it } from "@effect/vitest"
 import * as TollgateError from "@tollgate/core/TollgateError"
-import { Effect, Exit, Layer, Scope } from "effect"
+import { Effect, Exit, Layer, Scope, Stream } from "effect"
 import { Pool } from "undici"
 import type { Dispatcher } from "undici"
 import * as UndiciHttpClient from "../src/UndiciHttpClient.js"
@@ -169,4 +169,20 @@ describe("UndiciHttpClient", () => {
         request: { _id: "@effect/platform/HttpClientRequest", method: "GET" }
       })
     }))
+
+  it.scopedLive("inspecting a response whose body is in flight does not read it", () =>
+    Effect.gen(function*() {
+      const server = yield* Server.make
+      const response = yield* HttpClient.get(server.url("/gated"))
+      const shown = response.toJSON() as Record<string, unknown>
+      expect(shown).toMatchObject({ status: 200, headers: { "content-type": "text/plain" } })
+      expect(shown).not.toHaveProperty("body")
+      // Still a stream: its first chunk arrives before the rest is released.
+      const text = yield* response.stream.pipe(
+        Stream.decodeText(),
+        Stream.tap((chunk) => Effect.sync(() => chunk.startsWith("first") && server.release())),
+        Stream.mkString
+      )
+      expect(text).toBe("first;rest")
+    }).pipe(Effect.provide(UndiciHttpClient.layer)))
 })

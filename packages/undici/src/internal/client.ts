@@ -397,6 +397,28 @@ const decodeBytes = (response: UndiciResponse): Uint8Array<ArrayBuffer> => {
   return response.cachedBytes = bytes
 }
 
+/** The next chunks of a streamed body: what has arrived, or (waiting for it) what arrives next. */
+const pull = (
+  response: UndiciResponse
+): Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<HttpClientError.ResponseError>> => {
+  const next: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<HttpClientError.ResponseError>> = Effect.suspend(
+    () => {
+      const exchange = response.exchange
+      if (exchange.chunks.length > 0) {
+        const chunks = exchange.chunks
+        exchange.chunks = []
+        exchange.size = 0
+        exchange.demand()
+        return Effect.succeed(Chunk.unsafeFromArray<Uint8Array>(chunks))
+      }
+      if (exchange.state === DONE) return Effect.fail(Option.none())
+      if (exchange.state === FAILED) return Effect.fail(Option.some(response.decodeError(exchange.error)))
+      return Effect.flatMap(exchange.awaitBody(true), () => next)
+    }
+  )
+  return next
+}
+
 class UndiciResponse extends Inspectable.Class implements HttpClientResponse.HttpClientResponse {
   // On the prototype (below), not set per response.
   declare readonly [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId
@@ -430,7 +452,8 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
     return Option.none()
   }
 
-  private decodeError(cause: unknown, description?: string): HttpClientError.ResponseError {
+  /** @internal */
+  decodeError(cause: unknown, description?: string): HttpClientError.ResponseError {
     return new HttpClientError.ResponseError({
       request: this.request,
       response: this,
@@ -510,31 +533,18 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
       }
       exchange.streamed = true
       // A reader that stops early (or fails, or is interrupted) leaves no request running.
-      return Stream.ensuring(Stream.repeatEffectChunkOption(this.pull), Effect.sync(() => exchange.abort()))
+      return Stream.ensuring(Stream.repeatEffectChunkOption(pull(this)), Effect.sync(() => exchange.abort()))
     })
   }
 
-  private readonly pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<HttpClientError.ResponseError>> = Effect
-    .suspend(() => {
-      const exchange = this.exchange
-      if (exchange.chunks.length > 0) {
-        const chunks = exchange.chunks
-        exchange.chunks = []
-        exchange.size = 0
-        exchange.demand()
-        return Effect.succeed(Chunk.unsafeFromArray<Uint8Array>(chunks))
-      }
-      if (exchange.state === DONE) return Effect.fail(Option.none())
-      if (exchange.state === FAILED) return Effect.fail(Option.some(this.decodeError(exchange.error)))
-      return Effect.flatMap(exchange.awaitBody(true), () => this.pull)
-    })
-
   override toJSON(): unknown {
-    return HttpIncomingMessage.inspect(this, {
-      _id: "@effect/platform/HttpClientResponse",
-      request: this.request.toJSON(),
-      status: this.status
-    })
+    const that = { _id: "@effect/platform/HttpClientResponse", request: this.request.toJSON(), status: this.status }
+    // `inspect` shows the body by reading it: only one that has ended, so inspecting a response never
+    // starts reading one (or stops it from being streamed).
+    const exchange = this.exchange
+    return exchange.state === DONE && !exchange.streamed
+      ? HttpIncomingMessage.inspect(this, that)
+      : { ...that, headers: Inspectable.redact(this.headers), remoteAddress: this.remoteAddress.toJSON() }
   }
 }
 
