@@ -24,7 +24,7 @@
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as TollgateError from "@tollgate/core/TollgateError"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
 import * as Undici from "undici"
 import * as internal from "./internal/client.js"
@@ -44,7 +44,8 @@ export class Dispatcher extends Context.Tag("@tollgate/undici/UndiciHttpClient/D
 /**
  * undici options for the requests sent while this service is provided (`headersTimeout`, `bodyTimeout`,
  * `reset`, `idempotent`, ...), as `NodeHttpClient.UndiciRequestOptions` is for the platform's client.
- * Both timeouts are off unless set here, as in the platform's client.
+ * Provided to one of the layers, they apply to every request of its client; provided around a request,
+ * they override those. Both timeouts are off unless set here, as in the platform's client.
  *
  * @since 0.1.0
  * @category tags
@@ -73,8 +74,14 @@ export interface Options {
  * @since 0.1.0
  * @category constructors
  */
-export const make = (dispatcher: Undici.Dispatcher): HttpClient.HttpClient =>
-  internal.make(dispatcher, { highWaterMark: 64 * 1024 })
+export const make = (
+  dispatcher: Undici.Dispatcher,
+  options?: {
+    /** undici options for every request; a `RequestOptions` service around a request overrides them. */
+    readonly requestOptions?: RequestOptions["Type"] | undefined
+  }
+): HttpClient.HttpClient =>
+  internal.make(dispatcher, { highWaterMark: 64 * 1024, requestOptions: options?.requestOptions })
 
 const describe = (value: unknown): string =>
   typeof value === "number" ? String(value) : typeof value === "string" ? "a string" : typeof value
@@ -134,7 +141,10 @@ export const layerDispatcher = (options?: Options): Layer.Layer<Dispatcher, Toll
  */
 export const layerWithoutDispatcher: Layer.Layer<HttpClient.HttpClient, never, Dispatcher> = Layer.effect(
   HttpClient.HttpClient,
-  Effect.map(Dispatcher, make)
+  Effect.gen(function*() {
+    const requestOptions = yield* Effect.serviceOption(RequestOptions)
+    return make(yield* Dispatcher, { requestOptions: Option.getOrUndefined(requestOptions) })
+  })
 )
 
 /**

@@ -117,7 +117,7 @@ describe("UndiciHttpClient", () => {
         expect(error).toMatchObject({ reason: "Decode", cause: { code: "UND_ERR_BODY_TIMEOUT" } })
       }))
 
-    it.scopedLive("without it both undici timeouts are off (timeouts are the caller's), as in the platform's client", () =>
+    it.scopedLive("without it both undici timeouts are off (timeouts are the caller's); a layer's apply to all its requests", () =>
       Effect.gen(function*() {
         const server = yield* Server.make
         const pool = yield* Effect.acquireRelease(
@@ -136,10 +136,25 @@ describe("UndiciHttpClient", () => {
         yield* Effect.flatMap(client.get(server.url("/echo")), (response) => response.text).pipe(
           Effect.provideService(UndiciHttpClient.RequestOptions, { headersTimeout: 1000, reset: true })
         )
+        // Given to the layer, they apply to every request; around a request, they override those.
+        const layered = yield* HttpClient.HttpClient.pipe(
+          Effect.provide(
+            UndiciHttpClient.layerWithoutDispatcher.pipe(
+              Layer.provide(Layer.succeed(UndiciHttpClient.Dispatcher, recording)),
+              Layer.provide(Layer.succeed(UndiciHttpClient.RequestOptions, { bodyTimeout: 5000, reset: false }))
+            )
+          )
+        )
+        yield* Effect.flatMap(layered.get(server.url("/echo")), (response) => response.text)
+        yield* Effect.flatMap(layered.get(server.url("/echo")), (response) => response.text).pipe(
+          Effect.provideService(UndiciHttpClient.RequestOptions, { reset: true })
+        )
         expect(seen.map(({ bodyTimeout, headersTimeout, reset }) => ({ bodyTimeout, headersTimeout, reset })))
           .toStrictEqual([
             { bodyTimeout: 0, headersTimeout: 0, reset: undefined },
-            { bodyTimeout: 0, headersTimeout: 1000, reset: true }
+            { bodyTimeout: 0, headersTimeout: 1000, reset: true },
+            { bodyTimeout: 5000, headersTimeout: 0, reset: false },
+            { bodyTimeout: 5000, headersTimeout: 0, reset: true }
           ])
       }))
   })

@@ -25,6 +25,7 @@ export type RequestOptions = Omit<Dispatcher.DispatchOptions, "origin" | "path" 
 /** @internal */
 export interface ClientOptions {
   readonly highWaterMark: number
+  readonly requestOptions: RequestOptions | undefined
 }
 
 type Body = Exclude<Dispatcher.DispatchOptions["body"], undefined>
@@ -148,6 +149,7 @@ const send = (
     headersTimeout: 0,
     bodyTimeout: 0
   }
+  if (options.requestOptions !== undefined) withOptions(dispatchOptions, options.requestOptions)
   const perRequest: RequestOptions | undefined = fiber.currentContext.unsafeMap.get(requestOptionsKey)
   if (perRequest !== undefined) withOptions(dispatchOptions, perRequest)
   const exchange = new Exchange(request, options.highWaterMark, onResponse)
