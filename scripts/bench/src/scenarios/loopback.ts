@@ -1,17 +1,20 @@
 /**
  * Scenario 7: requests per second over real HTTP on loopback, against a server with no limit (a child
  * process, so client and server each have a core). Tollgate's ApiClient (unlimited limiter, cached token)
- * over NodeHttpClient.layerUndici, against the bare clients a user could call instead.
+ * over NodeHttpClient.layerUndici and over @tollgate/undici's UndiciHttpClient, against the bare clients
+ * a user could call instead.
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as RateLimiter from "@tollgate/core/RateLimiter"
+import * as UndiciHttpClient from "@tollgate/undici/UndiciHttpClient"
 import { Duration, Effect } from "effect"
 import { Pool, request as undiciRequest } from "undici"
 import * as Child from "../lib/child.js"
 import type { Context } from "../lib/context.js"
 import { acquire, repeatConcurrently } from "../lib/effect.js"
+import type { Scoped } from "../lib/effect.js"
 import { tollgateClient } from "../lib/fixtures.js"
 import * as Format from "../lib/format.js"
 import type { Section } from "../lib/report.js"
@@ -37,40 +40,32 @@ const contenders = (url: string): ReadonlyArray<Throughput.Contender> => {
       ),
     close
   })
+  type Transport = () => Promise<Scoped<HttpClient.HttpClient>>
   // What `NodeHttpClient.layerUndici` builds (an undici Agent and the client over it), in a scope per round.
-  const platformClient = () => acquire(Effect.map(NodeHttpClient.makeDispatcher, NodeHttpClient.makeUndici))
+  const platformClient: Transport = () => acquire(Effect.map(NodeHttpClient.makeDispatcher, NodeHttpClient.makeUndici))
+  // What `UndiciHttpClient.layer` builds: the same undici Agent, our client over it.
+  const undiciClient: Transport = () => acquire(Effect.map(UndiciHttpClient.makeDispatcher(), UndiciHttpClient.make))
+  const bare = (transport: Transport) => async () => {
+    const client = await transport()
+    return effectRunner(client.value, client.close)
+  }
+  const tollgate = (transport: Transport, options: Parameters<typeof tollgateClient>[2] = {}) => async () => {
+    const http = await transport()
+    const client = await acquire(tollgateClient(http.value, RateLimiter.unlimited, options))
+    return effectRunner(client.value, async () => {
+      await client.close()
+      await http.close()
+    })
+  }
   return [
-    {
-      name: "Tollgate ApiClient (undici)",
-      prepare: async () => {
-        const platform = await platformClient()
-        const client = await acquire(tollgateClient(platform.value))
-        return effectRunner(client.value, async () => {
-          await client.close()
-          await platform.close()
-        })
-      }
-    },
+    { name: "Tollgate ApiClient (undici)", prepare: tollgate(platformClient) },
+    { name: "Tollgate ApiClient over @tollgate/undici", prepare: tollgate(undiciClient) },
     {
       name: "(diagnostic) Tollgate, per-attempt timeout off",
-      prepare: async () => {
-        const platform = await platformClient()
-        const client = await acquire(
-          tollgateClient(platform.value, RateLimiter.unlimited, { timeout: Duration.infinity })
-        )
-        return effectRunner(client.value, async () => {
-          await client.close()
-          await platform.close()
-        })
-      }
+      prepare: tollgate(platformClient, { timeout: Duration.infinity })
     },
-    {
-      name: "bare @effect/platform NodeHttpClient.layerUndici",
-      prepare: async () => {
-        const platform = await platformClient()
-        return effectRunner(platform.value, platform.close)
-      }
-    },
+    { name: "bare @effect/platform NodeHttpClient.layerUndici", prepare: bare(platformClient) },
+    { name: "bare @tollgate/undici UndiciHttpClient", prepare: bare(undiciClient) },
     {
       name: "bare undici Pool.request",
       prepare: async () => {
@@ -127,6 +122,16 @@ export const run = async (context: Context): Promise<Section> => {
     await server.close()
   }
   const ours = results[0]!
+  const transport = find(results, "bare @tollgate/undici")
+  const platform = find(results, "bare @effect/platform")
+  const transportRatio = transport !== undefined && platform !== undefined && transport.error === undefined &&
+      platform.error === undefined
+    ? pairedRatios(transport.rates, platform.rates)
+    : undefined
+  const ratioColumn = (reference: Throughput.Result | undefined) => (r: Throughput.Result) =>
+    reference === undefined || r === reference || r.error !== undefined || reference.error !== undefined
+      ? ""
+      : Format.withSpread(pairedRatios(reference.rates, r.rates), Format.ratio)
   return {
     id: 7,
     title: "Loopback throughput (real HTTP, no limit)",
@@ -134,42 +139,61 @@ export const run = async (context: Context): Promise<Section> => {
 A node:http server in a child process answers \`200 ok\` at once on 127.0.0.1; ${CONCURRENCY} requests are kept in
 flight (closed loop), each sending a GET and reading the body. **Tollgate**: \`ApiClient.make\` with
 \`RateLimiter.unlimited\` and a primed TokenCache over \`NodeHttpClient.layerUndici\` (which builds an undici
-\`Agent\`). Against: the same platform client without Tollgate; undici's \`Pool.request\` and \`request\` (the
-library under the platform client); and Node's built-in \`fetch\`. Ratios are paired per round.
+\`Agent\`), and the same over \`UndiciHttpClient.layer\` from \`@tollgate/undici\` (the same \`Agent\`, with an
+\`HttpClient\` that dispatches to it directly). Against: both clients without Tollgate; undici's \`Pool.request\`
+and \`request\` (the library under both); and Node's built-in \`fetch\`. Ratios are paired per round.
 `,
     tables: [{
-      headers: ["client", "requests/s, median (min–max)", "Tollgate ÷ this (median, min–max)"],
+      headers: [
+        "client",
+        "requests/s, median (min–max)",
+        "Tollgate ÷ this (median, min–max)",
+        "UndiciHttpClient ÷ this"
+      ],
       rows: results.map((r) => [
         r.name,
         r.error === undefined ? Format.withSpread(summarize(r.rates), Format.rate) : `failed: ${r.error}`,
-        r === ours || r.error !== undefined ? "" : Format.withSpread(pairedRatios(ours.rates, r.rates), Format.ratio)
+        ratioColumn(ours)(r),
+        ratioColumn(transport)(r)
       ])
     }],
-    targets: [],
+    targets: [{
+      name: "@tollgate/undici ≥ 2× the platform's undici client (issue 16: ship it as an opt-in transport)",
+      met: transportRatio === undefined ? undefined : transportRatio.median >= 2,
+      measured: transportRatio === undefined ? "n/a" : Format.ratio(transportRatio.median)
+    }],
     notes: notes(results)
   }
 }
 
+const find = (results: ReadonlyArray<Throughput.Result>, prefix: string) =>
+  results.find((r) => r.name.startsWith(prefix))
+
 const notes = (results: ReadonlyArray<Throughput.Result>): Array<string> => {
   const rateOf = (prefix: string) => {
-    const result = results.find((r) => r.name.startsWith(prefix))
+    const result = find(results, prefix)
     return result === undefined || result.rates.length === 0 ? Number.NaN : summarize(result.rates).median
   }
   // With the same number of requests in flight, 1 ÷ throughput is the client's time per request.
-  const tollgate = 1e6 / rateOf("Tollgate")
+  const tollgate = 1e6 / rateOf("Tollgate ApiClient (undici)")
+  const tollgateOverUndici = 1e6 / rateOf("Tollgate ApiClient over @tollgate/undici")
   const untimed = 1e6 / rateOf("(diagnostic) Tollgate, per-attempt timeout off")
   const platform = 1e6 / rateOf("bare @effect/platform")
+  const transport = 1e6 / rateOf("bare @tollgate/undici")
   const undici = 1e6 / Math.max(rateOf("bare undici Pool"), rateOf("bare undici request"))
   const us = (value: number) => `${Math.max(0, value).toFixed(0)} µs`
   return [
     `**Where the time goes.** Per request (1 ÷ throughput at the same concurrency), undici needs ${us(undici)}, the
 @effect/platform client adds ${us(platform - undici)} on top (its span, an AbortController registered with a
-FinalizationRegistry per response, the body read through \`Effect.cached\`), and Tollgate adds ${
-      us(tollgate - platform)
-    }
+FinalizationRegistry per response, undici's \`request\` API with its promise, abort listener and Node stream per
+body, the body read through \`Effect.cached\`), and Tollgate adds ${us(tollgate - platform)}
 of its own (${us(tollgate - untimed)} of it the per-attempt deadline: over a real socket every attempt suspends, so
 it runs in a child fiber with an entry in the client's deadline heap, and the caller waits for that fiber; the rest
-is broken down in scenario 1). Matching fetch or undici would take both Tollgate's fast path and a transport that
-hands undici's response over without those layers.`
+is broken down in scenario 1).`,
+    `**@tollgate/undici.** \`UndiciHttpClient\` adds ${us(transport - undici)} to undici, where the platform's client
+adds ${us(platform - undici)}. It hands undici a dispatch handler that resumes the fiber from undici's callbacks and
+buffers the body (no promise, no AbortSignal, no Node stream per response), keeps the platform's span and trace
+propagation, and registers a response for release only when its body is still in flight. Tollgate needs
+${us(tollgateOverUndici)} per request over it, against ${us(tollgate)} over the platform's client.`
   ]
 }

@@ -1,0 +1,168 @@
+/**
+ * An `HttpClient` straight over undici's `Dispatcher`: what `NodeHttpClient.layerUndici` from
+ * `@effect/platform-node` does, without the layers between undici and the caller's fiber. The request
+ * goes to `Dispatcher.dispatch` with a handler that resumes the fiber from undici's callbacks (no promise,
+ * no `AbortSignal` listener, no Node stream per response) and buffers the body up to 64 KiB, beyond which
+ * undici is paused until the body is read (streamed with backpressure, or whole).
+ *
+ * It is built with `HttpClient.makeWith`, so every combinator of the platform's works on it, and it
+ * records the span `HttpClient.make` records (name, kind, attributes, redacted headers) and sends the
+ * same trace context headers (`traceparent` and `b3`, unless `HttpClient.withTracerPropagation(false)`).
+ * It does not go through `HttpClient.make` itself: that wraps every response in an `AbortController`
+ * registered with a `FinalizationRegistry`, which costs about as much as undici; interruption is handled
+ * where the fiber waits instead, and only a response whose body is still in flight is registered for
+ * release if dropped unread.
+ *
+ * Observable behaviour is the platform undici client's: the same `RequestError` (`Transport`,
+ * `InvalidUrl`) and `ResponseError` (`Decode`) reasons, response headers and cookies, no redirect
+ * following, no timeouts of its own (use `Effect.timeout`: interrupting a request aborts it and frees its
+ * connection). Where it differs, it is on purpose: a URL's fragment is not sent to the server, a body of
+ * Node's global `FormData` is sent (undici 7 refuses it), `formData` parses a response body (undici's
+ * request API does not implement it), and a body read whole can be read again in any form.
+ *
+ * @since 0.1.0
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as TollgateError from "@tollgate/core/TollgateError"
+import { Context, Effect, Layer, Option } from "effect"
+import type { Scope } from "effect"
+import * as Undici from "undici"
+import * as internal from "./internal/client.js"
+
+/**
+ * The undici `Dispatcher` (an `Agent`, a `Pool`, a `Client`, or one composed with interceptors) the
+ * client sends through.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Dispatcher extends Context.Tag("@tollgate/undici/UndiciHttpClient/Dispatcher")<
+  Dispatcher,
+  Undici.Dispatcher
+>() {}
+
+/**
+ * undici options for the requests sent while this service is provided (`headersTimeout`, `bodyTimeout`,
+ * `reset`, `idempotent`, ...), as `NodeHttpClient.UndiciRequestOptions` is for the platform's client.
+ * Provided to one of the layers, they apply to every request of its client; provided around a request,
+ * they override those. Both timeouts are off unless set here, as in the platform's client.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class RequestOptions extends Context.Tag(internal.requestOptionsKey)<
+  RequestOptions,
+  Omit<Undici.Dispatcher.DispatchOptions, "origin" | "path" | "method" | "headers" | "body">
+>() {}
+
+/**
+ * How the dispatcher the layers build connects.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Most connections open to one origin at a time; unlimited when absent (undici's default and the platform's). */
+  readonly connections?: number | undefined
+  /** Any other undici `Agent` option: keep-alive timeouts, TLS (`connect`), pipelining. */
+  readonly agent?: Omit<Undici.Agent.Options, "connections"> | undefined
+}
+
+/**
+ * The client over a dispatcher the caller owns (and closes).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  dispatcher: Undici.Dispatcher,
+  options?: {
+    /** undici options for every request; a `RequestOptions` service around a request overrides them. */
+    readonly requestOptions?: RequestOptions["Type"] | undefined
+  }
+): HttpClient.HttpClient =>
+  internal.make(dispatcher, { highWaterMark: 64 * 1024, requestOptions: options?.requestOptions })
+
+const describe = (value: unknown): string =>
+  typeof value === "number" ? String(value) : typeof value === "string" ? "a string" : typeof value
+
+/**
+ * An undici `Agent` (a pool of connections per origin) for the scope: destroyed when the scope closes,
+ * which aborts the requests still in flight.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeDispatcher = (
+  options: Options = {}
+): Effect.Effect<Undici.Dispatcher, TollgateError.InvalidArgument, Scope.Scope> => {
+  const connections = options.connections
+  if (connections !== undefined && !(Number.isSafeInteger(connections) && connections > 0)) {
+    return Effect.fail(
+      new TollgateError.InvalidArgument({
+        module: "UndiciHttpClient",
+        argument: "connections",
+        expected: "a positive integer",
+        received: describe(connections)
+      })
+    )
+  }
+  return acquire(() => new Undici.Agent({ ...options.agent, connections: connections ?? null }))
+}
+
+const acquire = (build: () => Undici.Dispatcher) =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: build,
+      // undici validates its options in the constructor; its messages name the option, never a value.
+      catch: (cause) =>
+        new TollgateError.InvalidArgument({
+          module: "UndiciHttpClient",
+          argument: "agent",
+          expected: "valid undici Agent options",
+          received: cause instanceof Error ? cause.message : describe(cause)
+        })
+    }),
+    (dispatcher) => Effect.promise(() => dispatcher.destroy())
+  )
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerDispatcher = (options?: Options): Layer.Layer<Dispatcher, TollgateError.InvalidArgument> =>
+  Layer.scoped(Dispatcher, makeDispatcher(options))
+
+/**
+ * The client over the `Dispatcher` in context.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerWithoutDispatcher: Layer.Layer<HttpClient.HttpClient, never, Dispatcher> = Layer.effect(
+  HttpClient.HttpClient,
+  Effect.gen(function*() {
+    const requestOptions = yield* Effect.serviceOption(RequestOptions)
+    return make(yield* Dispatcher, { requestOptions: Option.getOrUndefined(requestOptions) })
+  })
+)
+
+/**
+ * The client over its own undici `Agent`, with the given connection options.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerWithOptions = (
+  options: Options
+): Layer.Layer<HttpClient.HttpClient, TollgateError.InvalidArgument> =>
+  Layer.provide(layerWithoutDispatcher, layerDispatcher(options))
+
+/**
+ * The client over its own undici `Agent` with undici's defaults: a drop-in for
+ * `NodeHttpClient.layerUndici`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<HttpClient.HttpClient> = Layer.orDie(layerWithOptions({})) // undici's defaults are valid
