@@ -176,7 +176,7 @@ const app = newProject("app")
 const readmeArgs = readmeInstall()
 console.log(`npm install ${readmeArgs.map((arg) => arg.replace(tarballs + "/", "")).join(" ")}`)
 npmInstall(app, readmeArgs)
-npmInstall(app, [packed.testing, packed.redis, packed.cli])
+npmInstall(app, [packed.testing, packed.redis, packed.undici, packed.cli])
 const typescript = JSON.parse(readFileSync(join(root, "node_modules/typescript/package.json"), "utf8")).version
 npmInstall(app, ["--save-dev", `typescript@${typescript}`, "@types/node@^20"])
 cpSync(fixtures, app, { recursive: true, filter: (path) => !path.endsWith("cli-library.mjs") })

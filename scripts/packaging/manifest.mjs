@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 
-export const packages = ["core", "providers", "testing", "redis", "cli"]
+export const packages = ["core", "providers", "testing", "redis", "undici", "cli"]
 
 // Subpaths kept for imports written before the PascalCase convention: alias -> module.
 const aliases = {
