@@ -175,7 +175,7 @@ describe("RateLimiter", () => {
         yield* limiter.withPermit()(Effect.void)
         const error = yield* Effect.flip(limiter.withPermit({ deadline: "30 seconds" })(Effect.void))
         expect(error).toMatchObject({ _tag: "RateLimited", reason: "deadline" })
-        expect(error.retryAt?.epochMillis).toBe(60_000)
+        expect(error._tag === "RateLimited" && error.retryAt?.epochMillis).toBe(60_000)
         expect((yield* limiter.stats).queued).toBe(0)
         // A deadline the limiter can meet queues normally.
         const fiber = yield* Effect.fork(limiter.withPermit({ deadline: "90 seconds" })(now))

@@ -4,8 +4,7 @@
  * gate, the counters, and the timer that wakes the lane. It is written against plain callbacks rather
  * than Effect's `Semaphore`: Effect 3.22's `Semaphore.withPermits` takes the permit while interruptible
  * and installs its release a step later, so an interruption in between loses the permit for good (fixed
- * upstream for Effect 4 only, https://github.com/Effect-TS/effect/pull/6910; the regression test in
- * test/internal/semaphore.test.ts shows the leak on the Effect we run on). A permit here is
+ * upstream for Effect 4 only: https://github.com/Effect-TS/effect/pull/6910). A permit here is
  * written to its ticket at the instant it is granted, and whoever ends the fiber finds it there.
  */
 import type { Clock, Fiber } from "effect"
