@@ -181,6 +181,8 @@ export interface SharedLane {
   /** Closes the gate until `until` for the fleet; it only ever moves later. Answers the gate. */
   pause(until: number): Effect.Effect<number, Unavailable>
   readonly gate: Effect.Effect<number, Unavailable>
+  /** This process has nobody waiting on the lane any more: its place in the fleet's queue goes. */
+  withdraw(): Effect.Effect<void>
   /** Nothing held by this process. */
   idle(): boolean
   /** The lane is no longer used by this limiter. */

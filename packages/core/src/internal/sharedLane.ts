@@ -75,7 +75,10 @@ export class SharedLane extends Queue {
               return Effect.void
             }
             if (deadline !== undefined && reply.retryAt - this.now() > deadline) {
-              return this.reject("deadline", reply.retryAt)
+              return Effect.zipRight(
+                this.waiting === 0 ? this.store.withdraw() : Effect.void,
+                this.reject("deadline", reply.retryAt)
+              )
             }
             return this.enqueue(ticket, request, this.now())
           }
@@ -135,7 +138,7 @@ export class SharedLane extends Queue {
       const head = this.closed ? undefined : this.head()
       if (head === undefined) {
         this.pumping = false
-        return Effect.void
+        return this.store.withdraw()
       }
       const now = this.now()
       if (head.cost > this.store.capacity) {
