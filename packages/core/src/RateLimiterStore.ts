@@ -52,6 +52,8 @@ export interface Learning {
  * @category models
  */
 export interface LaneSpec {
+  /** The limiter's name (its provider): a store shared by several limiters keeps their lanes apart by it. */
+  readonly name: string
   /**
    * Where the lane sits in its policy, stable across processes: `""` for a plain policy, `".0"`, `".1"`
    * for the parts of an `all`, a trailing `!` for the lane shared by keys past a `keyed` policy's

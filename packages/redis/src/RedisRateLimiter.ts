@@ -84,7 +84,8 @@ interface Environment {
   readonly lease: number
   readonly maxPoll: number
   readonly fence: number
-  readonly name: string
+  /** The budget's name in Redis; by default each limiter's own. */
+  readonly name: string | undefined
 }
 
 const str = (value: unknown): string =>
@@ -131,7 +132,7 @@ class Lane implements RateLimiterStore.SharedLane {
   readonly held = new Set<Permit>()
 
   constructor(lane: RateLimiterStore.LaneSpec, private readonly env: Environment) {
-    const tag = `${tagPrefix(env.name)}${lane.path}:${lane.key === undefined ? "" : RedisConnection.tagOf(lane.key)}`
+    const tag = `${tagPrefix(env.name ?? lane.name)}${lane.path}:${lane.key === undefined ? "" : RedisConnection.tagOf(lane.key)}`
     const key = (name: string) => RedisConnection.key(env.connection, tag, name)
     const budgets = lane.budgets
     this.spec = budgets.map(budgetSpec).join("|")
@@ -318,7 +319,7 @@ class Lane implements RateLimiterStore.SharedLane {
 }
 
 /**
- * The Redis store: lanes that live under the limiter's `name`, and the fiber that renews the leases of
+ * The Redis store: lanes that live under `name` (default: each limiter's own name, its provider), and the fiber that renews the leases of
  * this process's permits in flight, both in the current scope.
  *
  * @since 0.2.0
@@ -337,7 +338,7 @@ export const makeStore = (
       lease,
       maxPoll: Math.max(1, Duration.toMillis(options?.maxPoll ?? defaults.maxPoll)),
       fence: Math.max(1, Duration.toMillis(options?.fence ?? defaults.fence)),
-      name: options?.name ?? "api"
+      name: options?.name
     }
     const lanes = new Set<Lane>()
     yield* Effect.forkScoped(

@@ -71,8 +71,12 @@ const addStats = (counters: Counters, lane: Local.Lane | Shared.SharedLane): voi
   counters.lanes += 1
 }
 
-const laneNode = (spec: LaneSpec & { readonly key: string | undefined }, limits: ReadonlyArray<number>, env: CompileEnvironment): LaneNode => {
-  const opened = env.store.open(spec)
+const laneNode = (
+  spec: Omit<LaneSpec, "name">,
+  limits: ReadonlyArray<number>,
+  env: CompileEnvironment
+): LaneNode => {
+  const opened = env.store.open({ ...spec, name: env.provider })
   if (opened._tag === "Local") {
     const lane = new Local.Lane(opened, env, spec.key)
     return {
