@@ -18,8 +18,8 @@ import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Context, DateTime, Duration, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
 import * as Compile from "./internal/compile.js"
-import * as Time from "./internal/time.js"
 import type { Request } from "./internal/queue.js"
+import * as Time from "./internal/time.js"
 import { Checker, invalid, MAX_COUNT, MAX_PERIOD_MILLIS, MAX_PRIORITY } from "./internal/validate.js"
 import * as RateLimiterStore from "./RateLimiterStore.js"
 import type * as RateLimitHeaders from "./RateLimitHeaders.js"
@@ -379,7 +379,12 @@ const toPlan = (policy: Policy, outer: Checker): Compile.Plan => {
       const limit = check.count("limit", policy.limit)
       const window = check.duration("window", policy.window, { positive: true, infinite: false })
       outer.issue ??= check.issue
-      return { _tag: "Lane", budgets: [{ _tag: "SlidingWindow", limit, window }], learning: tighten(window), limits: [limit] }
+      return {
+        _tag: "Lane",
+        budgets: [{ _tag: "SlidingWindow", limit, window }],
+        learning: tighten(window),
+        limits: [limit]
+      }
     }
     case "TokenBucket": {
       const check = new Checker("RateLimiter.tokenBucket")
@@ -503,7 +508,9 @@ const toRequest = (options: PermitOptions): Request | TollgateError.InvalidArgum
     requestedAt: options.requestedAt === undefined
       ? undefined
       : check.number("requestedAt", options.requestedAt, -MAX_PERIOD_MILLIS * 1000, MAX_PERIOD_MILLIS * 1000),
-    priority: options.priority === undefined ? 0 : check.number("priority", options.priority, -MAX_PRIORITY, MAX_PRIORITY)
+    priority: options.priority === undefined
+      ? 0
+      : check.number("priority", options.priority, -MAX_PRIORITY, MAX_PRIORITY)
   }
   return check.issue ?? request
 }
@@ -645,7 +652,8 @@ export const makeWithBackend = (
 export const layer = (
   policy: Policy,
   options?: Options
-): Layer.Layer<RateLimiter, TollgateError.InvalidArgument> => Layer.scoped(RateLimiter, makeWithBackend(policy, options))
+): Layer.Layer<RateLimiter, TollgateError.InvalidArgument> =>
+  Layer.scoped(RateLimiter, makeWithBackend(policy, options))
 
 /**
  * Sleeps until the clock reads at least `targetMillis`, however far away that is: waits longer than a

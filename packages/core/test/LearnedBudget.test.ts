@@ -9,11 +9,11 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
-import Fastify from "fastify"
 import FastifyRateLimit from "@fastify/rate-limit"
 import { Clock, DateTime, Duration, Effect, Exit, Fiber, TestClock } from "effect"
 import type { Scope } from "effect"
 import * as fc from "fast-check"
+import Fastify from "fastify"
 import type { AddressInfo } from "node:net"
 import * as ApiClient from "../src/ApiClient.js"
 import * as RateLimiter from "../src/RateLimiter.js"
@@ -281,10 +281,14 @@ describe("learned budgets (issue 14)", () => {
         })
       }), 30_000)
 
-    it.scopedLive("@fastify/rate-limit (a server-side limiter we did not write): every mode meets the figures", () =>
-      Effect.gen(function*() {
-        yield* runModes(fastify(limit, windowMillis))
-      }), 30_000)
+    it.scopedLive(
+      "@fastify/rate-limit (a server-side limiter we did not write): every mode meets the figures",
+      () =>
+        Effect.gen(function*() {
+          yield* runModes(fastify(limit, windowMillis))
+        }),
+      30_000
+    )
   })
 })
 

@@ -154,7 +154,9 @@ describe("RateLimiter arguments", () => {
           for (const exit of yield* Effect.forEach(fibers, Fiber.join)) {
             if (Exit.isFailure(exit) && Cause.isFailType(exit.cause)) {
               const error = exit.cause.error
-              expect(typeof error === "string" ? error : error._tag).toMatch(/^(InvalidArgument|RateLimited|still waiting)$/)
+              expect(typeof error === "string" ? error : error._tag).toMatch(
+                /^(InvalidArgument|RateLimited|still waiting)$/
+              )
             } else if (Exit.isFailure(exit)) expect(Cause.isInterruptedOnly(exit.cause)).toBe(true)
           }
         }).pipe(Effect.scoped),
@@ -169,8 +171,11 @@ describe("RateLimiter arguments", () => {
           RateLimiter.keyed(RateLimiter.slidingWindow({ limit: 1, window: "10 seconds" }), { maxKeys: 1_000 })
         )
         const admitted: Array<number> = []
-        const fibers = yield* Effect.forEach(Array.from({ length: 3_000 }, (_, i) => `k${i}`), (key) =>
-          Effect.fork(limiter.withPermit({ key })(Effect.flatMap(now, (t) => Effect.sync(() => admitted.push(t))))))
+        const fibers = yield* Effect.forEach(
+          Array.from({ length: 3_000 }, (_, i) => `k${i}`),
+          (key) =>
+            Effect.fork(limiter.withPermit({ key })(Effect.flatMap(now, (t) => Effect.sync(() => admitted.push(t)))))
+        )
         yield* Effect.yieldNow()
         expect((yield* limiter.stats).lanes).toBeLessThanOrEqual(1_001)
         // 1,000 keys got lanes of their own; the other 2,000 share the overflow lane: one per window.

@@ -132,7 +132,9 @@ class Lane implements RateLimiterStore.SharedLane {
   readonly held = new Set<Permit>()
 
   constructor(lane: RateLimiterStore.LaneSpec, private readonly env: Environment) {
-    const tag = `${tagPrefix(env.name ?? lane.name)}${lane.path}:${lane.key === undefined ? "" : RedisConnection.tagOf(lane.key)}`
+    const tag = `${tagPrefix(env.name ?? lane.name)}${lane.path}:${
+      lane.key === undefined ? "" : RedisConnection.tagOf(lane.key)
+    }`
     const key = (name: string) => RedisConnection.key(env.connection, tag, name)
     const budgets = lane.budgets
     this.spec = budgets.map(budgetSpec).join("|")

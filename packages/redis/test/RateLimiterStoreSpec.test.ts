@@ -1,6 +1,6 @@
 /** The shared limiter specification over the Redis store, each store on its own connection (process). */
-import * as RateLimiterStoreSpec from "@tollgate/testing/RateLimiterStoreSpec"
 import { afterAll, beforeAll } from "@effect/vitest"
+import * as RateLimiterStoreSpec from "@tollgate/testing/RateLimiterStoreSpec"
 import { Effect } from "effect"
 import * as RedisConnection from "../src/RedisConnection.js"
 import * as RedisRateLimiter from "../src/RedisRateLimiter.js"

@@ -75,81 +75,99 @@ export const run = (subject: Subject): void => {
         expect((yield* limiter.stats).queued).toBe(0)
       }))
 
-    it.scopedLive("queued requests go by place: higher priority first, FIFO within one, a retry at its first", () =>
-      Effect.gen(function*() {
-        const limiter = yield* limiterOn(
-          yield* subject.store,
-          RateLimiter.slidingWindow({ limit: 1, window: "100 millis" })
-        )
-        const first = Date.now()
-        const release = yield* Effect.makeLatch(false)
-        const holder = yield* Effect.fork(limiter.withPermit()(release.await))
-        yield* Effect.sleep("20 millis")
-        const seen: Array<number> = []
-        const fibers = yield* queueUp(limiter, [
-          {},
-          { priority: 1 },
-          {},
-          { priority: 1 },
-          { requestedAt: first }
-        ], seen)
-        yield* release.open
-        yield* joinAll([holder, ...fibers])
-        expect(seen).toEqual([1, 3, 4, 0, 2])
-      }), 20_000)
-
-    it.scopedLive("learned(): one request until a response announces the limit, then the announced limit", () =>
-      Effect.gen(function*() {
-        const limiter = yield* limiterOn(yield* subject.store, RateLimiter.learned({ window: "1 second" }))
-        let running = 0
-        const announce = RateLimitHeaders.parse(
-          { "x-ratelimit-limit": "4", "x-ratelimit-remaining": "3", "x-ratelimit-reset": "2" } as never,
-          yield* DateTime.now
-        )
-        const probe = yield* Effect.fork(limiter.withPermit()(Effect.zipRight(
-          Effect.sync(() => running++),
-          Effect.zipRight(Effect.sleep("100 millis"), limiter.observe(announce))
-        )))
-        yield* Effect.sleep("20 millis")
-        const rest = yield* Effect.forEach(Array.from({ length: 6 }), () =>
-          Effect.fork(limiter.withPermit()(Effect.zipRight(Effect.sync(() => running++), Effect.never))))
-        yield* Effect.sleep("60 millis")
-        expect(running).toBe(1)
-        yield* Fiber.join(probe)
-        yield* Effect.sleep("300 millis")
-        // The probe's own request counts: three more in this window.
-        expect(running).toBe(4)
-        yield* Effect.forEach(rest, Fiber.interrupt)
-      }), 20_000)
-
-    it.scopedLive("an announced limit tightens a configured one; Remaining: 0 closes the gate until the reset", () =>
-      Effect.gen(function*() {
-        const limiter = yield* limiterOn(
-          yield* subject.store,
-          RateLimiter.slidingWindow({ limit: 10, window: "1 second" })
-        )
-        const now = yield* DateTime.now
-        const announce = (remaining: number) =>
-          RateLimitHeaders.parse(
-            {
-              "x-ratelimit-limit": "3",
-              "x-ratelimit-remaining": String(remaining),
-              "x-ratelimit-reset": String(now.epochMillis + 400)
-            } as never,
-            now
+    it.scopedLive(
+      "queued requests go by place: higher priority first, FIFO within one, a retry at its first",
+      () =>
+        Effect.gen(function*() {
+          const limiter = yield* limiterOn(
+            yield* subject.store,
+            RateLimiter.slidingWindow({ limit: 1, window: "100 millis" })
           )
-        yield* limiter.withPermit()(limiter.observe(announce(2)))
-        let running = 0
-        const held = yield* Effect.forEach(Array.from({ length: 5 }), () =>
-          Effect.fork(limiter.withPermit()(Effect.zipRight(Effect.sync(() => running++), Effect.never))))
-        yield* Effect.sleep("150 millis")
-        expect(running).toBe(2)
-        yield* Effect.forEach(held, Fiber.interrupt)
-        const closedAt = yield* wallClock
-        yield* limiter.observe(announce(0))
-        const admitted = yield* limiter.withPermit()(wallClock)
-        expect(admitted).toBeGreaterThanOrEqual(Math.min(closedAt, now.epochMillis + 400) - 5)
-      }), 20_000)
+          const first = Date.now()
+          const release = yield* Effect.makeLatch(false)
+          const holder = yield* Effect.fork(limiter.withPermit()(release.await))
+          yield* Effect.sleep("20 millis")
+          const seen: Array<number> = []
+          const fibers = yield* queueUp(limiter, [
+            {},
+            { priority: 1 },
+            {},
+            { priority: 1 },
+            { requestedAt: first }
+          ], seen)
+          yield* release.open
+          yield* joinAll([holder, ...fibers])
+          expect(seen).toEqual([1, 3, 4, 0, 2])
+        }),
+      20_000
+    )
+
+    it.scopedLive(
+      "learned(): one request until a response announces the limit, then the announced limit",
+      () =>
+        Effect.gen(function*() {
+          const limiter = yield* limiterOn(yield* subject.store, RateLimiter.learned({ window: "1 second" }))
+          let running = 0
+          const announce = RateLimitHeaders.parse(
+            { "x-ratelimit-limit": "4", "x-ratelimit-remaining": "3", "x-ratelimit-reset": "2" } as never,
+            yield* DateTime.now
+          )
+          const probe = yield* Effect.fork(
+            limiter.withPermit()(Effect.zipRight(
+              Effect.sync(() => running++),
+              Effect.zipRight(Effect.sleep("100 millis"), limiter.observe(announce))
+            ))
+          )
+          yield* Effect.sleep("20 millis")
+          const rest = yield* Effect.forEach(
+            Array.from({ length: 6 }),
+            () => Effect.fork(limiter.withPermit()(Effect.zipRight(Effect.sync(() => running++), Effect.never)))
+          )
+          yield* Effect.sleep("60 millis")
+          expect(running).toBe(1)
+          yield* Fiber.join(probe)
+          yield* Effect.sleep("300 millis")
+          // The probe's own request counts: three more in this window.
+          expect(running).toBe(4)
+          yield* Effect.forEach(rest, Fiber.interrupt)
+        }),
+      20_000
+    )
+
+    it.scopedLive(
+      "an announced limit tightens a configured one; Remaining: 0 closes the gate until the reset",
+      () =>
+        Effect.gen(function*() {
+          const limiter = yield* limiterOn(
+            yield* subject.store,
+            RateLimiter.slidingWindow({ limit: 10, window: "1 second" })
+          )
+          const now = yield* DateTime.now
+          const announce = (remaining: number) =>
+            RateLimitHeaders.parse(
+              {
+                "x-ratelimit-limit": "3",
+                "x-ratelimit-remaining": String(remaining),
+                "x-ratelimit-reset": String(now.epochMillis + 400)
+              } as never,
+              now
+            )
+          yield* limiter.withPermit()(limiter.observe(announce(2)))
+          let running = 0
+          const held = yield* Effect.forEach(
+            Array.from({ length: 5 }),
+            () => Effect.fork(limiter.withPermit()(Effect.zipRight(Effect.sync(() => running++), Effect.never)))
+          )
+          yield* Effect.sleep("150 millis")
+          expect(running).toBe(2)
+          yield* Effect.forEach(held, Fiber.interrupt)
+          const closedAt = yield* wallClock
+          yield* limiter.observe(announce(0))
+          const admitted = yield* limiter.withPermit()(wallClock)
+          expect(admitted).toBeGreaterThanOrEqual(Math.min(closedAt, now.epochMillis + 400) - 5)
+        }),
+      20_000
+    )
 
     it.scopedLive("a cost above the limit fails at once; a deadline that cannot be met fails without queueing", () =>
       Effect.gen(function*() {
@@ -171,10 +189,15 @@ export const run = (subject: Subject): void => {
           RateLimiter.keyed(RateLimiter.slidingWindow({ limit: 1, window: "200 millis" }))
         )
         const t0 = yield* wallClock
-        yield* Effect.all([limiter.withPermit({ key: "a" })(Effect.void), limiter.withPermit({ key: "b" })(Effect.void)])
+        yield* Effect.all([
+          limiter.withPermit({ key: "a" })(Effect.void),
+          limiter.withPermit({ key: "b" })(Effect.void)
+        ])
         expect((yield* wallClock) - t0).toBeLessThan(180)
-        const victims = yield* Effect.forEach(Array.from({ length: 5 }), () =>
-          Effect.fork(limiter.withPermit({ key: "a" })(Effect.void)))
+        const victims = yield* Effect.forEach(
+          Array.from({ length: 5 }),
+          () => Effect.fork(limiter.withPermit({ key: "a" })(Effect.void))
+        )
         yield* Effect.sleep("30 millis")
         yield* Effect.forEach(victims, Fiber.interrupt)
         expect((yield* limiter.stats).queued).toBe(0)

@@ -94,7 +94,9 @@ export const wrap = (limiter: RateLimiter.Service): Effect.Effect<RecordingLimit
         })) as RateLimiter.Service["withPermit"],
       pauseUntil: (instant, subject) =>
         Effect.zipRight(
-          Effect.sync(() => events.push({ _tag: "Pause", key: subject?.key, until: instant.epochMillis, at: now() })),
+          Effect.sync(() =>
+            events.push({ _tag: "Pause", key: subject?.key, until: instant.epochMillis, at: now() })
+          ),
           limiter.pauseUntil(instant, subject)
         ),
       observe: (info: RateLimitHeaders.RateLimitInfo, subject) =>

@@ -16,8 +16,18 @@ import { sleepUntil } from "./time.js"
 
 /** The compiler's view of a policy (the public `Policy` type, validated). */
 export type Plan =
-  | { readonly _tag: "Lane"; readonly budgets: ReadonlyArray<RateLimiterStore.Budget>; readonly learning: Learning | undefined; readonly limits: ReadonlyArray<number> }
-  | { readonly _tag: "Keyed"; readonly keyOf: (subject: Subject) => string; readonly lane: Extract<Plan, { _tag: "Lane" }>; readonly maxKeys: number }
+  | {
+    readonly _tag: "Lane"
+    readonly budgets: ReadonlyArray<RateLimiterStore.Budget>
+    readonly learning: Learning | undefined
+    readonly limits: ReadonlyArray<number>
+  }
+  | {
+    readonly _tag: "Keyed"
+    readonly keyOf: (subject: Subject) => string
+    readonly lane: Extract<Plan, { _tag: "Lane" }>
+    readonly maxKeys: number
+  }
   | { readonly _tag: "All"; readonly parts: ReadonlyArray<Plan> }
 
 export interface Subject {
@@ -115,14 +125,18 @@ const EVICTION_SCAN = 8
 const keyedNode = (plan: Extract<Plan, { _tag: "Keyed" }>, path: string, env: CompileEnvironment): Node => {
   const lanes = new Map<string, LaneNode>()
   const { budgets, learning, limits } = plan.lane
-  const open = (key: string | undefined, lanePath: string) => laneNode({ path: lanePath, key, budgets, learning }, limits, env)
+  const open = (key: string | undefined, lanePath: string) =>
+    laneNode({ path: lanePath, key, budgets, learning }, limits, env)
   // Keys that find the map full of busy lanes share one lane of the same policy (each of them then gets
   // at most the budget of one key), and keep doing so until it is idle: a key it served may not get a lane
   // of its own that does not know what it spent.
   let overflow: LaneNode | undefined
   let cursor: Iterator<[string, LaneNode]> | undefined
   let closed = false
-  const period = Math.min(3_600_000, Math.max(1_000, ...budgets.map((b) => (b._tag === "TokenBucket" ? Math.ceil(b.burst / b.perMillis) : b.window))))
+  const period = Math.min(
+    3_600_000,
+    Math.max(1_000, ...budgets.map((b) => (b._tag === "TokenBucket" ? Math.ceil(b.burst / b.perMillis) : b.window)))
+  )
   let sweepAt = Number.POSITIVE_INFINITY
   let sweepFiber: Fiber.RuntimeFiber<void> | undefined
   const now = () => env.clock.unsafeCurrentTimeMillis()
@@ -188,7 +202,8 @@ const keyedNode = (plan: Extract<Plan, { _tag: "Keyed" }>, path: string, env: Co
   return {
     limits,
     // The lane is found when the request runs: one found earlier may have been dropped as idle since.
-    withPermit: (effect, subject, request) => Effect.suspend(() => nodeFor(subject).withPermit(effect, subject, request)),
+    withPermit: (effect, subject, request) =>
+      Effect.suspend(() => nodeFor(subject).withPermit(effect, subject, request)),
     pauseUntil: (at, subject) => nodeFor(subject).pauseUntil(at, subject),
     observe: (observation, subject) => nodeFor(subject).observe(observation, subject),
     awaitGate: (subject) => nodeFor(subject).awaitGate(subject),

@@ -43,7 +43,13 @@ export class SharedLane extends Queue {
 
   private take(ticket: Ticket, take: boolean, ahead: number): Effect.Effect<TakeReply, Unavailable> {
     return Effect.tap(
-      this.store.take({ cost: ticket.cost, take, ahead, order: ticket.order, next: take ? this.nextOrder() : undefined }),
+      this.store.take({
+        cost: ticket.cost,
+        take,
+        ahead,
+        order: ticket.order,
+        next: take ? this.nextOrder() : undefined
+      }),
       (reply) =>
         Effect.sync(() => {
           this.noteGate(reply.gate)

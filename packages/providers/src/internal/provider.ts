@@ -74,7 +74,9 @@ export interface Spec {
  * The token cache, the limiter and the client, in the current scope. Closing the scope stops the
  * client, then the limiter, then the cache (which revokes its token where the source can).
  */
-export const build = (spec: Spec): Effect.Effect<Services, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope> =>
+export const build = (
+  spec: Spec
+): Effect.Effect<Services, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
     const tokenLimiter = spec.tokenLimits === undefined
       ? undefined
