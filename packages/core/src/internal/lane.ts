@@ -54,17 +54,24 @@ export class Lane extends Queue {
    * ticket at the instant it is granted, before the fiber resumes, so an interruption that lands in
    * between still finds it and gives it back.
    */
-  acquire(ticket: Ticket, request: Request): Effect.Effect<void, TollgateError.RateLimited> {
-    return Effect.suspend(() => {
-      if (this.closed) return Effect.fail(this.failure("closed", undefined))
-      if (ticket.cost > this.store.capacity) return this.reject("cost", undefined)
+  acquireThen<A, E, R>(
+    ticket: Ticket,
+    request: Request,
+    then: Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E | TollgateError.RateLimited, R> {
+    // One `async` step per waiter: the checks run in its registration, and a grant resumes the fiber
+    // with the guarded effect itself.
+    return Effect.async<A, E | TollgateError.RateLimited, R>((resume) => {
+      if (this.closed) return resume(Effect.fail(this.failure("closed", undefined)))
+      if (ticket.cost > this.store.capacity) return resume(this.reject("cost", undefined))
       const now = this.now()
       this.place(ticket, request, now)
       if (request.deadline !== undefined) {
         const earliest = Math.max(this.gateUntil, this.store.earliest(now, this.queuedCost + ticket.cost))
-        if (earliest - now > request.deadline) return this.reject("deadline", earliest)
+        if (earliest - now > request.deadline) return resume(this.reject("deadline", earliest))
       }
-      return this.enqueue(ticket, request, now)
+      ticket.granted = then
+      this.park(ticket, request, now, resume)
     })
   }
 
@@ -95,6 +102,12 @@ export class Lane extends Queue {
     const now = this.now()
     this.store.refund(now, ticket.cost, ticket.takenAt, ticket.receipt as number)
     if (this.waiting > 0) this.pump(now)
+  }
+
+  /** Gives back whatever `ticket` holds when its fiber is done: settled if its effect started, else refunded. */
+  release(ticket: Ticket): void {
+    if (ticket.state === GRANTED) ticket.started ? this.settle(ticket) : this.refund(ticket)
+    else if (ticket.state === WAITING) this.leave(ticket)
   }
 
   /** Closes the gate until `until`; it only ever moves later. */
@@ -175,6 +188,8 @@ export const withPermit = <A, E, R>(
     ? withReturnedPermit(lane, effect, request)
     : Effect.suspend(() => lane.tryTakeFree(request.cost) ? effect : withReturnedPermit(lane, effect, request))
 
+// No closure here is bound to a name: a named function made per request costs a property definition
+// each time under transpilers that keep names, more than the rest of the permit together.
 const withReturnedPermit = <A, E, R>(
   lane: Lane,
   effect: Effect.Effect<A, E, R>,
@@ -182,25 +197,15 @@ const withReturnedPermit = <A, E, R>(
 ): Effect.Effect<A, E | TollgateError.RateLimited, R> =>
   Effect.uninterruptibleMask((restore) => {
     const ticket = new Ticket(request.cost)
-    const release = () => {
-      if (ticket.state === GRANTED) ticket.started ? lane.settle(ticket) : lane.refund(ticket)
-      else if (ticket.state === WAITING) lane.leave(ticket)
-    }
     const run = Effect.suspend(() => {
       ticket.started = true
       return effect
     })
-    return Effect.matchCauseEffect(
-      restore(lane.tryTake(ticket) ? run : Effect.zipRight(lane.acquire(ticket, request), run)),
-      {
-        onFailure: (cause) => {
-          release()
-          return Effect.failCause(cause)
-        },
-        onSuccess: (value) => {
-          release()
-          return Effect.succeed(value)
-        }
+    return Effect.flatMap(
+      Effect.exit(restore(lane.tryTake(ticket) ? run : lane.acquireThen(ticket, request, run))),
+      (exit) => {
+        lane.release(ticket)
+        return exit
       }
     )
   })

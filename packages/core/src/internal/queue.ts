@@ -40,7 +40,9 @@ export class Ticket {
   receipt: unknown = undefined
   /** The guarded effect started: the request may have been sent, so the permit is settled, not refunded. */
   started = false
-  resume: ((effect: Effect.Effect<void, TollgateError.RateLimited>) => void) | undefined = undefined
+  resume: ((effect: Effect.Effect<any, any, any>) => void) | undefined = undefined
+  /** What the fiber resumes with once granted: the guarded effect itself, saving a step per waiter. */
+  granted: Effect.Effect<any, any, any> = Effect.void
   constructor(readonly cost: number) {}
 }
 
@@ -138,26 +140,36 @@ export abstract class Queue {
 
   /** Parks the caller until the ticket is granted, expires or the lane closes. */
   protected enqueue(ticket: Ticket, request: Request, now: number): Effect.Effect<void, TollgateError.RateLimited> {
+    // No canceler: an interrupted waiter leaves the queue in the caller's exit handler, which runs anyway.
+    // A canceler would wrap the wait in an interruption handler of its own, about 1.5 KB more per waiter.
+    return Effect.async<void, TollgateError.RateLimited>((resume) =>
+      this.park(ticket, request, now, resume as (effect: Effect.Effect<any, any, any>) => void)
+    )
+  }
+
+  /** Puts a ticket in the queue; `resume` is called with its outcome. */
+  protected park(
+    ticket: Ticket,
+    request: Request,
+    now: number,
+    resume: (effect: Effect.Effect<any, any, any>) => void
+  ): void {
     const bound = request.deadline === undefined
       ? request.timeout
       : request.timeout === undefined
       ? request.deadline
       : Math.min(request.deadline, request.timeout)
-    // No canceler: an interrupted waiter leaves the queue in the caller's exit handler, which runs anyway.
-    // A canceler would wrap the wait in an interruption handler of its own, about 1.5 KB more per waiter.
-    return Effect.async<void, TollgateError.RateLimited>((resume) => {
-      ticket.state = WAITING
-      ticket.enqueuedAt = now
-      ticket.resume = resume
-      this.waiters.push(ticket)
-      this.waiting++
-      this.queuedCost += ticket.cost
-      if (bound !== undefined && bound !== Number.POSITIVE_INFINITY) {
-        ticket.deadlineAt = now + bound
-        this.deadlines.push(ticket)
-      }
-      this.enqueued(ticket, now)
-    })
+    ticket.state = WAITING
+    ticket.enqueuedAt = now
+    ticket.resume = resume
+    this.waiters.push(ticket)
+    this.waiting++
+    this.queuedCost += ticket.cost
+    if (bound !== undefined && bound !== Number.POSITIVE_INFINITY) {
+      ticket.deadlineAt = now + bound
+      this.deadlines.push(ticket)
+    }
+    this.enqueued(ticket, now)
   }
 
   /** A ticket joined the queue. */
@@ -198,8 +210,10 @@ export abstract class Queue {
     this.stats.totalWaitMillis += waited
     if (waited > this.stats.maxWaitMillis) this.stats.maxWaitMillis = waited
     const resume = ticket.resume!
+    const granted = ticket.granted
     ticket.resume = undefined
-    resume(Effect.void)
+    ticket.granted = Effect.void
+    resume(granted)
   }
 
   /** Ends a waiting ticket with `failure`. */
