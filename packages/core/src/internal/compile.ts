@@ -10,7 +10,7 @@ import type * as RateLimiterStore from "../RateLimiterStore.js"
 import type * as TollgateError from "../TollgateError.js"
 import type { Observation } from "./budget.js"
 import * as Local from "./lane.js"
-import type { Environment, Request } from "./queue.js"
+import type { Environment, Request, Stats } from "./queue.js"
 import * as Shared from "./sharedLane.js"
 import { sleepUntil } from "./time.js"
 
@@ -35,14 +35,7 @@ export interface Subject {
   readonly limit?: number | undefined
 }
 
-export interface Counters {
-  granted: number
-  waited: number
-  totalWaitMillis: number
-  maxWaitMillis: number
-  refunded: number
-  rejected: number
-  timedOut: number
+export interface Counters extends Stats {
   queued: number
   lanes: number
 }
