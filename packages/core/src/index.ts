@@ -18,6 +18,11 @@ export * as ApiClient from "./ApiClient.js"
 export * as BaseUrl from "./BaseUrl.js"
 
 /**
+ * @since 0.2.0
+ */
+export * as HeaderValue from "./HeaderValue.js"
+
+/**
  * @since 0.1.0
  */
 export * as OAuth2 from "./OAuth2.js"
@@ -33,6 +38,11 @@ export * as RateLimiter from "./RateLimiter.js"
 export * as RateLimitHeaders from "./RateLimitHeaders.js"
 
 /**
+ * @since 0.2.0
+ */
+export * as Scrub from "./Scrub.js"
+
+/**
  * @since 0.1.0
  */
 export * as TokenCache from "./TokenCache.js"
@@ -46,6 +56,11 @@ export * as TokenExchange from "./TokenExchange.js"
  * @since 0.1.0
  */
 export * as TokenSource from "./TokenSource.js"
+
+/**
+ * @since 0.2.0
+ */
+export * as TokenStore from "./TokenStore.js"
 
 /**
  * @since 0.1.0

@@ -84,13 +84,11 @@ describe.skipIf(!available)("RedisTokenCache", () => {
         const dead = yield* connect(server.url, prefix)
         const keys = RedisTokenCache.keysOf(dead, source.identity)
         const reply = yield* dead.run(Scripts.read, [keys.token, keys.lock, keys.fence, keys.fail, keys.users], [
-          1000,
-          100,
           "get",
           "",
           1000,
           300,
-          "1",
+          "dead-owner",
           60_000
         ])
         expect((reply as Array<string>)[0]).toBe("lock")
@@ -111,6 +109,8 @@ describe.skipIf(!available)("RedisTokenCache", () => {
           "stale",
           0,
           60_000,
+          50_000,
+          55_000,
           60_000
         ])
         expect(late).toEqual(["fenced"])
@@ -181,9 +181,13 @@ describe.skipIf(!available)("RedisTokenCache", () => {
         const a = yield* processCache(server.url, prefix, source)
         const b = yield* processCache(server.url, prefix, source)
         const first = yield* a.get
-        // The refresh is due at 300 ms (half the lifetime, plus jitter); it is stored once a holds the
-        // new token.
-        yield* eventually(() => Option.exists(Effect.runSync(a.current), (token) => valueOf(token) !== valueOf(first)))
+        // In use (a caller every 20 ms), the token is due at 540 ms (a tenth of its lifetime ahead, plus
+        // jitter); it is stored once a holds the new one.
+        yield* a.get.pipe(
+          Effect.zipLeft(Effect.sleep("20 millis")),
+          Effect.repeat({ until: (token) => valueOf(token) !== valueOf(first) }),
+          Effect.timeout("3 seconds")
+        )
         const second = yield* b.get
         expect(valueOf(second)).not.toBe(valueOf(first))
         expect(calls).toMatchObject({ fetch: 1, refresh: 1 })
@@ -374,16 +378,34 @@ describe.skipIf(!available)("RedisTokenCache", () => {
         expect(stored).not.toContain(source.identity.clientId)
       }))
 
-    it.scopedLive("a process with another key cannot read the token: it treats it as missing", () =>
+    it.scopedLive("a process with another key neither deletes the token nor fetches its own: it says why, once", () =>
       Effect.gen(function*() {
         const prefix = uniquePrefix("keys")
+        const client = yield* inspector(server.url)
+        const logs: Array<string> = []
+        const logger = Logger.make(({ annotations, logLevel, message }) => {
+          logs.push(`${logLevel.label} ${inspect(message)} ${inspect([...annotations])}`)
+        })
         const { calls, source } = yield* FakeSource.make()
+        const keys = RedisTokenCache.keysOf({ prefix }, source.identity)
         const a = yield* processCache(server.url, prefix, source, { encryptionKey: Redacted.make("key-one") })
         const b = yield* processCache(server.url, prefix, source, { encryptionKey: Redacted.make("key-two") })
+        const c = yield* processCache(server.url, prefix, source)
         const first = yield* a.get
-        const second = yield* b.get
-        expect(valueOf(second)).not.toBe(valueOf(first))
-        expect(calls.fetch).toBe(2)
+        const errors = yield* Effect.all([Effect.flip(b.get), Effect.flip(b.get), Effect.flip(c.get)]).pipe(
+          Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+        )
+        for (const error of errors) {
+          expect(error._tag).toBe("TokenEndpointUnavailable")
+          expect(error.message).toContain("TOLLGATE_REDIS_ENCRYPTION_KEY")
+        }
+        expect(errors[0]!.message).toMatch(/sealed with key id \S+, but this process has key id \S+/)
+        expect(errors[2]!.message).toContain("but this process has no encryption key")
+        // Logged once per process and cause, as an error; the token stays, nobody fetched again.
+        expect(logs.filter((line) => line.startsWith("ERROR"))).toHaveLength(2)
+        expect(yield* promise(() => client.exists(keys.token))).toBe(1)
+        expect(calls.fetch).toBe(1)
+        expect(valueOf(yield* a.get)).toBe(valueOf(first))
       }))
   })
 
