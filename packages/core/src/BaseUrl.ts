@@ -85,6 +85,30 @@ export const decode = (
     }))
 
 /**
+ * Checks an endpoint URL taken from elsewhere (an authorization server's metadata): https, or plain
+ * http to an allowed loopback host, no credentials, no fragment. Unlike a base URL it may carry a
+ * query and keeps its exact path. Returns the URL, or why it is refused.
+ *
+ * @since 0.2.0
+ * @category validation
+ */
+export const checkEndpoint = (url: string, options?: Options): Either.Either<string, string> => {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return Either.left("not a valid absolute URL")
+  }
+  if (parsed.username !== "" || parsed.password !== "") return Either.left("a URL with embedded credentials")
+  if (parsed.hash !== "") return Either.left("a URL with a fragment")
+  if (parsed.protocol === "https:") return Either.right(url)
+  if (parsed.protocol === "http:" && isLoopback(parsed.hostname) && options?.allowInsecureLoopback === true) {
+    return Either.right(url)
+  }
+  return Either.left(parsed.protocol === "http:" ? "a plain http URL" : `a ${parsed.protocol} URL`)
+}
+
+/**
  * A URL described for an error message by its shape, through `Scrub.url`: never its user-info, query
  * or fragment, which may hold credentials, and only the length of a long unparseable value.
  *
