@@ -112,11 +112,16 @@ export interface Service {
   readonly prefix: string
   /** Unique to this connection: names this process's permits, leases and memberships in Redis. */
   readonly instanceId: string
-  /** Runs `script` atomically: `EVALSHA`, then `EVAL` once if the server no longer has it. */
+  /**
+   * Runs `script` atomically: `EVALSHA`, then `EVAL` once if the server no longer has it. With `inline`,
+   * `EVAL` at once: for a command that must work even when its answer is never read (sent after a
+   * timeout, to undo what a late command did), where no `NOSCRIPT` could be answered with a retry.
+   */
   readonly run: (
     script: Script,
     keys: ReadonlyArray<string>,
-    args: ReadonlyArray<string | number>
+    args: ReadonlyArray<string | number>,
+    options?: { readonly inline?: boolean | undefined }
   ) => Effect.Effect<unknown, RedisError>
   /** Whether the client is connected and ready now. */
   readonly isReady: Effect.Effect<boolean>
@@ -235,11 +240,13 @@ export const fromClient = (
   const run = (
     script: Script,
     keys: ReadonlyArray<string>,
-    args: ReadonlyArray<string | number>
+    args: ReadonlyArray<string | number>,
+    runOptions?: { readonly inline?: boolean | undefined }
   ): Effect.Effect<unknown, RedisError> =>
     Effect.tryPromise({
       try: async () => {
         const tail = [keys.length, ...keys, ...args]
+        if (runOptions?.inline === true) return await client.call("EVAL", script.source, ...tail)
         try {
           return await client.call("EVALSHA", script.sha, ...tail)
         } catch (error) {

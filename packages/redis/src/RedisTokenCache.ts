@@ -231,7 +231,10 @@ export const store = (
           ]).pipe(
             // The read may still run once Redis answers again, and take the lock for nobody: release it then.
             Effect.tapError(() =>
-              Effect.forkIn(Effect.ignore(connection.run(Scripts.releaseOwner, [keys.lock], [owner])), scope)
+              Effect.forkIn(
+                Effect.ignore(connection.run(Scripts.releaseOwner, [keys.lock], [owner], { inline: true })),
+                scope
+              )
             )
           )
           const parts = Array.isArray(reply) ? reply.map(str) : []
