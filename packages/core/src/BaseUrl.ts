@@ -119,7 +119,7 @@ export const describe = (url: string): string => {
   const trimmed = url.trim()
   if (trimmed.length === 0) return "an empty value"
   const shown = Scrub.url(trimmed)
-  if (URL.canParse(trimmed)) return shown
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed) && URL.canParse(trimmed)) return shown
   return shown.length > 60 ? `a ${trimmed.length}-character value` : JSON.stringify(shown)
 }
 

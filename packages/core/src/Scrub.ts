@@ -36,9 +36,11 @@ const jsonAsciiEscaped = (value: string): string =>
   jsonEscaped(value).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
     .replace(/\//g, "\\/")
 
+// Padded and unpadded, standard and URL-safe: the padded forms are longer, so they are replaced first.
 const base64 = (value: string): ReadonlyArray<string> => {
-  const standard = Encoding.encodeBase64(value).replace(/=+$/, "")
-  return [standard, standard.replace(/\+/g, "-").replace(/\//g, "_")]
+  const padded = Encoding.encodeBase64(value)
+  const urlSafe = padded.replace(/\+/g, "-").replace(/\//g, "_")
+  return [padded, padded.replace(/=+$/, ""), urlSafe, urlSafe.replace(/=+$/, "")]
 }
 
 /**
@@ -103,16 +105,19 @@ export const text = (
  */
 export const url = (value: string): string => {
   const trimmed = value.trim()
-  try {
+  // Only a scheme followed by "//" has an authority: in "client:S3cret@host" the "scheme" is a user name.
+  const hasAuthority = /^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed)
+  if (hasAuthority && URL.canParse(trimmed)) {
     const parsed = new URL(trimmed)
-    const dropped = parsed.search !== "" || parsed.hash !== "" ? "…" : ""
-    return `${parsed.protocol}//${parsed.host}${parsed.pathname}${dropped}`
-  } catch {
-    const cut = trimmed.search(/[?#]/)
-    const head = cut < 0 ? trimmed : trimmed.slice(0, cut)
-    const scheme = /^[a-z][a-z0-9+.-]*:(\/\/)?/i.exec(head)?.[0] ?? ""
-    const rest = head.slice(scheme.length)
-    const at = rest.lastIndexOf("@")
-    return `${scheme}${at < 0 ? rest : rest.slice(at + 1)}${cut < 0 ? "" : "…"}`
+    if (parsed.host !== "") {
+      const dropped = parsed.search !== "" || parsed.hash !== "" ? "…" : ""
+      return `${parsed.protocol}//${parsed.host}${parsed.pathname}${dropped}`
+    }
   }
+  const cut = trimmed.search(/[?#]/)
+  const head = cut < 0 ? trimmed : trimmed.slice(0, cut)
+  const scheme = hasAuthority ? /^[a-z][a-z0-9+.-]*:\/\//i.exec(head)![0] : ""
+  const rest = head.slice(scheme.length)
+  const at = rest.lastIndexOf("@")
+  return `${scheme}${at < 0 ? rest : rest.slice(at + 1)}${cut < 0 ? "" : "…"}`
 }

@@ -36,7 +36,6 @@ import {
   Effect,
   ExecutionStrategy,
   Exit,
-  Fiber,
   FiberId,
   Layer,
   Option,
@@ -44,7 +43,8 @@ import {
 } from "effect"
 import * as AccessToken from "./AccessToken.js"
 import * as Grants from "./internal/grants.js"
-import { sleepUntil } from "./internal/time.js"
+import * as Obtain from "./internal/obtain.js"
+import { MAX_SLEEP_CHUNK_MILLIS } from "./internal/time.js"
 import type * as RateLimiter from "./RateLimiter.js"
 import * as TokenSource from "./TokenSource.js"
 import * as TokenStore from "./TokenStore.js"
@@ -191,37 +191,6 @@ export const schedule = (
   return { refreshAt: expiresAt - refreshBefore, usableUntil: expiresAt - margin }
 }
 
-/**
- * Revokes `token` at shutdown: bounded by `timeout`, traced, and logged rather than failed when it goes
- * wrong (a finalizer must not fail).
- */
-const revokeAtClose = (
-  revoke: (token: AccessToken.AccessToken) => Effect.Effect<void, TollgateError.TokenError>,
-  token: AccessToken.AccessToken,
-  options: { readonly provider: string; readonly timeout: Duration.Duration; readonly onRevoked: () => void }
-): Effect.Effect<void> =>
-  // Finalizers run uninterruptibly; without `interruptible` the timeout could not stop a hung call.
-  Effect.interruptible(revoke(token)).pipe(
-    Effect.timeoutFail({
-      duration: options.timeout,
-      onTimeout: () =>
-        new TollgateError.Timeout({ provider: options.provider, operation: "token revocation", after: options.timeout })
-    }),
-    Effect.tap(() => Effect.sync(options.onRevoked)),
-    Effect.withSpan("tollgate.token.revoke", { attributes: { "tollgate.provider": options.provider } }),
-    Effect.catchAllCause((cause) =>
-      Effect.logWarning("Tollgate could not revoke the token at shutdown").pipe(
-        Effect.annotateLogs({
-          provider: options.provider,
-          error: Option.match(Cause.failureOption(cause), {
-            onNone: () => Cause.isInterruptedOnly(cause) ? "interrupted" : "unexpected error",
-            onSome: (error) => error.message
-          })
-        })
-      )
-    )
-  )
-
 interface Held extends TokenStore.Entry {
   /** Whether a caller inside the refresh window has woken the refresher for this token. */
   kicked: boolean
@@ -277,7 +246,6 @@ export const make = (
     let changed = Deferred.unsafeMake<void>(FiberId.none)
     // Tokens this process saw refused (recent ones): never adopted from the store again.
     const refused: Array<AccessToken.AccessToken> = []
-    const unreadable = new Set<string>()
     const stats = { fetches: 0, refreshes: 0, failures: 0, revocations: 0, invalidations: 0 }
 
     const signal = (): void => {
@@ -300,129 +268,38 @@ export const make = (
 
     const closedError = () =>
       new TollgateError.TokenEndpointUnavailable({ provider, reason: "the token cache's scope is closed" })
-    const storeFailed = (error: TokenStore.TokenStoreError) =>
-      new TollgateError.TokenEndpointUnavailable({
-        provider,
-        reason: `the shared token store (${error.store}) ${error.summary}`
-      })
-    const timedOut = () => new TollgateError.Timeout({ provider, operation: "token request", after: timeout })
-
-    const grants = Grants.make(source, options, () => stats.failures++)
-
-    // Runs the grant while holding the store's lock, then writes the token if the fence is still current.
-    // `None`: another cache took over meanwhile; read its token instead.
-    const fetchUnderLock = (
-      lease: TokenStore.Lease,
-      base: Option.Option<AccessToken.AccessToken>,
-      deadline: number
-    ): Effect.Effect<Option.Option<AccessToken.AccessToken>, TollgateError.TokenError> =>
-      Effect.gen(function*() {
-        const renewal = yield* Effect.fork(Effect.interruptible(store.keepAlive(lease)))
-        const budget = Duration.millis(Math.max(0, deadline - now()))
-        const exit = yield* Effect.exit(
-          grants(Effect.succeed(base)).pipe(Effect.timeoutFail({ duration: budget, onTimeout: timedOut }))
-        )
-        yield* Fiber.interrupt(renewal)
-        if (Exit.isFailure(exit)) {
-          const failure = Cause.failureOption(exit.cause)
-          if (Option.isNone(failure)) {
-            yield* store.release(lease)
-            return yield* Effect.failCause(exit.cause as Cause.Cause<never>)
-          }
-          const error = failure.value
-          coolUntil = yield* store.fail(lease, error, cooldown).pipe(Effect.orElseSucceed(() => 0))
-          yield* Effect.logWarning("Tollgate could not obtain a token").pipe(
-            Effect.annotateLogs({ provider, error: error.message })
-          )
-          return yield* Effect.fail(error)
-        }
-        const [token, grant] = exit.value
-        if (grant === "fetch") stats.fetches++
-        else stats.refreshes++
-        const entry: TokenStore.Entry = { token, ...schedule(token, options) }
-        const stored = yield* Effect.either(store.commit(lease, entry))
-        if (stored._tag === "Left") {
-          // The token is good; serve it here. The store's lock lapses and another cache fetches.
-          yield* Effect.logWarning("Tollgate obtained a token but could not share it through its store").pipe(
-            Effect.annotateLogs({ provider, reason: stored.left.message })
-          )
-        } else if (stored.right !== "stored") {
-          yield* Effect.logDebug("Tollgate's token request was superseded by another process").pipe(
-            Effect.annotateLogs({ provider, outcome: stored.right })
-          )
-          return Option.none()
-        }
-        install(entry)
-        return Option.some(token)
-      }).pipe(Effect.onInterrupt(() => store.release(lease)))
-
     const remember = (token: AccessToken.AccessToken): void => {
       if (refused.some((t) => AccessToken.isSameToken(t, token))) return
       refused.push(token)
       if (refused.length > 16) refused.shift()
     }
 
-    // Reads the store until it yields a token (stored by anyone, or fetched here under its lock).
-    const obtain = (
-      mode: "get" | "refresh",
-      deadline: number,
-      polls: number
-    ): Effect.Effect<AccessToken.AccessToken, TollgateError.TokenError> =>
-      Effect.flatMap(Effect.mapError(store.read(mode), storeFailed), (read) => {
-        switch (read._tag) {
-          case "Token": {
-            const token = read.entry.token
-            if (!refused.some((t) => AccessToken.isSameToken(t, token))) {
-              // Installed even when it is the token held: the store's instants are the fleet's.
-              install(read.entry)
-              return Effect.succeed(token)
-            }
-            // A token this process saw refused: drop it from the store (compare-and-set) and read again.
-            if (polls > 8) {
-              return Effect.fail(
-                new TollgateError.TokenEndpointUnavailable({
-                  provider,
-                  reason: "the shared token store keeps holding a token the provider refused"
-                })
-              )
-            }
-            return Effect.zipRight(Effect.ignore(store.invalidate(token)), obtain(mode, deadline, polls + 1))
-          }
-          case "Cooldown":
-            coolUntil = read.retryAt
-            return Effect.fail(read.error)
-          case "Busy": {
-            const left = deadline - now()
-            if (left <= 0) return Effect.fail(timedOut())
-            return read.wait(polls).pipe(
-              Effect.timeout(Duration.millis(left)),
-              Effect.ignore,
-              Effect.zipRight(Effect.suspend(() => obtain(mode, deadline, polls + 1)))
-            )
-          }
-          case "Locked": {
-            const base = Option.orElse(read.stored, () => Option.fromNullable(held?.token))
-            return Effect.flatMap(
-              fetchUnderLock(read.lease, base, deadline),
-              Option.match({ onNone: () => obtain(mode, deadline, 0), onSome: Effect.succeed })
-            )
-          }
-          case "Unreadable": {
-            const log = unreadable.has(read.reason) ? Effect.void : Effect.logError(
-              "Tollgate cannot use the token in its shared store, and leaves it in place"
-            ).pipe(Effect.annotateLogs({ provider, reason: read.reason }))
-            unreadable.add(read.reason)
-            return Effect.zipRight(
-              log,
-              Effect.fail(new TollgateError.TokenEndpointUnavailable({ provider, reason: read.reason }))
-            )
-          }
-        }
-      })
+    const obtain = Obtain.make({
+      provider,
+      store,
+      grants: Grants.make(source, options, () => stats.failures++),
+      schedule: (token) => schedule(token, options),
+      cooldown,
+      timeout,
+      now,
+      held: () => held?.token,
+      install,
+      isRefused: (token) => refused.some((t) => AccessToken.isSameToken(t, token)),
+      onGrant: (grant) => {
+        if (grant === "fetch") stats.fetches++
+        else stats.refreshes++
+      },
+      onCooldown: (until) => {
+        coolUntil = until
+      }
+    })
 
     const runFlight = (deferred: Deferred, mode: "get" | "refresh", grant: "fetch" | "refresh") =>
-      Effect.suspend(() => obtain(mode, now() + Duration.toMillis(timeout), 0)).pipe(
-        Effect.withSpan(`tollgate.token.${grant}`, { attributes: { "tollgate.provider": provider } }),
+      Effect.suspend(() => obtain(mode, now() + Duration.toMillis(timeout))).pipe(
+        Effect.withSpan(`tollgate.token.${grant}`, {
+          attributes: { "tollgate.provider": provider },
+          captureStackTrace: false
+        }),
         Effect.exit,
         Effect.flatMap((exit) =>
           Effect.suspend(() => {
@@ -492,13 +369,20 @@ export const make = (
             return Effect.flatMap(Grants.jittered(Math.min(5_000, 100 * 2 ** n)), (backoff) => {
               const at = now()
               const until = Math.min(coolUntil > at ? coolUntil : at + backoff, h.usableUntil)
-              return Effect.zipRight(
-                Effect.raceFirst(sleepUntil(until), Deferred.await(changed)),
-                refreshStep(h, n + 1)
-              )
+              return Effect.zipRight(wakeBy(until, changed), refreshStep(h, n + 1))
             })
           }))
       })
+
+    // Waits until `until` or until `wake` completes. (A timeout on the wait is far cheaper than a race
+    // with a sleep; a wait past setTimeout's range is taken in chunks by the loops that call this.)
+    const wakeBy = (until: number, wake: Deferred.Deferred<void>): Effect.Effect<void> =>
+      Effect.asVoid(
+        Effect.timeoutOption(
+          Deferred.await(wake),
+          Duration.millis(Math.min(MAX_SLEEP_CHUNK_MILLIS, Math.max(0, Math.ceil(until - now()))))
+        )
+      )
 
     // The one refresher of the cache's life. It sleeps until the held token's refresh instant, renews it
     // if it is in use, and otherwise waits for a change: a new token, or a caller inside the window.
@@ -513,7 +397,7 @@ export const make = (
         return Effect.zipRight(Deferred.await(wake), Effect.suspend(loop))
       }
       if (at < h.wakeAt) {
-        return Effect.zipRight(Effect.raceFirst(sleepUntil(h.wakeAt), Deferred.await(wake)), Effect.suspend(loop))
+        return Effect.zipRight(wakeBy(h.wakeAt, wake), Effect.suspend(loop))
       }
       if (lastUsed < h.activeSince) {
         return Effect.zipRight(Deferred.await(wake), Effect.suspend(loop))
@@ -567,7 +451,7 @@ export const make = (
           Effect.orElseSucceed(() => false),
           Effect.flatMap((last) =>
             last && h !== undefined && Option.isSome(source.revoke)
-              ? revokeAtClose(source.revoke.value, h.token, {
+              ? Grants.revokeAtClose(source.revoke.value, h.token, {
                 provider,
                 timeout: closeTimeout,
                 onRevoked: () => stats.revocations++

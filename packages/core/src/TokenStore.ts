@@ -135,8 +135,11 @@ export interface Store {
    * Read or lock. `"get"` accepts a token usable now; `"refresh"` only one not yet due for refresh.
    */
   readonly read: (mode: "get" | "refresh") => Effect.Effect<Read, TokenStoreError>
-  /** Keeps a lease alive while its fetch runs (renewing a lock TTL); runs until interrupted. */
-  readonly keepAlive: (lease: Lease) => Effect.Effect<void>
+  /**
+   * Keeps a lease alive while its fetch runs (renewing a lock TTL); runs until interrupted. A store whose
+   * locks never lapse has none.
+   */
+  readonly keepAlive?: ((lease: Lease) => Effect.Effect<void>) | undefined
   /** Writes `entry` if `lease` still holds the current fence, and releases the lock. */
   readonly commit: (lease: Lease, entry: Entry) => Effect.Effect<"stored" | "fenced" | "expired", TokenStoreError>
   /**
@@ -251,7 +254,6 @@ export const memory = (): Factory => {
               s.lock = ++s.fence
               return { _tag: "Locked", lease: { fence: String(s.lock) }, stored: Option.fromNullable(e?.token) }
             }),
-          keepAlive: () => Effect.never,
           commit: (lease, entry) =>
             Effect.sync(() => {
               if (String(s.fence) !== lease.fence) return "fenced"

@@ -13,6 +13,11 @@ export * as AccessToken from "./AccessToken.js"
 export * as ApiClient from "./ApiClient.js"
 
 /**
+ * @since 0.2.0
+ */
+export * as AuthorizationServer from "./AuthorizationServer.js"
+
+/**
  * @since 0.1.0
  */
 export * as BaseUrl from "./BaseUrl.js"

@@ -7,6 +7,7 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Option, Redacted, Schedule, Scope } from "effect"
+import * as AuthorizationServer from "../src/AuthorizationServer.js"
 import * as OAuth2 from "../src/OAuth2.js"
 import * as TokenCache from "../src/TokenCache.js"
 import * as AuthServer from "./utils/AuthServer.js"
@@ -31,29 +32,29 @@ const own = (options?: Partial<AuthServer.Options>) =>
 
 describe("OAuth2 discovery", () => {
   it("builds both metadata locations from an issuer, inserting RFC 8414's segment before the path", () => {
-    expect(OAuth2.metadataUrls("https://auth.test")).toEqual([
+    expect(AuthorizationServer.metadataUrls("https://auth.test")).toEqual([
       "https://auth.test/.well-known/oauth-authorization-server",
       "https://auth.test/.well-known/openid-configuration"
     ])
-    expect(OAuth2.metadataUrls("https://auth.test/tenants/a/")).toEqual([
+    expect(AuthorizationServer.metadataUrls("https://auth.test/tenants/a/")).toEqual([
       "https://auth.test/.well-known/oauth-authorization-server/tenants/a",
       "https://auth.test/tenants/a/.well-known/openid-configuration"
     ])
   })
 
   it("chooses the first client authentication method it implements that the server lists", () => {
-    expect(OAuth2.chooseAuthMethod(["private_key_jwt", "client_secret_post", "client_secret_basic"])).toBe(
+    expect(AuthorizationServer.chooseAuthMethod(["private_key_jwt", "client_secret_post", "client_secret_basic"])).toBe(
       "client_secret_basic"
     )
-    expect(OAuth2.chooseAuthMethod(["none", "client_secret_post"])).toBe("client_secret_post")
-    expect(OAuth2.chooseAuthMethod(["private_key_jwt", "tls_client_auth"])).toBeUndefined()
+    expect(AuthorizationServer.chooseAuthMethod(["none", "client_secret_post"])).toBe("client_secret_post")
+    expect(AuthorizationServer.chooseAuthMethod(["private_key_jwt", "tls_client_auth"])).toBeUndefined()
   })
 
   describe("against our own server", () => {
     it.scopedLive("RFC 8414 metadata of an issuer with a path: token and revocation endpoints, no hand configuration", () =>
       Effect.gen(function*() {
         const server = yield* own({ issuerPath: "/tenants/a", refreshTokens: "issue" })
-        const metadata = yield* OAuth2.discover(server.issuer, { allowInsecureLoopback: true })
+        const metadata = yield* AuthorizationServer.discover(server.issuer, { allowInsecureLoopback: true })
         expect(metadata).toMatchObject({
           issuer: server.issuer,
           url: `${server.url}/.well-known/oauth-authorization-server/tenants/a`,

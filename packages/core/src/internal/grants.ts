@@ -1,8 +1,8 @@
 /**
  * Token requests as every cache makes them: the grant to use, the optional limiter on the token
- * endpoint, retries with backoff and jitter, and metrics.
+ * endpoint, retries with backoff and jitter, and metrics; and revocation at shutdown.
  */
-import { Clock, Duration, Effect, Metric, Option, Random, Redacted } from "effect"
+import { Cause, Clock, Duration, Effect, Metric, Option, Random, Redacted } from "effect"
 import type * as AccessToken from "../AccessToken.js"
 import * as HeaderValue from "../HeaderValue.js"
 import type * as RateLimiter from "../RateLimiter.js"
@@ -139,3 +139,34 @@ export const make = (
     return attempt(0)
   }
 }
+
+/**
+ * Revokes `token` at shutdown: bounded by `timeout`, traced, and logged rather than failed when it goes
+ * wrong (a finalizer must not fail).
+ */
+export const revokeAtClose = (
+  revoke: (token: AccessToken.AccessToken) => Effect.Effect<void, TollgateError.TokenError>,
+  token: AccessToken.AccessToken,
+  options: { readonly provider: string; readonly timeout: Duration.Duration; readonly onRevoked: () => void }
+): Effect.Effect<void> =>
+  // Finalizers run uninterruptibly; without `interruptible` the timeout could not stop a hung call.
+  Effect.interruptible(revoke(token)).pipe(
+    Effect.timeoutFail({
+      duration: options.timeout,
+      onTimeout: () =>
+        new TollgateError.Timeout({ provider: options.provider, operation: "token revocation", after: options.timeout })
+    }),
+    Effect.tap(() => Effect.sync(options.onRevoked)),
+    Effect.withSpan("tollgate.token.revoke", { attributes: { "tollgate.provider": options.provider } }),
+    Effect.catchAllCause((cause) =>
+      Effect.logWarning("Tollgate could not revoke the token at shutdown").pipe(
+        Effect.annotateLogs({
+          provider: options.provider,
+          error: Option.match(Cause.failureOption(cause), {
+            onNone: () => Cause.isInterruptedOnly(cause) ? "interrupted" : "unexpected error",
+            onSome: (error) => error.message
+          })
+        })
+      )
+    )
+  )
