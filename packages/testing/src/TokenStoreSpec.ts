@@ -68,6 +68,12 @@ const valueOf = (token: AccessToken.AccessToken) => Redacted.value(token.value)
 
 const poll = Schedule.spaced("20 millis").pipe(Schedule.upTo("5 seconds"))
 
+/** `read`, asserted to be of kind `tag`. */
+const expectRead = <T extends TokenStore.Read["_tag"]>(tag: T, read: TokenStore.Read) => {
+  expect(read._tag).toBe(tag)
+  return read as Extract<TokenStore.Read, { readonly _tag: T }>
+}
+
 /**
  * Registers the suite. Call it at the top level of a test file.
  *
@@ -79,6 +85,15 @@ export const run = (options: Options): void => {
   describe.skipIf(options.skip !== undefined)(`TokenStore spec: ${options.name}`, () => {
     const open = (namespace: Namespace, identity: TokenSource.Identity, revokes = true) =>
       Effect.flatMap(namespace.process, (factory) => factory.make(identity, { revokes }))
+
+    // Two processes opening one identity's store, in a fresh namespace.
+    const twoProcesses = Effect.gen(function*() {
+      const namespace = yield* options.namespace
+      const { source } = yield* FakeTokenSource.make({ identity: uniqueIdentity() })
+      const a = yield* open(namespace, source.identity)
+      const b = yield* open(namespace, source.identity)
+      return { namespace, source, a, b }
+    })
 
     const cacheIn = (namespace: Namespace, source: TokenSource.Service, cacheOptions?: TokenCache.Options) =>
       Effect.flatMap(namespace.process, (store) => TokenCache.make(source, { ...cacheOptions, store }))
@@ -93,24 +108,18 @@ export const run = (options: Options): void => {
     describe("store operations", () => {
       it.scopedLive("read or lock, and commit only with the current fence", () =>
         Effect.gen(function*() {
-          const namespace = yield* options.namespace
-          const { source } = yield* FakeTokenSource.make({ identity: uniqueIdentity() })
-          const a = yield* open(namespace, source.identity)
-          const b = yield* open(namespace, source.identity)
-          const first = yield* a.read("get")
-          if (first._tag !== "Locked") return expect.fail(`expected the lock, got ${first._tag}`)
+          const { a, b } = yield* twoProcesses
+          const first = expectRead("Locked", yield* a.read("get"))
           expect(Option.isNone(first.stored)).toBe(true)
           expect((yield* b.read("get"))._tag).toBe("Busy")
           yield* a.release(first.lease)
-          const second = yield* b.read("get")
-          if (second._tag !== "Locked") return expect.fail(`expected the lock, got ${second._tag}`)
+          const second = expectRead("Locked", yield* b.read("get"))
           const now = yield* Clock.currentTimeMillis
           const token = tokenAt("spec-token-1", now, 60_000)
           // The first holder stalled past its lock: its late write is refused.
           expect(yield* a.commit(first.lease, entryOf(token))).toBe("fenced")
           expect(yield* b.commit(second.lease, entryOf(token))).toBe("stored")
-          const read = yield* a.read("get")
-          if (read._tag !== "Token") return expect.fail(`expected the token, got ${read._tag}`)
+          const read = expectRead("Token", yield* a.read("get"))
           expect(valueOf(read.entry.token)).toBe("spec-token-1")
           expect(Option.getOrThrow(read.entry.token.expiresAt).epochMillis).toBeGreaterThan(now + 59_000)
           expect(read.entry.usableUntil).toBeLessThanOrEqual(Option.getOrThrow(token.expiresAt).epochMillis + 50)
@@ -118,17 +127,13 @@ export const run = (options: Options): void => {
 
       it.scopedLive("a token due for refresh is enough for get, not for refresh", () =>
         Effect.gen(function*() {
-          const namespace = yield* options.namespace
-          const { source } = yield* FakeTokenSource.make({ identity: uniqueIdentity() })
-          const store = yield* open(namespace, source.identity)
-          const locked = yield* store.read("get")
-          if (locked._tag !== "Locked") return expect.fail(`expected the lock, got ${locked._tag}`)
+          const { a: store } = yield* twoProcesses
+          const locked = expectRead("Locked", yield* store.read("get"))
           const now = yield* Clock.currentTimeMillis
           const token = tokenAt("spec-due", now, 60_000)
           yield* store.commit(locked.lease, { token, refreshAt: now - 1, usableUntil: now + 30_000 })
           expect((yield* store.read("get"))._tag).toBe("Token")
-          const refresh = yield* store.read("refresh")
-          if (refresh._tag !== "Locked") return expect.fail(`expected the lock, got ${refresh._tag}`)
+          const refresh = expectRead("Locked", yield* store.read("refresh"))
           // The stored token comes with the lock: the base of a refresh_token grant.
           expect(Option.map(refresh.stored, valueOf)).toEqual(Option.some("spec-due"))
           yield* store.release(refresh.lease)
@@ -136,11 +141,8 @@ export const run = (options: Options): void => {
 
       it.scopedLive("invalidate drops the stored token only if it is the one given", () =>
         Effect.gen(function*() {
-          const namespace = yield* options.namespace
-          const { source } = yield* FakeTokenSource.make({ identity: uniqueIdentity() })
-          const store = yield* open(namespace, source.identity)
-          const locked = yield* store.read("get")
-          if (locked._tag !== "Locked") return expect.fail(`expected the lock, got ${locked._tag}`)
+          const { a: store } = yield* twoProcesses
+          const locked = expectRead("Locked", yield* store.read("get"))
           const now = yield* Clock.currentTimeMillis
           yield* store.commit(locked.lease, entryOf(tokenAt("spec-current", now, 60_000)))
           expect(yield* store.invalidate(tokenAt("spec-older", now, 60_000))).toBe(false)
@@ -152,12 +154,8 @@ export const run = (options: Options): void => {
 
       it.scopedLive("a failure crosses processes as the same typed error, for the whole cooldown", () =>
         Effect.gen(function*() {
-          const namespace = yield* options.namespace
-          const { source } = yield* FakeTokenSource.make({ identity: uniqueIdentity() })
-          const a = yield* open(namespace, source.identity)
-          const b = yield* open(namespace, source.identity)
-          const locked = yield* a.read("get")
-          if (locked._tag !== "Locked") return expect.fail(`expected the lock, got ${locked._tag}`)
+          const { a, b } = yield* twoProcesses
+          const locked = expectRead("Locked", yield* a.read("get"))
           const now = yield* Clock.currentTimeMillis
           const error = new TollgateError.TokenEndpointUnavailable({
             provider: "spec",
@@ -169,8 +167,7 @@ export const run = (options: Options): void => {
           const until = yield* a.fail(locked.lease, error, { base: 100, max: 100 })
           // Never before the instant the endpoint announced.
           expect(until).toBeGreaterThanOrEqual(now + 390)
-          const seen = yield* b.read("get")
-          if (seen._tag !== "Cooldown") return expect.fail(`expected the cooldown, got ${seen._tag}`)
+          const seen = expectRead("Cooldown", yield* b.read("get"))
           expect(seen.error).toEqual(error)
           expect(seen.error.message).toBe(error.message)
           expect(seen.retryAt).toBeGreaterThanOrEqual(now + 350)
@@ -186,20 +183,15 @@ export const run = (options: Options): void => {
               poll
             )
             yield* a.fail(next.lease, other, { base: 100, max: 100 })
-            const again = yield* b.read("get")
-            if (again._tag !== "Cooldown") return expect.fail(`expected the cooldown, got ${again._tag}`)
+            const again = expectRead("Cooldown", yield* b.read("get"))
             expect(again.error).toEqual(other)
           }
         }))
 
       it.scopedLive("the last member to leave, and only it, deletes the token it holds for revocation", () =>
         Effect.gen(function*() {
-          const namespace = yield* options.namespace
-          const { source } = yield* FakeTokenSource.make({ identity: uniqueIdentity() })
-          const a = yield* open(namespace, source.identity)
-          const b = yield* open(namespace, source.identity)
-          const locked = yield* a.read("get")
-          if (locked._tag !== "Locked") return expect.fail(`expected the lock, got ${locked._tag}`)
+          const { a, b, namespace, source } = yield* twoProcesses
+          const locked = expectRead("Locked", yield* a.read("get"))
           const now = yield* Clock.currentTimeMillis
           const token = tokenAt("spec-shared", now, 60_000)
           yield* a.commit(locked.lease, entryOf(token))

@@ -5,23 +5,15 @@
 import { Cause, Clock, Duration, Effect, Metric, Option, Random, Redacted } from "effect"
 import type * as AccessToken from "../AccessToken.js"
 import * as HeaderValue from "../HeaderValue.js"
-import type * as RateLimiter from "../RateLimiter.js"
+import type * as TokenCache from "../TokenCache.js"
 import type * as TokenSource from "../TokenSource.js"
 import * as TollgateError from "../TollgateError.js"
 import * as Metrics from "./metrics.js"
 
 type Grant = "fetch" | "refresh"
 
-/** The retry settings of `TokenCache.Options`. */
-export interface Options {
-  readonly retry?: {
-    readonly attempts?: number | undefined
-    readonly baseDelay?: Duration.DurationInput | undefined
-    readonly maxDelay?: Duration.DurationInput | undefined
-    readonly maxRetryAfter?: Duration.DurationInput | undefined
-  } | undefined
-  readonly limiter?: RateLimiter.Service | undefined
-}
+/** The request settings of `TokenCache.Options`. */
+export type Options = Pick<TokenCache.Options, "retry" | "limiter">
 
 export const defaults = {
   attempts: 3,
