@@ -101,14 +101,15 @@ export class TokenCache extends Context.Tag("@tollgate/core/TokenCache")<TokenCa
  */
 export interface Options {
   /**
-   * How long before expiry the background refresh may start. Default: 5 minutes, clamped to a tenth of
-   * the lifetime of short-lived tokens (so a token serves nine tenths of its life); a value given here is
+   * How long before expiry the background refresh may start. Default: 5 minutes, clamped to a sixth of
+   * the lifetime of short-lived tokens (so a token serves five sixths of its life); a value given here is
    * clamped to half the lifetime.
    */
   readonly refreshBefore?: Duration.DurationInput | undefined
   /**
-   * A token this close to expiry is never handed out. Default: 30 seconds, clamped to a twentieth of the
-   * lifetime and to half of `refreshBefore`; a value given here is clamped to `refreshBefore`.
+   * A token this close to expiry is never handed out. Default: 30 seconds, clamped to half of
+   * `refreshBefore` (so a renewal has the other half to arrive); a value given here is clamped to
+   * `refreshBefore`.
    */
   readonly safetyMargin?: Duration.DurationInput | undefined
   /**
@@ -183,10 +184,10 @@ export const schedule = (
   const expiresAt = token.expiresAt.value.epochMillis
   const lifetime = Math.max(0, expiresAt - token.obtainedAt.epochMillis)
   const refreshBefore = options?.refreshBefore === undefined
-    ? Math.min(Duration.toMillis(defaults.refreshBefore), lifetime / 10)
+    ? Math.min(Duration.toMillis(defaults.refreshBefore), lifetime / 6)
     : Math.min(Math.max(0, Duration.toMillis(options.refreshBefore)), lifetime / 2)
   const margin = options?.safetyMargin === undefined
-    ? Math.min(Duration.toMillis(defaults.safetyMargin), lifetime / 20, refreshBefore / 2)
+    ? Math.min(Duration.toMillis(defaults.safetyMargin), refreshBefore / 2)
     : Math.min(Math.max(0, Duration.toMillis(options.safetyMargin)), refreshBefore)
   return { refreshAt: expiresAt - refreshBefore, usableUntil: expiresAt - margin }
 }

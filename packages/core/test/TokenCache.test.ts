@@ -61,9 +61,9 @@ describe("TokenCache", () => {
     /** The schedule of a token from first principles (the rule `TokenCache.schedule` implements). */
     const expected = (lifetime: number, refreshBeforeMillis: number | undefined) => {
       const refreshBefore = refreshBeforeMillis === undefined
-        ? Math.min(300_000, lifetime / 10)
+        ? Math.min(300_000, lifetime / 6)
         : Math.min(refreshBeforeMillis, lifetime / 2)
-      return { refreshBefore, margin: Math.min(30_000, lifetime / 20, refreshBefore / 2) }
+      return { refreshBefore, margin: Math.min(30_000, refreshBefore / 2) }
     }
 
     it.effect.prop(
@@ -140,12 +140,12 @@ describe("TokenCache", () => {
         expect(valueOf(yield* cache.get)).not.toBe(valueOf(first))
       }))
 
-    it.scoped("clamps the refresh lead to a tenth of a short lifetime", () =>
+    it.scoped("clamps the refresh lead to a sixth of a short lifetime", () =>
       Effect.gen(function*() {
         const { calls, source } = yield* FakeSource.make({ lifetime: "60 seconds" })
         const cache = yield* TokenCache.make(source)
         yield* cache.get
-        for (let second = 1; second < 54; second++) {
+        for (let second = 1; second < 50; second++) {
           yield* TestClock.adjust("1 second")
           yield* cache.get
         }

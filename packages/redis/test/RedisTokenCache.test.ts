@@ -113,7 +113,7 @@ describe.skipIf(!available)("RedisTokenCache", () => {
         const a = yield* processCache(server.url, prefix, source)
         const b = yield* processCache(server.url, prefix, source)
         const first = yield* a.get
-        // In use (a caller every 20 ms), the token is due at 540 ms (a tenth of its lifetime ahead, plus
+        // In use (a caller every 20 ms), the token is due at 500 ms (a sixth of its lifetime ahead, plus
         // jitter); it is stored once a holds the new one.
         yield* a.get.pipe(
           Effect.zipLeft(Effect.sleep("20 millis")),

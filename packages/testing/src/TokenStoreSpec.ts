@@ -276,7 +276,7 @@ export const run = (options: Options): void => {
               latency: "10 millis"
             })
             const caches = yield* Effect.forEach([1, 2, 3], () => cacheIn(namespace, fake.source))
-            const margin = lifetime / 20
+            const margin = lifetime / 12
             const start = Date.now()
             const run = 2_500
             const served: Array<
@@ -302,8 +302,8 @@ export const run = (options: Options): void => {
               const seen = served.filter((s) => s.process === process).map((s) => order(s.token))
               expect(seen).toEqual([...seen].sort((x, y) => x - y))
             }
-            // Invariant 3 for the fleet: ⌈T / (L − refreshBefore)⌉ + 1, refreshBefore a tenth of L.
-            expect(busy.fetches + busy.refreshes).toBeLessThanOrEqual(Math.ceil(run / (lifetime * 0.9)) + 1)
+            // Invariant 3 for the fleet: ⌈T / (L − refreshBefore)⌉ + 1, refreshBefore a sixth of L.
+            expect(busy.fetches + busy.refreshes).toBeLessThanOrEqual(Math.ceil(run / (lifetime * 5 / 6)) + 1)
             expect(busy.fetches + busy.refreshes).toBeGreaterThanOrEqual(3)
             yield* Effect.sleep("300 millis")
             const settled = yield* fake.recording

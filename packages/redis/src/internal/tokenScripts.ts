@@ -66,9 +66,9 @@ if have then
     expIn = num(exp - now)
     local rat = tonumber(t[5] or '')
     local uu = tonumber(t[6] or '')
-    -- Written by an older version: a tenth and a twentieth of the lifetime.
-    if rat == nil then rat = exp - (exp - obt) / 10 end
-    if uu == nil then uu = exp - (exp - obt) / 20 end
+    -- Written by an older version: a sixth and a twelfth of the lifetime.
+    if rat == nil then rat = exp - (exp - obt) / 6 end
+    if uu == nil then uu = exp - (exp - obt) / 12 end
     ratIn = num(rat - now)
     uuIn = num(uu - now)
     usable = now < uu
