@@ -7,6 +7,9 @@
  * deadlines, keyed lanes, and interruption losing nothing. With `shared`, it also checks that limiters
  * built on separate stores of one name (separate processes) spend one budget and one queue.
  *
+ * Import it only from test files, by its subpath (`@tollgate/testing/RateLimiterStoreSpec`): it is not
+ * re-exported from the package index, because `@effect/vitest` can only be loaded inside a test run.
+ *
  * @since 0.2.0
  */
 import { describe, expect, it } from "@effect/vitest"

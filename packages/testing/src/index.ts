@@ -74,13 +74,6 @@ export * as MemoryHttp from "./MemoryHttp.js"
 export * as RecordingLimiter from "./RecordingLimiter.js"
 
 /**
- * The specification every rate-limiter store must meet, for store authors to run.
- *
- * @since 0.2.0
- */
-export * as RateLimiterStoreSpec from "./RateLimiterStoreSpec.js"
-
-/**
  * @since 0.1.0
  */
 export * as VirtualTime from "./VirtualTime.js"
