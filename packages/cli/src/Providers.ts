@@ -342,6 +342,7 @@ export const oauth2 = (
     })
     const tokens = yield* TokenCache.makeWithBackend(source, tuning?.tokenCache)
     const limiter = yield* RateLimiter.makeWithBackend(tuning?.limits ?? RateLimiter.unlimited, { provider: "oauth2" })
+      .pipe(Effect.mapError((error) => ConfigError.InvalidData(["limits"], error.message)))
     const client = yield* CoreApiClient.make({
       provider: "oauth2",
       baseUrl,

@@ -53,6 +53,7 @@ export type Error =
   | TollgateError.TokenError
   | TollgateError.RateLimited
   | TollgateError.Unauthorized
+  | TollgateError.InvalidArgument
 
 /**
  * The authenticated client is an ordinary `HttpClient` whose error channel says what can go wrong.
@@ -76,7 +77,11 @@ export class ApiClient extends Context.Tag("@tollgate/core/ApiClient")<ApiClient
  * @category models
  */
 export interface RetryOptions {
-  /** Retries after a 429 before failing with `RateLimited`. Default: 3. */
+  /**
+   * Consecutive 429s, with no other request of this client admitted in between, before failing with
+   * `RateLimited`: while the server still admits others, a retried request keeps its place and waits.
+   * Default: 3.
+   */
   readonly rateLimited?: number | undefined
   /** Retries after a 5xx, a transport error or a timeout. Default: 2. */
   readonly transient?: number | undefined
@@ -86,7 +91,8 @@ export interface RetryOptions {
   readonly maxDelay?: Duration.DurationInput | undefined
   /**
    * A 429 whose reset is further away than this fails at once with `RateLimited` (the gate stays
-   * closed for every other request). Default: 5 minutes.
+   * closed for every other request), and so does a request still refused this long after its first 429.
+   * Default: 5 minutes.
    */
   readonly maxWait?: Duration.DurationInput | undefined
   /** Also retry transient failures of non-idempotent methods (POST, PATCH). Default: false. */
@@ -106,7 +112,7 @@ export interface Options {
   readonly headers?: Readonly<Record<string, string>> | undefined
   /** Where bearer tokens come from; without it requests are sent unauthenticated. */
   readonly tokens?: TokenCache.Service | undefined
-  /** The request budget; without it only the server's own 429s and `Remaining: 0` pace requests. */
+  /** The request budget. Default: `RateLimiter.learned()`, the budget the server's headers announce. */
   readonly limiter?: RateLimiter.Service | undefined
   /** The limiter key of a request. Default: `"METHOD /path"`. */
   readonly keyOf?: ((request: HttpClientRequest.HttpClientRequest) => string) | undefined
@@ -130,6 +136,8 @@ export interface Options {
  */
 export interface RequestOptions {
   readonly cost?: number | undefined
+  /** Higher is admitted first (see `RateLimiter.PermitOptions.priority`). Default: 0. */
+  readonly priority?: number | undefined
   readonly permitDeadline?: Duration.DurationInput | undefined
   readonly retryNonIdempotent?: boolean | undefined
 }
@@ -141,8 +149,8 @@ export interface RequestOptions {
 export const currentRequestOptions: FiberRef.FiberRef<RequestOptions> = FiberRef.unsafeMake<RequestOptions>({})
 
 /**
- * Runs `effect` with per-request settings: its cost in permits, a deadline for the permit, or opting a
- * non-idempotent request into transient retries.
+ * Runs `effect` with per-request settings: its cost in permits, its priority, a deadline for the permit,
+ * or opting a non-idempotent request into transient retries.
  *
  * @since 0.1.0
  * @category combinators
@@ -341,8 +349,8 @@ type Attempt =
 
 /**
  * Builds the client over the `HttpClient` in context (the transport: undici, fetch, or an in-memory
- * fake). Without a limiter in `options`, a gate-only one is made in the current scope, so a 429 still
- * pauses every request.
+ * fake). Without a limiter in `options`, a `RateLimiter.learned()` one is made in the current scope: the
+ * budget the server's headers announce, with a 429 pausing every request.
  *
  * @since 0.1.0
  * @category constructors
@@ -351,7 +359,8 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
   Effect.gen(function*() {
     const base = yield* HttpClient.HttpClient
     const clock = yield* Effect.clock
-    const limiter = options.limiter ?? (yield* RateLimiter.make(RateLimiter.unlimited, { provider: options.provider }))
+    const limiter = options.limiter ??
+      (yield* Effect.orDie(RateLimiter.make(RateLimiter.learned(), { provider: options.provider })))
     const tokens = options.tokens
     const provider = options.provider
     const keyOf = options.keyOf ?? defaultKeyOf
@@ -473,6 +482,7 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
     const sendWithPermit = (
       request: HttpClientRequest.HttpClientRequest,
       subject: RateLimiter.Subject,
+      permit: RateLimiter.PermitOptions,
       queuedAt: number
     ): Effect.Effect<readonly [HttpClientResponse.HttpClientResponse, Option.Option<AccessToken.AccessToken>], Error> =>
       Effect.suspend(() => {
@@ -487,12 +497,13 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
             Effect.zipRight(
               limiter.awaitGate(subject),
               Effect.flatMap(send(request, token), (response) => {
-                const observed = hasRateLimitHeaders(response.headers)
-                  ? limiter.observe(
-                    RateLimitHeaders.parse(response.headers, DateTime.unsafeMake(now()), parseOptions),
-                    subject
-                  )
-                  : Effect.void
+                // Every response is reported, one that says nothing too: a learning budget counts those.
+                const observed = limiter.observe(
+                  hasRateLimitHeaders(response.headers)
+                    ? RateLimitHeaders.parse(response.headers, DateTime.unsafeMake(now()), parseOptions)
+                    : RateLimitHeaders.empty,
+                  permit
+                )
                 return Effect.as(
                   Effect.zipRight(observed, Metric.update(statusCounter(response.status), 1)),
                   [response, token] as const
@@ -510,12 +521,15 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
       retriesSoFar: number
     ): Effect.Effect<Attempt, Error> =>
       Effect.flatMap(
-        limiter.withPermit(permit)(Effect.suspend(() => sendWithPermit(request, subject, queuedAt))),
+        limiter.withPermit(permit)(Effect.suspend(() => sendWithPermit(request, subject, permit, queuedAt))),
         ([response, token]): Effect.Effect<Attempt> => {
           if (response.status === 401 && Option.isSome(token)) {
             return Effect.succeed({ _tag: "Unauthorized", response, token: token.value })
           }
-          if (response.status !== 429) return Effect.succeed({ _tag: "Response", response })
+          if (response.status !== 429) {
+            admitted++
+            return Effect.succeed({ _tag: "Response", response })
+          }
           const at = now()
           const info = RateLimitHeaders.parse(response.headers, DateTime.unsafeMake(at), parseOptions)
           const announced = RateLimitHeaders.waitUntil(info)
@@ -537,6 +551,18 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
 
     const discard = (response: HttpClientResponse.HttpClientResponse) => Effect.ignore(response.arrayBuffer)
 
+    interface State {
+      readonly renewed: boolean
+      /** 429s in a row with no other request admitted in between. */
+      readonly rateLimited: number
+      readonly transient: number
+      readonly firstLimitedAt: number | undefined
+      /** `admitted` at the last 429. */
+      readonly admittedAt: number
+    }
+    // Responses other than 429 this client got: whether the server still admits anyone.
+    let admitted = 0
+
     const execute = (
       request: HttpClientRequest.HttpClientRequest
     ): Effect.Effect<HttpClientResponse.HttpClientResponse, Error> => {
@@ -548,11 +574,18 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
         const idempotent = idempotentMethods.has(prepared.method) || retryNonIdempotent ||
           perRequest.retryNonIdempotent === true
         const deadline = perRequest.permitDeadline ?? options.permitDeadline
-        const loop = (
-          state: { readonly renewed: boolean; readonly rateLimited: number; readonly transient: number }
-        ): Effect.Effect<HttpClientResponse.HttpClientResponse, Error> => {
+        // A retry keeps the place its request took when it first asked for a permit.
+        const requestedAt = now()
+        const loop = (state: State): Effect.Effect<HttpClientResponse.HttpClientResponse, Error> => {
           const retries = state.rateLimited + state.transient + (state.renewed ? 1 : 0)
-          const permit = { key, request: prepared, cost: perRequest.cost, deadline }
+          const permit: RateLimiter.PermitOptions = {
+            key,
+            request: prepared,
+            cost: perRequest.cost,
+            deadline,
+            priority: perRequest.priority,
+            requestedAt
+          }
           return Effect.matchEffect(attempt(prepared, subject, permit, now(), retries), {
             onFailure: (error) => {
               const transient = (error._tag === "RequestError" && error.reason === "Transport") ||
@@ -582,7 +615,7 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
             }
           })
         }
-        return loop({ renewed: false, rateLimited: 0, transient: 0 })
+        return loop({ renewed: false, rateLimited: 0, transient: 0, firstLimitedAt: undefined, admittedAt: -1 })
       })
       return run.pipe(
         Effect.mapBoth({
@@ -602,7 +635,6 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
       )
     }
 
-    type State = { readonly renewed: boolean; readonly rateLimited: number; readonly transient: number }
     type Loop = (state: State) => Effect.Effect<HttpClientResponse.HttpClientResponse, Error>
 
     const unauthorized = (
@@ -643,11 +675,19 @@ export const make = (options: Options): Effect.Effect<Service, never, HttpClient
       replayable: boolean,
       loop: Loop
     ): Effect.Effect<HttpClientResponse.HttpClientResponse, Error> => {
-      if (state.rateLimited < maxRateLimited && replayable && result.retryAt - now() <= maxWait) {
+      const at = now()
+      const firstLimitedAt = state.firstLimitedAt ?? at
+      // Only 429s with nobody admitted in between count: while the server admits others, this request
+      // (first in line again, at its old place) is just waiting its turn.
+      const consecutive = admitted === state.admittedAt ? state.rateLimited + 1 : 1
+      if (
+        consecutive <= maxRateLimited && replayable && result.retryAt - at <= maxWait &&
+        result.retryAt - firstLimitedAt <= maxWait
+      ) {
         // The gate is closed until `retryAt`; the retry waits for it inside the limiter.
         return Effect.zipRight(
           Effect.zipRight(discard(result.response), Metric.update(retryCounters.rateLimited, 1)),
-          Effect.suspend(() => loop({ ...state, rateLimited: state.rateLimited + 1 }))
+          Effect.suspend(() => loop({ ...state, rateLimited: consecutive, firstLimitedAt, admittedAt: admitted }))
         )
       }
       return Effect.zipRight(

@@ -7,6 +7,8 @@
  * @since 0.1.0
  */
 import { Config, ConfigError, Either } from "effect"
+import * as Scrub from "./Scrub.js"
+import * as TollgateError from "./TollgateError.js"
 
 /**
  * @since 0.1.0
@@ -20,6 +22,34 @@ export interface Options {
 const isLoopback = (hostname: string): boolean =>
   hostname === "localhost" || hostname === "[::1]" || hostname === "::1" || /^127(\.\d{1,3}){3}$/.test(hostname)
 
+// What is wrong with `url` as a base URL, or the URL normalised (no trailing slash).
+const check = (url: string, options?: Options): Either.Either<string, string> => {
+  const trimmed = url.trim()
+  if (trimmed.length === 0) return Either.left("expected an https:// URL")
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed)) {
+    return Either.left("expected an absolute URL with a scheme, like https://")
+  }
+  let parsed: URL
+  try {
+    parsed = new URL(trimmed)
+  } catch {
+    return Either.left("expected a valid URL")
+  }
+  if (parsed.username !== "" || parsed.password !== "") {
+    return Either.left("credentials must not be embedded in the URL; configure them as secrets")
+  }
+  if (parsed.protocol === "http:") {
+    if (!isLoopback(parsed.hostname)) return Either.left("plain http is refused for a remote host; use https://")
+    if (options?.allowInsecureLoopback !== true) {
+      return Either.left("plain http to loopback must be allowed explicitly (allowInsecureLoopback)")
+    }
+  } else if (parsed.protocol !== "https:") {
+    return Either.left("expected an https:// URL")
+  }
+  if (parsed.search !== "" || parsed.hash !== "") return Either.left("a base URL takes no query or fragment")
+  return Either.right(`${parsed.origin}${parsed.pathname}`.replace(/\/+$/, ""))
+}
+
 /**
  * Checks `url` and returns it without a trailing slash, or a `ConfigError` naming `name` (the
  * environment variable or option the URL came from) and what is wrong with it.
@@ -31,46 +61,66 @@ export const validate = (
   name: string,
   url: string,
   options?: Options
-): Either.Either<string, ConfigError.ConfigError> => {
-  const invalid = (why: string) => Either.left(ConfigError.InvalidData([name], `${why} (got ${describe(url)})`))
-  const trimmed = url.trim()
-  if (trimmed.length === 0) return invalid("expected an https:// URL")
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed)) return invalid("expected an absolute URL with a scheme, like https://")
+): Either.Either<string, ConfigError.ConfigError> =>
+  Either.mapLeft(check(url, options), (why) => ConfigError.InvalidData([name], `${why} (got ${describe(url)})`))
+
+/**
+ * The same check for a URL passed in code (`ApiClient.make`'s `baseUrl`, an issuer): the URL without a
+ * trailing slash, or an `InvalidArgument` naming `module` and `argument`. A URL with `user:password@`
+ * and plain http to anything but an allowed loopback host are refused.
+ *
+ * @since 0.2.0
+ * @category validation
+ */
+export const decode = (
+  url: string,
+  options: Options & { readonly module: string; readonly argument: string }
+): Either.Either<string, TollgateError.InvalidArgument> =>
+  Either.mapLeft(check(url, options), (why) =>
+    new TollgateError.InvalidArgument({
+      module: options.module,
+      argument: options.argument,
+      expected: "an https:// URL without credentials, query or fragment",
+      received: `${describe(url)} (${why})`
+    }))
+
+/**
+ * Checks an endpoint URL taken from elsewhere (an authorization server's metadata): https, or plain
+ * http to an allowed loopback host, no credentials, no fragment. Unlike a base URL it may carry a
+ * query and keeps its exact path. Returns the URL, or why it is refused.
+ *
+ * @since 0.2.0
+ * @category validation
+ */
+export const checkEndpoint = (url: string, options?: Options): Either.Either<string, string> => {
   let parsed: URL
   try {
-    parsed = new URL(trimmed)
+    parsed = new URL(url)
   } catch {
-    return invalid("expected a valid URL")
+    return Either.left("not a valid absolute URL")
   }
-  if (parsed.username !== "" || parsed.password !== "") {
-    return Either.left(
-      ConfigError.InvalidData([name], "credentials must not be embedded in the URL; configure them as secrets")
-    )
+  if (parsed.username !== "" || parsed.password !== "") return Either.left("a URL with embedded credentials")
+  if (parsed.hash !== "") return Either.left("a URL with a fragment")
+  if (parsed.protocol === "https:") return Either.right(url)
+  if (parsed.protocol === "http:" && isLoopback(parsed.hostname) && options?.allowInsecureLoopback === true) {
+    return Either.right(url)
   }
-  if (parsed.protocol === "http:") {
-    if (!isLoopback(parsed.hostname)) return invalid("plain http is refused for a remote host; use https://")
-    if (options?.allowInsecureLoopback !== true) {
-      return invalid("plain http to loopback must be allowed explicitly (allowInsecureLoopback)")
-    }
-  } else if (parsed.protocol !== "https:") {
-    return invalid("expected an https:// URL")
-  }
-  if (parsed.search !== "" || parsed.hash !== "") return invalid("a base URL takes no query or fragment")
-  return Either.right(`${parsed.origin}${parsed.pathname}`.replace(/\/+$/, ""))
+  return Either.left(parsed.protocol === "http:" ? "a plain http URL" : `a ${parsed.protocol} URL`)
 }
 
-// Describes a bad URL by its shape, never echoing a query string or credentials it might contain.
-const describe = (url: string): string => {
+/**
+ * A URL described for an error message by its shape, through `Scrub.url`: never its user-info, query
+ * or fragment, which may hold credentials, and only the length of a long unparseable value.
+ *
+ * @since 0.2.0
+ * @category validation
+ */
+export const describe = (url: string): string => {
   const trimmed = url.trim()
   if (trimmed.length === 0) return "an empty value"
-  try {
-    const parsed = new URL(trimmed)
-    return `${parsed.protocol}//${parsed.host}${parsed.pathname}`
-  } catch {
-    return trimmed.length > 60
-      ? `a ${trimmed.length}-character value`
-      : JSON.stringify(trimmed.replace(/[?#@].*$/, "…"))
-  }
+  const shown = Scrub.url(trimmed)
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed) && URL.canParse(trimmed)) return shown
+  return shown.length > 60 ? `a ${trimmed.length}-character value` : JSON.stringify(shown)
 }
 
 /**

@@ -1,7 +1,9 @@
 /**
  * OAuth 2.0 client credentials (RFC 6749 §4.4) against any standards-compliant authorization server:
  * `client_secret_basic` or `client_secret_post`, optional scope, audience and extra parameters, the
- * refresh_token grant (§6), token revocation (RFC 7009), and §5.2 error bodies as typed errors.
+ * refresh_token grant (§6), token revocation (RFC 7009), and §5.2 error bodies as typed errors. Built
+ * from an issuer (`fromIssuer`), it reads the server's metadata (RFC 8414, falling back to OpenID Connect
+ * discovery) and knows its token and revocation endpoints and the authentication methods it accepts.
  *
  * @since 0.1.0
  */
@@ -9,6 +11,8 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Effect, Either, Encoding, Option, Predicate, Redacted, Schema } from "effect"
 import type * as AccessToken from "./AccessToken.js"
+import * as AuthorizationServer from "./AuthorizationServer.js"
+import * as BaseUrl from "./BaseUrl.js"
 import * as TokenExchange from "./TokenExchange.js"
 import * as TokenSource from "./TokenSource.js"
 import * as TollgateError from "./TollgateError.js"
@@ -20,7 +24,7 @@ import * as TollgateError from "./TollgateError.js"
  * @since 0.1.0
  * @category models
  */
-export type AuthMethod = "client_secret_basic" | "client_secret_post"
+export type AuthMethod = AuthorizationServer.AuthMethod
 
 /**
  * @since 0.1.0
@@ -42,8 +46,13 @@ export interface Options {
   readonly extraParams?: Readonly<Record<string, string>> | undefined
   /** Headers added to every request to the token and revocation endpoints. */
   readonly headers?: Readonly<Record<string, string>> | undefined
-  /** RFC 7009 endpoint; without it tokens are not revoked. */
+  /**
+   * RFC 7009 endpoint; without it tokens are not revoked. `fromIssuer` takes it from the server's
+   * metadata.
+   */
   readonly revocationUrl?: string | undefined
+  /** How the client authenticates to the revocation endpoint. Default: `authMethod`. */
+  readonly revocationAuthMethod?: AuthMethod | undefined
   /** Whether to use the refresh_token grant when the server issues refresh tokens. Default: true. */
   readonly useRefreshToken?: boolean | undefined
   readonly timeout?: TokenExchange.RequestOptions["timeout"]
@@ -182,12 +191,17 @@ export const make = (options: Options): Effect.Effect<TokenSource.Service, never
     const scope = scopeString(options.scope)
     const basic = basicAuthorization(options.clientId, options.clientSecret)
     // A server that echoes the Authorization header echoes the secret in base64: scrub that form too.
-    const secrets = [options.clientSecret, Redacted.make(Redacted.value(basic).slice("Basic ".length))]
+    const secrets = [
+      options.clientSecret,
+      Redacted.make(Redacted.value(basic).slice("Basic ".length)),
+      // Scrub also finds `id:secret` echoed in base64 (standard or URL-safe) or any other encoding.
+      Redacted.make(`${options.clientId}:${Redacted.value(options.clientSecret)}`)
+    ]
 
-    const formRequest = (url: string, params: Record<string, string | undefined>) => {
+    const formRequest = (url: string, params: Record<string, string | undefined>, method: AuthMethod = authMethod) => {
       const body: Record<string, string> = {}
       for (const [key, value] of Object.entries(params)) if (value !== undefined) body[key] = value
-      if (authMethod === "client_secret_post") {
+      if (method === "client_secret_post") {
         body["client_id"] = options.clientId
         body["client_secret"] = Redacted.value(options.clientSecret)
       }
@@ -196,7 +210,7 @@ export const make = (options: Options): Effect.Effect<TokenSource.Service, never
         HttpClientRequest.acceptJson,
         HttpClientRequest.bodyUrlParams(body)
       )
-      if (authMethod === "client_secret_basic") {
+      if (method === "client_secret_basic") {
         request = HttpClientRequest.setHeader(request, "authorization", Redacted.value(basic))
       }
       return request
@@ -262,7 +276,11 @@ export const make = (options: Options): Effect.Effect<TokenSource.Service, never
       return TokenExchange.requestOk({
         provider,
         operation: "token revocation",
-        request: formRequest(url, { token: Redacted.value(value), token_type_hint: hint }),
+        request: formRequest(
+          url,
+          { token: Redacted.value(value), token_type_hint: hint },
+          options.revocationAuthMethod ?? authMethod
+        ),
         timeout: options.timeout,
         secrets: requestSecrets,
         refine: refineError(provider, requestSecrets)
@@ -287,5 +305,65 @@ export const make = (options: Options): Effect.Effect<TokenSource.Service, never
           Effect.asVoid,
           Effect.mapError((errors) => Option.getOrThrow(Option.orElse(errors[0], () => errors[1])))
         )
+    })
+  })
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface IssuerOptions
+  extends Omit<Options, "tokenUrl" | "revocationUrl" | "revocationAuthMethod">, AuthorizationServer.DiscoveryOptions
+{
+  /** The authorization server's issuer identifier, e.g. `https://auth.example.com` or `https://host/realms/x`. */
+  readonly issuer: string
+  /**
+   * How the client authenticates. Default: the first of `client_secret_basic` and `client_secret_post`
+   * the server lists (for the token and the revocation endpoint each).
+   */
+  readonly authMethod?: AuthMethod | undefined
+}
+
+/**
+ * A `TokenSource` for the authorization server that `issuer` names: its endpoints and authentication
+ * methods come from its metadata (`discover`). When the server has a revocation endpoint the source
+ * can revoke, so a `TokenCache` over it revokes its token when its scope closes.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const fromIssuer = (
+  options: IssuerOptions
+): Effect.Effect<TokenSource.Service, AuthorizationServer.DiscoveryError, HttpClient.HttpClient> =>
+  Effect.gen(function*() {
+    const metadata = yield* AuthorizationServer.discover(options.issuer, options)
+    const provider = options.provider ?? "oauth2"
+    const refuse = (field: string, supported: ReadonlyArray<string>) =>
+      new TollgateError.InvalidServerMetadata({
+        provider,
+        url: BaseUrl.describe(metadata.url),
+        field,
+        expected: `a list including ${AuthorizationServer.implemented.join(" or ")}`,
+        received: supported.length === 0 ? "an empty list" : supported.join(", ")
+      })
+    const authMethod = options.authMethod ?? AuthorizationServer.chooseAuthMethod(metadata.tokenAuthMethods)
+    if (authMethod === undefined) {
+      return yield* Effect.fail(refuse("token_endpoint_auth_methods_supported", metadata.tokenAuthMethods))
+    }
+    const revocationAuthMethod = options.authMethod ??
+      AuthorizationServer.chooseAuthMethod(metadata.revocationAuthMethods)
+    if (Option.isSome(metadata.revocationEndpoint) && revocationAuthMethod === undefined) {
+      yield* Effect.logWarning("Tollgate cannot authenticate to the revocation endpoint; tokens are not revoked").pipe(
+        Effect.annotateLogs({ provider, supported: metadata.revocationAuthMethods.join(", ") })
+      )
+    }
+    return yield* make({
+      ...options,
+      tokenUrl: metadata.tokenEndpoint,
+      authMethod,
+      revocationUrl: revocationAuthMethod === undefined
+        ? undefined
+        : Option.getOrUndefined(metadata.revocationEndpoint),
+      revocationAuthMethod
     })
   })

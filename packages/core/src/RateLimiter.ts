@@ -4,19 +4,26 @@
  * 429 or `Remaining: 0` closes for every fiber until the server's reset.
  *
  * Policies compose: `slidingWindow`, `tokenBucket`, `fixedWindow` (aligned to the clock), `unlimited`,
- * `keyed` (one limiter per endpoint or account, idle keys forgotten) and `all` (several limits on one
- * request).
+ * `learned` (the budget the server's headers announce), `keyed` (one limiter per endpoint or account,
+ * idle keys forgotten) and `all` (several limits on one request). Every policy but `unlimited` also
+ * learns: a limit and window the server announces tighten it, never loosen it.
+ *
+ * Requests wait by their place: the instant they first asked (a retry keeps it), moved earlier by their
+ * priority. A policy checks its numbers when the limiter is made: a bad one fails `make` with
+ * `InvalidArgument`, and a bad per-request option fails that request the same way.
  *
  * @since 0.1.0
  */
 import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import { Context, DateTime, Duration, Effect, Layer, Option } from "effect"
+import { Context, DateTime, Duration, Effect, Layer } from "effect"
 import type { Scope } from "effect"
-import * as Budget from "./internal/budget.js"
-import * as Lane from "./internal/lane.js"
+import * as Compile from "./internal/compile.js"
+import { serve, toPlan } from "./internal/plan.js"
 import * as Time from "./internal/time.js"
+import { Checker, MAX_COUNT, MAX_PERIOD_MILLIS, MAX_PRIORITY } from "./internal/validate.js"
+import * as RateLimiterStore from "./RateLimiterStore.js"
 import type * as RateLimitHeaders from "./RateLimitHeaders.js"
-import * as TollgateError from "./TollgateError.js"
+import type * as TollgateError from "./TollgateError.js"
 
 /**
  * What a permit is for. `key` selects the limiter of a `keyed` policy; `request` lets a custom
@@ -31,11 +38,25 @@ export interface Subject {
 }
 
 /**
+ * Options that can never be invalid: a key and decoded durations.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface PlainPermitOptions extends Subject {
+  readonly deadline?: Duration.Duration | undefined
+  readonly timeout?: Duration.Duration | undefined
+  readonly cost?: undefined
+  readonly priority?: undefined
+  readonly requestedAt?: undefined
+}
+
+/**
  * @since 0.1.0
  * @category models
  */
 export interface PermitOptions extends Subject {
-  /** Permits the request consumes. Default: 1. */
+  /** Permits the request consumes: a whole number. Default: 1. */
   readonly cost?: number | undefined
   /**
    * Fail at once, without queueing, when the limiter predicts a longer wait than this; otherwise wait
@@ -44,6 +65,17 @@ export interface PermitOptions extends Subject {
   readonly deadline?: Duration.DurationInput | undefined
   /** Wait at most this long in the queue. */
   readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * Higher goes first, from -1000 to 1000. Default: 0. A request of priority `p` waits as if it had
+   * asked `p × priorityAging` earlier: FIFO within a priority, and no request is overtaken by a
+   * lower-priority one, nor by a higher one that asked more than that much later.
+   */
+  readonly priority?: number | undefined
+  /**
+   * When the request first asked for a permit (epoch milliseconds): a retry passes its first instant
+   * and is admitted before the requests that asked after it. Default: now.
+   */
+  readonly requestedAt?: number | undefined
 }
 
 /**
@@ -78,10 +110,20 @@ export interface Stats {
 export interface Service {
   /** Names the provider in errors. */
   readonly provider: string
-  /** Runs an effect holding a permit; the permit returns as the policy says once the effect ends. */
-  readonly withPermit: (
-    options?: PermitOptions
-  ) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | TollgateError.RateLimited, R>
+  /**
+   * Runs an effect holding a permit; the permit returns as the policy says once the effect ends. Options
+   * with numbers of their own (cost, priority, instants, durations as input) can fail `InvalidArgument`.
+   */
+  readonly withPermit: {
+    (
+      options?: PlainPermitOptions
+    ): <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | TollgateError.RateLimited, R>
+    (
+      options: PermitOptions
+    ): <A, E, R>(
+      effect: Effect.Effect<A, E, R>
+    ) => Effect.Effect<A, E | TollgateError.RateLimited | TollgateError.InvalidArgument, R>
+  }
   /**
    * Closes the gate until `instant` for every fiber, queued requests and retries included. It only ever
    * moves later. `limit`, when given, routes the pause to the policy enforcing that quota.
@@ -91,10 +133,11 @@ export interface Service {
     subject?: Subject & { readonly limit?: number | undefined }
   ) => Effect.Effect<void>
   /**
-   * Keeps the budget in step with the server after any response: fewer `Remaining` than we count
-   * tightens it, `Remaining: 0` closes the gate until the reset.
+   * What one response said, reported for every response (one that said nothing too): its limit and
+   * window teach the budget, its `Remaining` keeps the budget in step with the server, `Remaining: 0`
+   * closes the gate until the reset. `subject` is the request's permit options (its `cost` counts).
    */
-  readonly observe: (info: RateLimitHeaders.RateLimitInfo, subject?: Subject) => Effect.Effect<void>
+  readonly observe: (info: RateLimitHeaders.RateLimitInfo, subject?: PermitOptions) => Effect.Effect<void>
   /** Waits while the gate for `subject` is closed, without taking a permit. */
   readonly awaitGate: (subject?: Subject) => Effect.Effect<void>
   readonly stats: Effect.Effect<Stats>
@@ -110,44 +153,58 @@ export interface Service {
 export class RateLimiter extends Context.Tag("@tollgate/core/RateLimiter")<RateLimiter, Service>() {}
 
 /**
+ * A policy. Its constructors never throw: a number they cannot work with is kept as `issue`, and
+ * `make` (or `validate`) fails with it.
+ *
  * @since 0.1.0
  * @category policies
  */
 export type Policy =
-  | { readonly _tag: "SlidingWindow"; readonly limit: number; readonly window: Duration.Duration }
+  | {
+    readonly _tag: "SlidingWindow"
+    readonly limit: number
+    readonly window: Duration.Duration
+    readonly issue?: TollgateError.InvalidArgument | undefined
+  }
   | {
     readonly _tag: "TokenBucket"
     readonly rate: number
     readonly interval: Duration.Duration
     readonly burst: number
+    readonly issue?: TollgateError.InvalidArgument | undefined
   }
   | {
     readonly _tag: "FixedWindow"
     readonly limit: number
     readonly window: Duration.Duration
     readonly offset: Duration.Duration
+    readonly issue?: TollgateError.InvalidArgument | undefined
   }
   | { readonly _tag: "Unlimited" }
+  | {
+    readonly _tag: "Learned"
+    readonly probe: number
+    readonly window: Duration.Duration
+    readonly initial: Policy | undefined
+    readonly issue?: TollgateError.InvalidArgument | undefined
+  }
   | {
     readonly _tag: "Keyed"
     readonly keyOf: (subject: Subject) => string
     readonly policy: Policy
     readonly maxKeys: number
+    readonly issue?: TollgateError.InvalidArgument | undefined
   }
   | { readonly _tag: "All"; readonly policies: ReadonlyArray<Policy> }
 
-const positiveInteger = (name: string, value: number): number => {
-  if (!Number.isInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer, got ${value}`)
-  return value
+// A policy duration as given: decoded, or kept as an issue. Bare numbers are milliseconds.
+const period = (check: Checker, name: string, input: unknown, positive = true): Duration.Duration => {
+  const millis = check.duration(name, input, { positive, infinite: false })
+  return Duration.millis(millis)
 }
 
-const positiveDuration = (name: string, value: Duration.DurationInput): Duration.Duration => {
-  const duration = Duration.decode(value)
-  if (!Duration.isFinite(duration) || Duration.toMillis(duration) <= 0) {
-    throw new RangeError(`${name} must be a positive, finite duration`)
-  }
-  return duration
-}
+const withIssue = <P extends Policy>(policy: P, check: Checker): P =>
+  check.issue === undefined ? policy : { ...policy, issue: check.issue }
 
 /**
  * At most `limit` requests in any interval of length `window` at the server, whatever the latency: a
@@ -160,11 +217,14 @@ const positiveDuration = (name: string, value: Duration.DurationInput): Duration
 export const slidingWindow = (options: {
   readonly limit: number
   readonly window: Duration.DurationInput
-}): Policy => ({
-  _tag: "SlidingWindow",
-  limit: positiveInteger("limit", options.limit),
-  window: positiveDuration("window", options.window)
-})
+}): Policy => {
+  const check = new Checker("RateLimiter.slidingWindow")
+  return withIssue({
+    _tag: "SlidingWindow",
+    limit: check.count("limit", options.limit),
+    window: period(check, "window", options.window)
+  }, check)
+}
 
 /**
  * `rate` requests per `interval` on average, with up to `burst` at once: never more than
@@ -180,15 +240,14 @@ export const tokenBucket = (options: {
   readonly interval?: Duration.DurationInput | undefined
   readonly burst: number
 }): Policy => {
-  if (!(options.rate > 0) || !Number.isFinite(options.rate)) {
-    throw new RangeError(`rate must be a positive number, got ${options.rate}`)
+  const check = new Checker("RateLimiter.tokenBucket")
+  const interval = period(check, "interval", options.interval ?? Duration.seconds(1))
+  const rate = check.number("rate", options.rate, Number.MIN_VALUE, MAX_COUNT)
+  // One permit must come back within the longest period a limiter plans for.
+  if (check.issue === undefined && Duration.toMillis(interval) / rate > MAX_PERIOD_MILLIS) {
+    check.fail("rate", `at least one per ${MAX_PERIOD_MILLIS} ms`, options.rate)
   }
-  return {
-    _tag: "TokenBucket",
-    rate: options.rate,
-    interval: positiveDuration("interval", options.interval ?? Duration.seconds(1)),
-    burst: positiveInteger("burst", options.burst)
-  }
+  return withIssue({ _tag: "TokenBucket", rate, interval, burst: check.count("burst", options.burst) }, check)
 }
 
 /**
@@ -203,15 +262,18 @@ export const fixedWindow = (options: {
   readonly limit: number
   readonly window: Duration.DurationInput
   readonly offset?: Duration.DurationInput | undefined
-}): Policy => ({
-  _tag: "FixedWindow",
-  limit: positiveInteger("limit", options.limit),
-  window: positiveDuration("window", options.window),
-  offset: Duration.decode(options.offset ?? Duration.zero)
-})
+}): Policy => {
+  const check = new Checker("RateLimiter.fixedWindow")
+  return withIssue({
+    _tag: "FixedWindow",
+    limit: check.count("limit", options.limit),
+    window: period(check, "window", options.window),
+    offset: period(check, "offset", options.offset ?? Duration.zero, false)
+  }, check)
+}
 
 /**
- * No limit of our own; the gate still pauses requests when the server says so.
+ * No limit of our own and nothing learned; the gate still pauses requests when the server says so.
  *
  * @since 0.1.0
  * @category policies
@@ -219,10 +281,42 @@ export const fixedWindow = (options: {
 export const unlimited: Policy = { _tag: "Unlimited" }
 
 /**
- * One limiter per key (per endpoint, per account), created on first use. Memory is bounded: beyond
- * `maxKeys` (default 10,000) idle keys are forgotten, which loses nothing because an idle limiter is
- * indistinguishable from a new one. The policy itself has no keys; combine a keyed and a global
- * limit with `all(keyed(...), global)`.
+ * The budget the server announces, for APIs whose limits are only known from their headers (and the
+ * `ApiClient`'s default). Until the first response says something, `probe` requests may be in flight
+ * (default 1); every announced limit then becomes a sliding window over the announced window
+ * (`RateLimit-Policy`'s `w`, else the longest reset delay seen, else `window`, default 1 minute), and
+ * `Remaining` keeps it in step with the server. A server that says nothing in `probe` responses paces
+ * requests with its 429s alone.
+ *
+ * With `initial`, that policy applies until the server announces its own limit, which then replaces it
+ * (up or down): the opt-in for loosening a configured policy. Without `learned`, a configured policy is
+ * a ceiling the server can only tighten.
+ *
+ * @since 0.2.0
+ * @category policies
+ */
+export const learned = (options?: {
+  readonly probe?: number | undefined
+  readonly window?: Duration.DurationInput | undefined
+  readonly initial?: Policy | undefined
+}): Policy => {
+  const check = new Checker("RateLimiter.learned")
+  const initial = options?.initial
+  if (initial !== undefined && !isSimple(initial)) check.fail("initial", "a policy without keys", initial._tag)
+  if (initial !== undefined && hasLearned(initial)) check.fail("initial", "a policy that does not learn", "learned")
+  return withIssue({
+    _tag: "Learned",
+    probe: check.count("probe", options?.probe ?? 1),
+    window: period(check, "window", options?.window ?? Duration.minutes(1)),
+    initial
+  }, check)
+}
+
+/**
+ * One limiter per key (per endpoint, per account), created on first use. `maxKeys` (default 10,000)
+ * bounds the lanes: a new key past it replaces an idle lane (finding one costs O(1)), or, when every
+ * lane is busy, shares one overflow lane of the same policy with the other such keys until that lane is
+ * idle again. Idle lanes are also dropped about one window after traffic stops.
  *
  * @since 0.1.0
  * @category policies
@@ -242,8 +336,9 @@ export const keyed: {
       args[2] as { readonly maxKeys?: number | undefined } | undefined
     ]
     : [defaultKeyOf, args[0] as Policy, args[1] as { readonly maxKeys?: number | undefined } | undefined]
-  if (!isSimple(policy)) throw new RangeError("keyed takes a policy without keys of its own")
-  return { _tag: "Keyed", keyOf, policy, maxKeys: positiveInteger("maxKeys", options?.maxKeys ?? 10_000) }
+  const check = new Checker("RateLimiter.keyed")
+  if (!isSimple(policy)) check.fail("policy", "a policy without keys of its own", "keyed")
+  return withIssue({ _tag: "Keyed", keyOf, policy, maxKeys: check.count("maxKeys", options?.maxKeys ?? 10_000) }, check)
 }
 
 function defaultKeyOf(subject: Subject): string {
@@ -262,229 +357,83 @@ export const all = (...policies: ReadonlyArray<Policy>): Policy => {
   return policies.length === 1 ? policies[0]! : { _tag: "All", policies }
 }
 
-// A compiled policy: a tree whose leaves are lanes.
-interface Node {
-  readonly limits: ReadonlyArray<number>
-  withPermit<A, E, R>(
-    effect: Effect.Effect<A, E, R>,
-    subject: Subject,
-    cost: number,
-    deadline: number | undefined,
-    timeout: number | undefined
-  ): Effect.Effect<A, E | TollgateError.RateLimited, R>
-  pauseUntil(at: number, subject: Subject): void
-  observe(observation: Budget.Observation, subject: Subject): void
-  awaitGate(subject: Subject): Effect.Effect<void>
-  close(): void
-  collect(stats: MutableStats): void
-}
-
-type MutableStats = { -readonly [K in keyof Stats]: Stats[K] }
-
 function isSimple(policy: Policy): boolean {
   return policy._tag !== "Keyed" && (policy._tag !== "All" || policy.policies.every(isSimple))
 }
 
-const toBudget = (policy: Policy): Budget.Budget => {
-  switch (policy._tag) {
-    case "SlidingWindow":
-      return new Budget.SlidingWindow(policy.limit, Duration.toMillis(policy.window))
-    case "TokenBucket":
-      return new Budget.TokenBucket(policy.rate / Duration.toMillis(policy.interval), policy.burst)
-    case "FixedWindow":
-      return new Budget.FixedWindow(policy.limit, Duration.toMillis(policy.window), Duration.toMillis(policy.offset))
-    case "Unlimited":
-      return new Budget.Unlimited()
-    case "All":
-      return new Budget.All(policy.policies.map(toBudget))
-    case "Keyed":
-      throw new Error("a keyed policy has no single budget")
-  }
+function hasLearned(policy: Policy): boolean {
+  return policy._tag === "Learned" || (policy._tag === "All" && policy.policies.some(hasLearned))
 }
-
-const budgetLimits = (policy: Policy): ReadonlyArray<number> => {
-  switch (policy._tag) {
-    case "SlidingWindow":
-    case "FixedWindow":
-      return [policy.limit]
-    case "TokenBucket":
-      return [policy.burst, policy.rate]
-    case "Unlimited":
-      return []
-    case "All":
-      return policy.policies.flatMap(budgetLimits)
-    case "Keyed":
-      return budgetLimits(policy.policy)
-  }
-}
-
-const addStats = (stats: MutableStats, lane: Lane.Lane): void => {
-  stats.granted += lane.stats.granted
-  stats.waited += lane.stats.waited
-  stats.totalWaitMillis += lane.stats.totalWaitMillis
-  stats.maxWaitMillis = Math.max(stats.maxWaitMillis, lane.stats.maxWaitMillis)
-  stats.refunded += lane.stats.refunded
-  stats.rejected += lane.stats.rejected
-  stats.timedOut += lane.stats.timedOut
-  stats.queued += lane.queueLength
-  stats.lanes += 1
-}
-
-const laneNode = (lane: Lane.Lane, limits: ReadonlyArray<number>): Node => ({
-  limits,
-  withPermit: (effect, _subject, cost, deadline, timeout) => Lane.withPermit(lane, effect, cost, deadline, timeout),
-  pauseUntil: (at) => lane.pauseUntil(at),
-  observe: (observation) => lane.observe(observation),
-  awaitGate: () => lane.awaitGate(),
-  close: () => lane.close(),
-  collect: (stats) => addStats(stats, lane)
-})
-
-interface Environment extends Lane.LaneEnvironment {
-  readonly provider: string
-}
-
-const keyedNode = (policy: Extract<Policy, { _tag: "Keyed" }>, env: Environment): Node => {
-  const lanes = new Map<string, Node & { readonly lane: Lane.Lane }>()
-  const limits = budgetLimits(policy.policy)
-  let closed = false
-  const evictIdle = (now: number) => {
-    for (const [key, node] of lanes) {
-      if (node.lane.idle(now)) lanes.delete(key)
-    }
-  }
-  const nodeFor = (subject: Subject) => {
-    const key = policy.keyOf(subject)
-    let node = lanes.get(key)
-    if (node === undefined) {
-      if (lanes.size >= policy.maxKeys) evictIdle(env.clock.unsafeCurrentTimeMillis())
-      const lane = new Lane.Lane(toBudget(policy.policy), env, { provider: env.provider, key })
-      if (closed) lane.close()
-      node = { ...laneNode(lane, limits), lane }
-      lanes.set(key, node)
-    }
-    return node
-  }
-  return {
-    limits,
-    withPermit: (effect, subject, cost, deadline, timeout) =>
-      nodeFor(subject).withPermit(effect, subject, cost, deadline, timeout),
-    pauseUntil: (at, subject) => nodeFor(subject).pauseUntil(at, subject),
-    observe: (observation, subject) => nodeFor(subject).observe(observation, subject),
-    awaitGate: (subject) => nodeFor(subject).awaitGate(subject),
-    close: () => {
-      closed = true
-      for (const node of lanes.values()) node.close()
-    },
-    collect: (stats) => {
-      for (const node of lanes.values()) node.collect(stats)
-    }
-  }
-}
-
-const sequenceNode = (nodes: ReadonlyArray<Node>): Node => {
-  // A server names the quota it counted against; only the matching limiters learn from it, unless
-  // none matches, when all do.
-  const route = (limit: number | undefined): ReadonlyArray<Node> => {
-    if (limit === undefined) return nodes
-    const matching = nodes.filter((node) => node.limits.includes(limit))
-    return matching.length > 0 ? matching : nodes
-  }
-  return {
-    limits: nodes.flatMap((node) => node.limits),
-    withPermit: (effect, subject, cost, deadline, timeout) =>
-      nodes.reduceRight<Effect.Effect<any, any, any>>(
-        (inner, node) => node.withPermit(inner, subject, cost, deadline, timeout),
-        effect
-      ),
-    pauseUntil: (at, subject) => {
-      for (const node of route((subject as { limit?: number }).limit)) node.pauseUntil(at, subject)
-    },
-    observe: (observation, subject) => {
-      for (const node of route(observation.limit)) node.observe(observation, subject)
-    },
-    awaitGate: (subject) => Effect.forEach(nodes, (node) => node.awaitGate(subject), { discard: true }),
-    close: () => nodes.forEach((node) => node.close()),
-    collect: (stats) => nodes.forEach((node) => node.collect(stats))
-  }
-}
-
-const compile = (policy: Policy, env: Environment): Node => {
-  if (isSimple(policy)) {
-    return laneNode(
-      new Lane.Lane(toBudget(policy), env, { provider: env.provider, key: undefined }),
-      budgetLimits(policy)
-    )
-  }
-  if (policy._tag === "Keyed") return keyedNode(policy, env)
-  // An `all` mixing keyed and plain policies: the plain ones share one atomic lane.
-  const plain = (policy as Extract<Policy, { _tag: "All" }>).policies.filter(isSimple)
-  const rest = (policy as Extract<Policy, { _tag: "All" }>).policies.filter((p) => !isSimple(p))
-  const nodes = rest.map((p) => compile(p, env))
-  if (plain.length > 0) nodes.push(compile(all(...plain), env))
-  return sequenceNode(nodes)
-}
-
-const toMillis = (input: Duration.DurationInput | undefined): number | undefined =>
-  input === undefined ? undefined : Duration.toMillis(input)
-
-const toObservation = (info: RateLimitHeaders.RateLimitInfo): Budget.Observation => ({
-  limit: Option.getOrUndefined(info.limit),
-  remaining: Option.getOrUndefined(info.remaining),
-  resetAt: Option.getOrUndefined(Option.map(info.resetAt, DateTime.toEpochMillis))
-})
 
 /**
- * Builds a limiter for `policy`. Its wake-up timer lives in the current scope: closing the scope fails
- * every waiting request with `RateLimited` (reason "closed") and leaves no timer behind.
+ * Checks every number of `policy` (however it was built), failing with the first problem.
+ *
+ * @since 0.2.0
+ * @category validation
+ */
+export const validate = (policy: Policy): Effect.Effect<Policy, TollgateError.InvalidArgument> =>
+  Effect.suspend(() => {
+    const check = new Checker("RateLimiter")
+    toPlan(policy, check)
+    return check.issue === undefined ? Effect.succeed(policy) : Effect.fail(check.issue)
+  })
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface Options {
+  /** Names the provider in errors. Default: "api". */
+  readonly provider?: string | undefined
+  /** The waiting one unit of priority is worth (see `PermitOptions.priority`). Default: 1 minute. */
+  readonly priorityAging?: Duration.DurationInput | undefined
+}
+
+/**
+ * Builds a limiter for `policy` over `store` (see `RateLimiterStore`). Its timers live in the current
+ * scope: closing the scope fails every waiting request with `RateLimited` (reason "closed").
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeWithStore = (
+  policy: Policy,
+  store: RateLimiterStore.Store,
+  options?: Options
+): Effect.Effect<Service, TollgateError.InvalidArgument, Scope.Scope> =>
+  Effect.gen(function*() {
+    const check = new Checker("RateLimiter.make")
+    const plan = toPlan(policy, check)
+    const aging = check.duration("priorityAging", options?.priorityAging ?? Duration.minutes(1), {
+      positive: true,
+      infinite: false,
+      max: MAX_PERIOD_MILLIS / MAX_PRIORITY
+    })
+    if (check.issue !== undefined) return yield* Effect.fail(check.issue)
+    const provider = options?.provider ?? "api"
+    const root = Compile.compile(plan, {
+      clock: yield* Effect.clock,
+      runtime: yield* Effect.runtime<never>(),
+      provider,
+      aging,
+      store
+    })
+    yield* Effect.addFinalizer(() => Effect.sync(() => root.close()))
+
+    return serve(root, provider)
+  })
+
+/**
+ * Builds a limiter for `policy` in this process's memory.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = (
   policy: Policy,
-  options?: { readonly provider?: string | undefined }
-): Effect.Effect<Service, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const provider = options?.provider ?? "api"
-    const env: Environment = { clock: yield* Effect.clock, runtime: yield* Effect.runtime<never>(), provider }
-    const root = compile(policy, env)
-    yield* Effect.addFinalizer(() => Effect.sync(() => root.close()))
-    const noSubject: Subject = {}
-
-    const withPermit = (permitOptions?: PermitOptions) => {
-      const subject = permitOptions ?? noSubject
-      const cost = permitOptions?.cost ?? 1
-      const deadline = toMillis(permitOptions?.deadline)
-      const timeout = toMillis(permitOptions?.timeout)
-      return <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | TollgateError.RateLimited, R> =>
-        root.withPermit(effect, subject, cost, deadline, timeout)
-    }
-
-    return {
-      provider,
-      withPermit,
-      pauseUntil: (instant, subject) =>
-        Effect.sync(() => root.pauseUntil(DateTime.toEpochMillis(instant), subject ?? noSubject)),
-      observe: (info, subject) => Effect.sync(() => root.observe(toObservation(info), subject ?? noSubject)),
-      awaitGate: (subject) => Effect.suspend(() => root.awaitGate(subject ?? noSubject)),
-      stats: Effect.sync(() => {
-        const stats: MutableStats = {
-          granted: 0,
-          waited: 0,
-          totalWaitMillis: 0,
-          maxWaitMillis: 0,
-          refunded: 0,
-          rejected: 0,
-          timedOut: 0,
-          queued: 0,
-          lanes: 0
-        }
-        root.collect(stats)
-        return stats
-      })
-    } satisfies Service
-  })
+  options?: Options
+): Effect.Effect<Service, TollgateError.InvalidArgument, Scope.Scope> =>
+  makeWithStore(policy, RateLimiterStore.memory, options)
 
 /**
  * How limiters are built: in this process by default, or shared by a fleet when a Layer provides
@@ -496,8 +445,8 @@ export const make = (
 export interface Backend {
   readonly make: (
     policy: Policy,
-    options?: { readonly provider?: string | undefined }
-  ) => Effect.Effect<Service, never, Scope.Scope>
+    options?: Options
+  ) => Effect.Effect<Service, TollgateError.InvalidArgument, Scope.Scope>
 }
 
 /**
@@ -518,8 +467,8 @@ export class RateLimiterBackend extends Context.Reference<RateLimiterBackend>()(
  */
 export const makeWithBackend = (
   policy: Policy,
-  options?: { readonly provider?: string | undefined }
-): Effect.Effect<Service, never, Scope.Scope> =>
+  options?: Options
+): Effect.Effect<Service, TollgateError.InvalidArgument, Scope.Scope> =>
   Effect.flatMap(RateLimiterBackend, (backend) => backend.make(policy, options))
 
 /**
@@ -528,8 +477,9 @@ export const makeWithBackend = (
  */
 export const layer = (
   policy: Policy,
-  options?: { readonly provider?: string | undefined }
-): Layer.Layer<RateLimiter> => Layer.scoped(RateLimiter, makeWithBackend(policy, options))
+  options?: Options
+): Layer.Layer<RateLimiter, TollgateError.InvalidArgument> =>
+  Layer.scoped(RateLimiter, makeWithBackend(policy, options))
 
 /**
  * Sleeps until the clock reads at least `targetMillis`, however far away that is: waits longer than a

@@ -1,40 +1,53 @@
 /**
- * Keeps one valid token per identity: a scoped `Ref` holding the current token, at most one token
- * request in flight however many fibers ask, a background refresh ahead of expiry, and revocation when
- * the scope closes.
+ * Keeps one valid token per identity: at most one token request in flight however many fibers ask, a
+ * background refresh ahead of expiry while the token is in use, and revocation when the scope closes.
+ * The token lives in a `TokenStore`: this process's memory by default, or a store shared by a fleet
+ * (`@tollgate/redis`), under the same rules.
  *
- * It avoids three traps of Effect 3.22: `Semaphore.withPermits` (and `SynchronizedRef`, built on it)
- * can lose a permit when interrupted at an unlucky instant, so state changes here are single atomic
- * `Ref.modify` calls and never hold a lock; `Resource.auto` stops refreshing for good after one failed
- * refresh, so the refresher here is a loop that keeps trying while the old token is valid;
- * `ScopedRef.set` releases the old value before acquiring the new one, which would revoke a live token
- * before its replacement exists, so revocation here happens only when the cache's scope closes.
+ * The rules:
+ *
+ * - **Single flight.** One token request per process at a time, and one per store: a cache that finds
+ *   another holding the store's fetch lock waits for its token.
+ * - **Refresh only in use.** A token is renewed from `refreshAt` on (its expiry minus `refreshBefore`)
+ *   only if it was handed out during the `idleAfter` before that instant; otherwise the first caller
+ *   inside its refresh window triggers the renewal in the background and is served the still-valid
+ *   token. An idle service fetches nothing; a busy one never waits on a renewal.
+ * - **Never a stale token.** A token within `safetyMargin` of expiry is never handed out.
+ * - **Failures cool down.** A failed request makes every caller get the same error at once until a
+ *   cooldown (doubling per consecutive failure) ends; a valid token is still served meanwhile.
+ * - **Revoked when the last user leaves.** When the scope closes the refresher stops and, if the source
+ *   can revoke and no other cache uses the stored token, it is revoked (bounded by `closeTimeout`).
+ *
+ * It avoids three traps of Effect 3.22: `Semaphore.withPermits` can lose a permit when interrupted at an
+ * unlucky instant, so state changes here are synchronous and never hold a lock; `Resource.auto` stops
+ * refreshing for good after one failed refresh, so the refresher here keeps trying while the old token
+ * is valid; `ScopedRef.set` releases the old value before acquiring the new one, which would revoke a
+ * live token before its replacement exists. Fibers that live as long as the cache (the refresher) start
+ * once, from the scope captured by `make`, never from a previous generation's fiber: a chain of forks
+ * would keep every generation's fiber state alive.
  *
  * @since 0.1.0
  */
 import {
   Cause,
-  Clock,
   Context,
   Deferred,
   Duration,
   Effect,
   ExecutionStrategy,
   Exit,
-  FiberHandle,
   FiberId,
   Layer,
-  Metric,
   Option,
-  Random,
-  Ref,
   Scope
 } from "effect"
 import * as AccessToken from "./AccessToken.js"
-import * as Metrics from "./internal/metrics.js"
-import { sleepUntil } from "./internal/time.js"
+import * as Grants from "./internal/grants.js"
+import * as Obtain from "./internal/obtain.js"
+import { MAX_SLEEP_CHUNK_MILLIS } from "./internal/time.js"
 import type * as RateLimiter from "./RateLimiter.js"
 import * as TokenSource from "./TokenSource.js"
+import * as TokenStore from "./TokenStore.js"
 import * as TollgateError from "./TollgateError.js"
 
 /**
@@ -60,7 +73,7 @@ export interface Service {
   readonly identity: TokenSource.Identity
   /**
    * A token that is valid for at least the safety margin. Waits for the one token request in flight
-   * when there is no such token; interrupting the wait does not cancel that request.
+   * when there is no such token (at most `timeout`); interrupting the wait does not cancel that request.
    */
   readonly get: Effect.Effect<AccessToken.AccessToken, TollgateError.TokenError>
   /**
@@ -88,15 +101,24 @@ export class TokenCache extends Context.Tag("@tollgate/core/TokenCache")<TokenCa
  */
 export interface Options {
   /**
-   * How long before expiry the background refresh starts. Default: 5 minutes, clamped to half the
-   * lifetime of short-lived tokens.
+   * How long before expiry the background refresh may start. Default: 5 minutes, clamped to a sixth of
+   * the lifetime of short-lived tokens (so a token serves five sixths of its life); a value given here is
+   * clamped to half the lifetime.
    */
   readonly refreshBefore?: Duration.DurationInput | undefined
   /**
-   * A token this close to expiry is never handed out. Default: 30 seconds, clamped to a tenth of the
-   * lifetime and to `refreshBefore`.
+   * A token this close to expiry is never handed out. Default: 30 seconds, clamped to half of
+   * `refreshBefore` (so a renewal has the other half to arrive); a value given here is clamped to
+   * `refreshBefore`.
    */
   readonly safetyMargin?: Duration.DurationInput | undefined
+  /**
+   * A token is renewed ahead of expiry only if it was handed out within this long before its refresh
+   * instant (or during its refresh window): an idle service renews nothing. Default: the token's
+   * `refreshBefore`, so a token used during the last two refresh leads before its expiry is renewed in
+   * time. `Duration.infinity` renews every token, used or not.
+   */
+  readonly idleAfter?: Duration.DurationInput | undefined
   /** Retries inside one token request, for transport errors, 5xx, timeouts and a short 429. */
   readonly retry?: {
     /** Attempts per request, the first included. Default: 3. */
@@ -108,6 +130,11 @@ export interface Options {
     /** The longest `Retry-After` worth waiting for inside a request. Default: 30 seconds. */
     readonly maxRetryAfter?: Duration.DurationInput | undefined
   } | undefined
+  /**
+   * Bound on obtaining one token, retries and waiting for another process's request included: `get`
+   * fails with `Timeout` past it. Default: 30 seconds.
+   */
+  readonly timeout?: Duration.DurationInput | undefined
   /**
    * After a failed request, no new one starts for this long: callers get the same error at once. It
    * doubles with each consecutive failure, with jitter. Default: 1 second up to 1 minute.
@@ -122,31 +149,9 @@ export interface Options {
   readonly closeTimeout?: Duration.DurationInput | undefined
   /** Every token request (fetch and refresh) takes a permit from this limiter first. */
   readonly limiter?: RateLimiter.Service | undefined
+  /** Where the token is kept. Default: a private `TokenStore.memory()`. */
+  readonly store?: TokenStore.Factory | undefined
 }
-
-type Grant = "fetch" | "refresh"
-
-interface Flight {
-  readonly deferred: Deferred.Deferred<AccessToken.AccessToken, TollgateError.TokenError>
-  readonly grant: Grant
-}
-
-interface State {
-  readonly token: Option.Option<AccessToken.AccessToken>
-  /** Until when `token` may be handed out, computed once when it is installed. */
-  readonly usableUntil: number
-  readonly flight: Flight | undefined
-  readonly failure:
-    | { readonly error: TollgateError.TokenError; readonly retryAt: number; readonly consecutive: number }
-    | undefined
-  readonly closed: boolean
-}
-
-type Decision =
-  | { readonly _tag: "Ready"; readonly token: AccessToken.AccessToken }
-  | { readonly _tag: "Join"; readonly flight: Flight }
-  | { readonly _tag: "Start"; readonly flight: Flight }
-  | { readonly _tag: "Fail"; readonly error: TollgateError.TokenError }
 
 /**
  * @since 0.1.0
@@ -155,18 +160,16 @@ type Decision =
 export const defaults = {
   refreshBefore: Duration.minutes(5),
   safetyMargin: Duration.seconds(30),
-  attempts: 3,
-  baseDelay: Duration.millis(250),
-  maxDelay: Duration.seconds(10),
-  maxRetryAfter: Duration.seconds(30),
+  ...Grants.defaults,
+  timeout: Duration.seconds(30),
   cooldownBase: Duration.seconds(1),
   cooldownMax: Duration.minutes(1),
   closeTimeout: Duration.seconds(5)
 } as const
 
 /**
- * The instants that govern a token: when the background refresh starts and until when it may be
- * handed out. Tokens without an expiry are usable until invalidated.
+ * The instants that govern a token: from when it is due for refresh and until when it may be handed
+ * out. Tokens without an expiry are usable until invalidated.
  *
  * @since 0.1.0
  * @category getters
@@ -180,154 +183,31 @@ export const schedule = (
   }
   const expiresAt = token.expiresAt.value.epochMillis
   const lifetime = Math.max(0, expiresAt - token.obtainedAt.epochMillis)
-  const refreshBefore = Math.min(
-    Duration.toMillis(options?.refreshBefore ?? defaults.refreshBefore),
-    lifetime / 2
-  )
-  const margin = Math.min(
-    Duration.toMillis(options?.safetyMargin ?? defaults.safetyMargin),
-    lifetime / 10,
-    refreshBefore
-  )
+  const refreshBefore = options?.refreshBefore === undefined
+    ? Math.min(Duration.toMillis(defaults.refreshBefore), lifetime / 6)
+    : Math.min(Math.max(0, Duration.toMillis(options.refreshBefore)), lifetime / 2)
+  const margin = options?.safetyMargin === undefined
+    ? Math.min(Duration.toMillis(defaults.safetyMargin), refreshBefore / 2)
+    : Math.min(Math.max(0, Duration.toMillis(options.safetyMargin)), refreshBefore)
   return { refreshAt: expiresAt - refreshBefore, usableUntil: expiresAt - margin }
 }
 
-/**
- * Revokes `token` at shutdown, as every cache does when its scope closes: bounded by `timeout`, traced,
- * and logged rather than failed when it goes wrong (a finalizer must not fail). `onRevoked` runs after a
- * revocation the provider accepted.
- *
- * @since 0.1.0
- * @category utils
- */
-export const revokeAtClose = (
-  revoke: (token: AccessToken.AccessToken) => Effect.Effect<void, TollgateError.TokenError>,
-  token: AccessToken.AccessToken,
-  options: { readonly provider: string; readonly timeout: Duration.Duration; readonly onRevoked: () => void }
-): Effect.Effect<void> =>
-  // Finalizers run uninterruptibly; without `interruptible` the timeout could not stop a hung call.
-  Effect.interruptible(revoke(token)).pipe(
-    Effect.timeoutFail({
-      duration: options.timeout,
-      onTimeout: () =>
-        new TollgateError.Timeout({ provider: options.provider, operation: "token revocation", after: options.timeout })
-    }),
-    Effect.tap(() => Effect.sync(options.onRevoked)),
-    Effect.withSpan("tollgate.token.revoke", { attributes: { "tollgate.provider": options.provider } }),
-    Effect.catchAllCause((cause) =>
-      Effect.logWarning("Tollgate could not revoke the token at shutdown").pipe(
-        Effect.annotateLogs({
-          provider: options.provider,
-          error: Option.match(Cause.failureOption(cause), {
-            onNone: () => Cause.isInterruptedOnly(cause) ? "interrupted" : "unexpected error",
-            onSome: (error) => error.message
-          })
-        })
-      )
-    )
-  )
-
-const jittered = (millis: number): Effect.Effect<number> =>
-  Effect.map(Random.next, (r) => Math.round(millis / 2 + (millis / 2) * r))
-
-/**
- * Token requests as every cache makes them, whichever backend holds the token. Each attempt reads `base`:
- * with a token that has a refresh token and a source that can refresh, the refresh_token grant, falling
- * back to the full fetch when that grant is refused; otherwise the full fetch. Requests go through
- * `options.limiter` when set (a limit that would make them wait past `maxRetryAfter` is a
- * `TokenEndpointUnavailable`) and are retried per `options.retry`, with exponential backoff and jitter,
- * honouring an announced retry instant up to `maxRetryAfter`. Every request is counted in
- * `tollgate_token_requests_total`; `onFailure` runs after each failed attempt.
- *
- * @since 0.1.0
- * @category backends
- */
-export const makeGrants = (
-  source: TokenSource.Service,
-  options: Pick<Options, "retry" | "limiter">,
-  onFailure: () => void
-): (
-  base: Effect.Effect<Option.Option<AccessToken.AccessToken>>
-) => Effect.Effect<readonly [AccessToken.AccessToken, "fetch" | "refresh"], TollgateError.TokenError> => {
-  const provider = source.identity.provider
-  const attempts = Math.max(1, options.retry?.attempts ?? defaults.attempts)
-  const baseDelay = Duration.toMillis(options.retry?.baseDelay ?? defaults.baseDelay)
-  const maxDelay = Duration.toMillis(options.retry?.maxDelay ?? defaults.maxDelay)
-  const maxRetryAfter = Duration.toMillis(options.retry?.maxRetryAfter ?? defaults.maxRetryAfter)
-
-  const counter = (grant: Grant, outcome: "success" | "failure") =>
-    Metrics.counter("tollgate_token_requests_total", "Token requests by provider, grant and outcome", {
-      provider,
-      grant,
-      outcome
-    })
-  const counters = {
-    fetch: { success: counter("fetch", "success"), failure: counter("fetch", "failure") },
-    refresh: { success: counter("refresh", "success"), failure: counter("refresh", "failure") }
-  }
-  const counted = <A>(grant: Grant, effect: Effect.Effect<A, TollgateError.TokenError>) =>
-    Effect.tapBoth(effect, {
-      onFailure: () => Metric.update(counters[grant].failure, 1),
-      onSuccess: () => Metric.update(counters[grant].success, 1)
-    })
-
-  const guard = <A>(effect: Effect.Effect<A, TollgateError.TokenError>): Effect.Effect<A, TollgateError.TokenError> =>
-    options.limiter === undefined ? effect : options.limiter.withPermit({
-      key: "token",
-      deadline: Duration.millis(maxRetryAfter)
-    })(effect).pipe(
-      Effect.catchTag("RateLimited", (error) =>
-        Effect.fail(
-          new TollgateError.TokenEndpointUnavailable({
-            provider,
-            reason: error.reason === "unavailable"
-              ? "Tollgate's own limit on token requests cannot reach its store"
-              : "Tollgate's own limit on token requests would wait too long",
-            retryAt: error.retryAt
-          })
-        ))
-    )
-
-  const fetch = Effect.map(counted("fetch", guard(source.fetch)), (token) => [token, "fetch"] as const)
-
-  // One grant, without retries.
-  const once = (base: Option.Option<AccessToken.AccessToken>) => {
-    const refresh = source.refresh
-    if (Option.isNone(base) || Option.isNone(refresh) || Option.isNone(base.value.refreshToken)) return fetch
-    return counted("refresh", guard(refresh.value(base.value))).pipe(
-      Effect.map((token) => [token, "refresh"] as const),
-      // An outage fails the whole attempt; a refused refresh token falls back to the credentials.
-      Effect.catchIf((error) => !error.retryable, () => fetch)
-    )
-  }
-
-  return (base) => {
-    const attempt = (
-      n: number
-    ): Effect.Effect<readonly [AccessToken.AccessToken, Grant], TollgateError.TokenError> =>
-      Effect.flatMap(base, once).pipe(
-        Effect.tapError(() => Effect.sync(onFailure)),
-        Effect.catchIf((error) => error.retryable && n + 1 < attempts, (error) =>
-          Effect.flatMap(
-            Effect.zip(jittered(Math.min(maxDelay, baseDelay * 2 ** n)), Clock.currentTimeMillis),
-            ([backoff, now]) => {
-              const retryAt = "retryAt" in error && error.retryAt !== undefined ? error.retryAt.epochMillis : 0
-              const wait = Math.max(backoff, retryAt - now)
-              return wait > maxRetryAfter
-                ? Effect.fail(error)
-                : Effect.zipRight(Effect.sleep(Duration.millis(wait)), attempt(n + 1))
-            }
-          ))
-      )
-    return attempt(0)
-  }
+interface Held extends TokenStore.Entry {
+  /** Whether a caller inside the refresh window has woken the refresher for this token. */
+  kicked: boolean
+  /** When the refresher may start (`refreshAt`, plus jitter for a shared store). */
+  readonly wakeAt: number
+  /** Renewed ahead of expiry only if handed out at or after this instant. */
+  readonly activeSince: number
 }
+
+type Deferred = Deferred.Deferred<AccessToken.AccessToken, TollgateError.TokenError>
 
 /**
  * Builds a cache over `source`. Its refresher and its token request live in the current scope; closing
- * the scope stops the refresher, revokes the current token where the source can (bounded by
- * `closeTimeout`, logging rather than failing if that goes wrong), and interrupts a request still in
- * flight, whose waiters fail with `TokenEndpointUnavailable`.
+ * the scope stops the refresher, revokes the current token where the source can and no other cache of
+ * the store uses it (bounded by `closeTimeout`, logging rather than failing if that goes wrong), and
+ * interrupts a request still in flight, whose waiters fail with `TokenEndpointUnavailable`.
  *
  * @since 0.1.0
  * @category constructors
@@ -342,212 +222,252 @@ export const make = (
     const scope = yield* Effect.scope
     // Fibers live in a child scope that closes after the shutdown finalizer below has run.
     const fiberScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-    const refresher = yield* Scope.extend(FiberHandle.make<void, never>(), fiberScope)
-    const state = yield* Ref.make<State>({
-      token: Option.none(),
-      usableUntil: Number.NEGATIVE_INFINITY,
-      flight: undefined,
-      failure: undefined,
-      closed: false
-    })
-    const stats = { fetches: 0, refreshes: 0, failures: 0, revocations: 0, invalidations: 0 }
-
-    const cooldownBase = Duration.toMillis(options.cooldown?.base ?? defaults.cooldownBase)
-    const cooldownMax = Duration.toMillis(options.cooldown?.max ?? defaults.cooldownMax)
-    const closeTimeout = Duration.decode(options.closeTimeout ?? defaults.closeTimeout)
-    const timing = (token: AccessToken.AccessToken) => schedule(token, options)
+    const store = yield* Scope.extend(
+      (options.store ?? TokenStore.memory()).make(source.identity, {
+        revokes: options.revokeOnClose !== false && Option.isSome(source.revoke)
+      }),
+      fiberScope
+    )
     const now = () => clock.unsafeCurrentTimeMillis()
 
-    const isUsable = (s: State, at: number) => at < s.usableUntil
+    const cooldown = {
+      base: Duration.toMillis(options.cooldown?.base ?? defaults.cooldownBase),
+      max: Duration.toMillis(options.cooldown?.max ?? defaults.cooldownMax)
+    }
+    const closeTimeout = Duration.decode(options.closeTimeout ?? defaults.closeTimeout)
+    const timeout = Duration.decode(options.timeout ?? defaults.timeout)
+    const idleAfter = options.idleAfter === undefined ? undefined : Duration.toMillis(options.idleAfter)
+
+    let held: Held | undefined = undefined
+    let flight: Deferred | undefined = undefined
+    let closed = false
+    let lastUsed = Number.NEGATIVE_INFINITY
+    // The end of the store's cooldown as last seen; the refresher sleeps until then after a failure.
+    let coolUntil = 0
+    let changed = Deferred.unsafeMake<void>(FiberId.none)
+    // Tokens this process saw refused (recent ones): never adopted from the store again.
+    const refused: Array<AccessToken.AccessToken> = []
+    const stats = { fetches: 0, refreshes: 0, failures: 0, revocations: 0, invalidations: 0 }
+
+    const signal = (): void => {
+      const previous = changed
+      changed = Deferred.unsafeMake<void>(FiberId.none)
+      Deferred.unsafeDone(previous, Exit.void)
+    }
+    const usable = (h: Held | undefined, at: number): h is Held => h !== undefined && at < h.usableUntil
+
+    const install = (entry: TokenStore.Entry): void => {
+      const window = Math.max(0, entry.usableUntil - entry.refreshAt)
+      // Processes sharing a store wake at slightly different instants, so they do not all ask at once.
+      const spread = store.shared && Number.isFinite(window) ? Math.random() * Math.min(200, window / 10) : 0
+      const lead = idleAfter ?? (Option.isSome(entry.token.expiresAt)
+        ? entry.token.expiresAt.value.epochMillis - entry.refreshAt
+        : 0)
+      held = { ...entry, kicked: false, wakeAt: entry.refreshAt + spread, activeSince: entry.refreshAt - lead }
+      signal()
+    }
 
     const closedError = () =>
       new TollgateError.TokenEndpointUnavailable({ provider, reason: "the token cache's scope is closed" })
+    const remember = (token: AccessToken.AccessToken): void => {
+      if (refused.some((t) => AccessToken.isSameToken(t, token))) return
+      refused.push(token)
+      if (refused.length > 16) refused.shift()
+    }
 
-    const grants = makeGrants(source, options, () => stats.failures++)
-    // A refresh renews the cache's current token (read afresh by each retry); a fetch starts from nothing.
-    const currentBase = Effect.map(Ref.get(state), (s) => s.token)
-    const noBase = Effect.succeed(Option.none<AccessToken.AccessToken>())
-    const attempt = (grant: Grant) => grants(grant === "fetch" ? noBase : currentBase)
+    const obtain = Obtain.make({
+      provider,
+      store,
+      grants: Grants.make(source, options, () => stats.failures++),
+      schedule: (token) => schedule(token, options),
+      cooldown,
+      timeout,
+      now,
+      held: () => held?.token,
+      install,
+      isRefused: (token) => refused.some((t) => AccessToken.isSameToken(t, token)),
+      onGrant: (grant) => {
+        if (grant === "fetch") stats.fetches++
+        else stats.refreshes++
+      },
+      onCooldown: (until) => {
+        coolUntil = until
+      }
+    })
 
-    const complete = (
-      flight: Flight,
-      exit: Exit.Exit<readonly [AccessToken.AccessToken, Grant], TollgateError.TokenError>
-    ) =>
-      Effect.gen(function*() {
-        if (Exit.isSuccess(exit)) {
-          const [token, grant] = exit.value
-          if (grant === "fetch") stats.fetches++
-          else stats.refreshes++
-          const s = yield* Ref.updateAndGet(
-            state,
-            (s) => ({
-              ...s,
-              token: Option.some(token),
-              usableUntil: timing(token).usableUntil,
-              flight: undefined,
-              failure: undefined
-            })
-          )
-          yield* Deferred.succeed(flight.deferred, token)
-          if (!s.closed && Option.isSome(token.expiresAt)) {
-            yield* Effect.exit(FiberHandle.run(refresher, refreshLoop(token)))
-          }
-          return
-        }
-        const failure = Cause.failureOption(exit.cause)
-        if (Option.isNone(failure)) {
-          // Interrupted (the scope is closing) or a defect: waiters learn of it, and nothing is cached.
-          yield* Ref.update(state, (s) => ({ ...s, flight: undefined }))
-          yield* Deferred.failCause(
-            flight.deferred,
-            Cause.isInterruptedOnly(exit.cause) ? Cause.fail(closedError()) : exit.cause as Cause.Cause<never>
-          )
-          return
-        }
-        const error = failure.value
-        const s = yield* Ref.get(state)
-        const consecutive = (s.failure?.consecutive ?? 0) + 1
-        const cooldown = yield* jittered(Math.min(cooldownMax, cooldownBase * 2 ** (consecutive - 1)))
-        const announced = "retryAt" in error && error.retryAt !== undefined ? error.retryAt.epochMillis : 0
-        yield* Ref.update(state, (s) => ({
-          ...s,
-          flight: undefined,
-          failure: { error, retryAt: Math.max(now() + cooldown, announced), consecutive }
-        }))
-        yield* Deferred.fail(flight.deferred, error)
-        yield* Effect.logWarning("Tollgate could not obtain a token").pipe(
-          Effect.annotateLogs({ provider, grant: flight.grant, error: error.message })
+    const runFlight = (deferred: Deferred, mode: "get" | "refresh", grant: "fetch" | "refresh") =>
+      Effect.suspend(() => obtain(mode, now() + Duration.toMillis(timeout))).pipe(
+        Effect.withSpan(`tollgate.token.${grant}`, {
+          attributes: { "tollgate.provider": provider },
+          captureStackTrace: false
+        }),
+        Effect.exit,
+        Effect.flatMap((exit) =>
+          Effect.suspend(() => {
+            if (flight === deferred) flight = undefined
+            if (Exit.isFailure(exit) && Option.isNone(Cause.failureOption(exit.cause))) {
+              return Deferred.failCause(
+                deferred,
+                Cause.isInterruptedOnly(exit.cause) ? Cause.fail(closedError()) : exit.cause as Cause.Cause<never>
+              )
+            }
+            return Deferred.done(deferred, exit)
+          })
+        ),
+        Effect.onInterrupt(() =>
+          Effect.suspend(() => {
+            if (flight === deferred) flight = undefined
+            return Deferred.fail(deferred, closedError())
+          })
         )
-      })
-
-    const runFlight = (flight: Flight): Effect.Effect<void> =>
-      attempt(flight.grant).pipe(
-        Effect.withSpan(`tollgate.token.${flight.grant}`, { attributes: { "tollgate.provider": provider } }),
-        Effect.onExit((exit) => complete(flight, exit)),
-        Effect.ignore
       )
 
-    const startFlight = (flight: Flight) => Effect.forkIn(Effect.interruptible(runFlight(flight)), fiberScope)
-
-    const newFlight = (grant: Grant): Flight => ({ deferred: Deferred.unsafeMake(FiberId.none), grant })
-
-    const decide = (s: State, at: number, grant: Grant): readonly [Decision, State] => {
-      if (s.closed) return [{ _tag: "Fail", error: closedError() }, s]
-      if (isUsable(s, at)) {
-        return [{ _tag: "Ready", token: (s.token as Option.Some<AccessToken.AccessToken>).value }, s]
-      }
-      if (s.flight !== undefined) {
-        return [{ _tag: "Join", flight: s.flight }, s]
-      }
-      if (s.failure !== undefined && at < s.failure.retryAt) return [{ _tag: "Fail", error: s.failure.error }, s]
-      const flight = newFlight(grant)
-      return [{ _tag: "Start", flight }, { ...s, flight }]
-    }
+    // The one request of this process, started unless one is running; forked into the cache's scope, so
+    // interrupting the caller who started it does not cancel it for the others.
+    const startFlight = (mode: "get" | "refresh"): Effect.Effect<Deferred> =>
+      Effect.suspend(() => {
+        if (flight !== undefined) return Effect.succeed(flight)
+        const deferred = Deferred.unsafeMake<AccessToken.AccessToken, TollgateError.TokenError>(FiberId.none)
+        flight = deferred
+        const grant = held === undefined ? "fetch" : "refresh"
+        return Effect.as(Effect.forkIn(Effect.interruptible(runFlight(deferred, mode, grant)), fiberScope), deferred)
+      })
 
     const slowGet: Effect.Effect<AccessToken.AccessToken, TollgateError.TokenError> = Effect.uninterruptibleMask(
       (restore) =>
-        // A cache that holds a token renews it (with its refresh token when it has one); a cold one fetches.
-        Effect.flatMap(
-          Ref.modify(state, (s) => decide(s, now(), Option.isSome(s.token) ? "refresh" : "fetch")),
-          (decision) => {
-            switch (decision._tag) {
-              case "Ready":
-                return Effect.succeed(decision.token)
-              case "Fail":
-                return Effect.fail(decision.error)
-              case "Join":
-                return restore(Deferred.await(decision.flight.deferred))
-              case "Start":
-                return Effect.zipRight(startFlight(decision.flight), restore(Deferred.await(decision.flight.deferred)))
-            }
-          }
-        )
+        Effect.suspend(() => {
+          if (closed) return Effect.fail(closedError())
+          const at = now()
+          lastUsed = at
+          const h = held
+          if (usable(h, at)) return Effect.succeed(h.token)
+          return Effect.flatMap(startFlight("get"), (deferred) => restore(Deferred.await(deferred)))
+        })
     )
 
-    const get: Effect.Effect<AccessToken.AccessToken, TollgateError.TokenError> = Effect.flatMap(
-      Ref.get(state),
-      (s) =>
-        !s.closed && isUsable(s, now())
-          ? Effect.succeed((s.token as Option.Some<AccessToken.AccessToken>).value)
-          : slowGet
-    )
-
-    // Renews `token` from its refresh instant on, retrying after each failure (past the cooldown) while
-    // the token is still usable; callers keep getting it meanwhile. A successful renewal schedules the
-    // next loop, which replaces this one.
-    const refreshLoop = (token: AccessToken.AccessToken): Effect.Effect<void> =>
-      Effect.zipRight(
-        sleepUntil(timing(token).refreshAt),
-        Effect.suspend(function loop(): Effect.Effect<void> {
-          return Effect.flatMap(Ref.get(state), (s) => {
-            const at = now()
-            const usableUntil = timing(token).usableUntil
-            if (
-              s.closed || Option.isNone(s.token) || !AccessToken.isSameToken(s.token.value, token) ||
-              at >= usableUntil
-            ) return Effect.void
-            if (s.flight === undefined && s.failure !== undefined && at < s.failure.retryAt) {
-              return Effect.zipRight(sleepUntil(Math.min(s.failure.retryAt, usableUntil)), Effect.suspend(loop))
-            }
-            return Effect.uninterruptibleMask((restore) =>
-              Effect.flatMap(
-                Ref.modify(state, (s): readonly [readonly [Flight, boolean], State] => {
-                  if (s.flight !== undefined) return [[s.flight, false], s]
-                  const flight = newFlight("refresh")
-                  return [[flight, true], { ...s, flight }]
-                }),
-                ([flight, created]) =>
-                  Effect.zipRight(
-                    created ? startFlight(flight) : Effect.void,
-                    restore(Effect.exit(Deferred.await(flight.deferred)))
-                  )
-              )
-            ).pipe(Effect.zipRight(Effect.suspend(loop)))
-          })
-        })
-      )
-
-    const invalidate = (token: AccessToken.AccessToken) =>
-      Ref.modify(state, (s): readonly [boolean, State] =>
-        Option.isSome(s.token) && AccessToken.isSameToken(s.token.value, token)
-          ? [true, { ...s, token: Option.none(), usableUntil: Number.NEGATIVE_INFINITY }]
-          : [false, s]).pipe(Effect.tap((dropped) =>
-            dropped
-              ? Effect.sync(() =>
-                stats.invalidations++
-              )
-              : Effect.void
-          ))
-
-    const revoke = Option.match(source.revoke, {
-      onNone: () => Effect.void,
-      onSome: (revoke) =>
-        Effect.flatMap(Ref.get(state), (s) => {
-          if (options.revokeOnClose === false || Option.isNone(s.token)) return Effect.void
-          const token = s.token.value
-          if (Option.isSome(token.expiresAt) && token.expiresAt.value.epochMillis <= now()) return Effect.void
-          return revokeAtClose(revoke, token, {
-            provider,
-            timeout: closeTimeout,
-            onRevoked: () => stats.revocations++
-          })
-        })
+    const get: Effect.Effect<AccessToken.AccessToken, TollgateError.TokenError> = Effect.suspend(() => {
+      const h = held
+      if (closed || h === undefined) return slowGet
+      const at = now()
+      if (at >= h.usableUntil) return slowGet
+      lastUsed = at
+      if (at >= h.refreshAt && !h.kicked) {
+        // The first use inside the refresh window wakes a refresher that found the token idle.
+        h.kicked = true
+        signal()
+      }
+      return Effect.succeed(h.token)
     })
 
-    // Runs before `fiberScope` closes. A request still in flight is then interrupted rather than awaited:
-    // waiting on it would hang any test whose clock stands still, and its waiters fail with a typed error.
-    yield* Effect.addFinalizer(() =>
-      Effect.zipRight(
-        Effect.zipRight(Ref.update(state, (s) => ({ ...s, closed: true })), FiberHandle.clear(refresher)),
-        revoke
+    // Renews `h` while it is usable: a refresh flight (or the one already running), then after a failure
+    // again once the store's cooldown (or a backoff) has passed. Callers keep getting `h` meanwhile.
+    const refreshStep = (h: Held, n: number): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (closed || held !== h || now() >= h.usableUntil) return Effect.void
+        return Effect.flatMap(startFlight("refresh"), (deferred) =>
+          Effect.flatMap(Effect.exit(Deferred.await(deferred)), (exit) => {
+            if (Exit.isSuccess(exit) || closed || held !== h) return Effect.void
+            return Effect.flatMap(Grants.jittered(Math.min(5_000, 100 * 2 ** n)), (backoff) => {
+              const at = now()
+              const until = Math.min(coolUntil > at ? coolUntil : at + backoff, h.usableUntil)
+              return Effect.zipRight(wakeBy(until, changed), refreshStep(h, n + 1))
+            })
+          }))
+      })
+
+    // Waits until `until` or until `wake` completes. (A timeout on the wait is far cheaper than a race
+    // with a sleep; a wait past setTimeout's range is taken in chunks by the loops that call this.)
+    const wakeBy = (until: number, wake: Deferred.Deferred<void>): Effect.Effect<void> =>
+      Effect.asVoid(
+        Effect.timeoutOption(
+          Deferred.await(wake),
+          Duration.millis(Math.min(MAX_SLEEP_CHUNK_MILLIS, Math.max(0, Math.ceil(until - now()))))
+        )
       )
+
+    // The one refresher of the cache's life. It sleeps until the held token's refresh instant, renews it
+    // if it is in use, and otherwise waits for a change: a new token, or a caller inside the window.
+    const refresher: Effect.Effect<void> = Effect.suspend(function loop(): Effect.Effect<void> {
+      if (closed) {
+        return Effect.void
+      }
+      const h = held
+      const wake = changed
+      const at = now()
+      if (h === undefined || h.refreshAt === Number.POSITIVE_INFINITY || at >= h.usableUntil) {
+        return Effect.zipRight(Deferred.await(wake), Effect.suspend(loop))
+      }
+      if (at < h.wakeAt) {
+        return Effect.zipRight(wakeBy(h.wakeAt, wake), Effect.suspend(loop))
+      }
+      if (lastUsed < h.activeSince) {
+        return Effect.zipRight(Deferred.await(wake), Effect.suspend(loop))
+      }
+      return Effect.zipRight(refreshStep(h, 0), Effect.suspend(loop))
+    })
+    yield* Effect.forkIn(Effect.interruptible(refresher), fiberScope)
+
+    const invalidate = (token: AccessToken.AccessToken): Effect.Effect<boolean> =>
+      Effect.suspend(() => {
+        let dropped = false
+        if (held !== undefined && AccessToken.isSameToken(held.token, token)) {
+          held = undefined
+          signal()
+          dropped = true
+        }
+        remember(token)
+        return store.invalidate(token).pipe(
+          Effect.catchAll((error) =>
+            Effect.as(
+              Effect.logDebug("Tollgate could not invalidate the shared token; it will on the next read").pipe(
+                Effect.annotateLogs({ provider, reason: error.message })
+              ),
+              false
+            )
+          ),
+          Effect.map((remote) => {
+            if (dropped || remote) {
+              stats.invalidations++
+            }
+            return dropped || remote
+          })
+        )
+      })
+
+    // Runs before `fiberScope` closes: the refresher and a request in flight are interrupted after it
+    // (a lock this cache holds is released then).
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        closed = true
+        signal()
+        const h = held
+        const live = h !== undefined && Option.match(h.token.expiresAt, {
+          onNone: () =>
+            true,
+          onSome: (expiresAt) => expiresAt.epochMillis > now()
+        })
+        const revoke = options.revokeOnClose !== false && Option.isSome(source.revoke) && live
+        return store.leave({ token: Option.fromNullable(h?.token), revoke }).pipe(
+          Effect.timeout(closeTimeout),
+          Effect.orElseSucceed(() => false),
+          Effect.flatMap((last) =>
+            last && h !== undefined && Option.isSome(source.revoke)
+              ? Grants.revokeAtClose(source.revoke.value, h.token, {
+                provider,
+                timeout: closeTimeout,
+                onRevoked: () => stats.revocations++
+              })
+              : Effect.void
+          )
+        )
+      })
     )
 
     return {
       identity: source.identity,
       get,
       invalidate,
-      current: Effect.map(Ref.get(state), (s) => s.token),
+      current: Effect.sync(() => Option.fromNullable(held?.token)),
       stats: Effect.sync(() => ({ ...stats }))
     } satisfies Service
   })

@@ -10,15 +10,18 @@ import * as Headers from "@effect/platform/Headers"
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import { DateTime, Duration, Effect, Either, Function, Option, Predicate, Redacted, Schema } from "effect"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import { DateTime, Duration, Effect, Either, Function, Option, Predicate, Redacted, Schema, Stream } from "effect"
 import * as AccessToken from "./AccessToken.js"
-import { describeBody, scrub } from "./internal/describe.js"
+import * as HeaderValue from "./HeaderValue.js"
+import { describeBody } from "./internal/describe.js"
 import * as ParseIssue from "./internal/parseIssue.js"
 import * as RateLimitHeaders from "./RateLimitHeaders.js"
+import * as Scrub from "./Scrub.js"
 import * as TollgateError from "./TollgateError.js"
 
 /**
- * A token endpoint's answer, read whole: small, and needed whole to decide what it means.
+ * A token endpoint's answer, read whole up to a cap: small, and needed whole to decide what it means.
  *
  * @since 0.1.0
  * @category models
@@ -28,8 +31,13 @@ export interface Reply {
   readonly headers: Headers.Headers
   /** The body parsed as JSON, when it is JSON. */
   readonly body: Option.Option<unknown>
-  /** What the body is when it is not JSON ("an HTML page", "an empty body"), for error messages. */
+  /**
+   * What the body is when it is not JSON ("an HTML page", "an empty body", "a body larger than 1 MiB"),
+   * for error messages.
+   */
   readonly bodyKind: string
+  /** Whether the body was larger than the cap, and so not read (`body` is then `None`). */
+  readonly oversized?: boolean | undefined
   /** The local instant the response was received. */
   readonly receivedAt: DateTime.Utc
   /** The server's clock when it answered (`Date`), when it said. */
@@ -50,6 +58,12 @@ export interface RequestOptions {
   readonly timeout?: Duration.DurationInput | undefined
   /** Removed from any provider text that ends up in an error. */
   readonly secrets?: ReadonlyArray<Redacted.Redacted<string>> | undefined
+  /**
+   * The largest body read, in bytes: past it the rest is not downloaded and the reply counts as
+   * unusable (a 2xx is a `MalformedTokenResponse`, a 5xx an outage as usual). Default: 1 MiB, hundreds of
+   * times any real token response.
+   */
+  readonly maxBodyBytes?: number | undefined
 }
 
 /**
@@ -57,6 +71,51 @@ export interface RequestOptions {
  * @category constants
  */
 export const defaultTimeout: Duration.Duration = Duration.seconds(15)
+
+/**
+ * @since 0.2.0
+ * @category constants
+ */
+export const defaultMaxBodyBytes = 1024 * 1024
+
+const formatBytes = (bytes: number): string =>
+  bytes >= 1024 * 1024 && bytes % (1024 * 1024) === 0
+    ? `${bytes / (1024 * 1024)} MiB`
+    : bytes >= 1024 && bytes % 1024 === 0
+    ? `${bytes / 1024} KiB`
+    : `${bytes} bytes`
+
+// The body as text, or `undefined` when it is larger than `max` bytes: reading stops there (a declared
+// length past the cap is not read at all) and the stream's finalizer cancels the rest of the download.
+const readCapped = (
+  response: HttpClientResponse.HttpClientResponse,
+  max: number
+): Effect.Effect<string | undefined, HttpClientError.ResponseError> =>
+  Effect.suspend(() => {
+    const declared = Number(response.headers["content-length"])
+    let size = Number.isFinite(declared) && declared > max ? declared : 0
+    const chunks: Array<Uint8Array> = []
+    return Stream.runForEachWhile(response.stream, (chunk) =>
+      Effect.sync(() => {
+        if (size > max) return false
+        size += chunk.length
+        if (size > max) return false
+        chunks.push(chunk)
+        return true
+      })).pipe(Effect.map(() => {
+        if (size > max) return undefined
+        const bytes = new Uint8Array(size)
+        let offset = 0
+        for (const chunk of chunks) {
+          bytes.set(chunk, offset)
+          offset += chunk.length
+        }
+        return new TextDecoder().decode(bytes)
+      }))
+  }).pipe(
+    // A web `Response` without a body (a 204) has no stream at all.
+    Effect.catchIf((error) => error.reason === "EmptyBody", () => Effect.succeed(""))
+  )
 
 const describeRequestError = (error: HttpClientError.HttpClientError): string => {
   if (error._tag === "RequestError" && error.reason === "InvalidUrl") return "the endpoint URL is not a valid URL"
@@ -101,6 +160,7 @@ export const send = (
   options: RequestOptions
 ): Effect.Effect<Reply, TollgateError.TokenError, HttpClient.HttpClient> => {
   const timeout = Duration.decode(options.timeout ?? defaultTimeout)
+  const maxBodyBytes = options.maxBodyBytes ?? defaultMaxBodyBytes
   const operation = options.operation ?? "token request"
   const path = URL.canParse(options.request.url) ? new URL(options.request.url).pathname : "(invalid url)"
   // The span ends with the value of the effect it wraps; a tracer that looks at it must not find the
@@ -109,7 +169,7 @@ export const send = (
   const exchange = (cell: { reply?: Reply }) =>
     Effect.flatMap(HttpClient.HttpClient, (client) =>
       client.execute(options.request).pipe(
-        Effect.flatMap((response) => Effect.map(response.text, (text) => ({ response, text }))),
+        Effect.flatMap((response) => Effect.map(readCapped(response, maxBodyBytes), (text) => ({ response, text }))),
         Effect.mapError((error) =>
           new TollgateError.TokenEndpointUnavailable({
             provider: options.provider,
@@ -122,12 +182,17 @@ export const send = (
         }),
         Effect.flatMap(({ response, text }) =>
           Effect.map(DateTime.now, (receivedAt): Reply => {
-            const body = parseJson(text)
+            const body = text === undefined ? Option.none() : parseJson(text)
             return {
               status: response.status,
               headers: response.headers,
               body,
-              bodyKind: Option.isSome(body) ? "JSON" : describeBody(response.headers["content-type"], text),
+              bodyKind: text === undefined
+                ? `a body larger than ${formatBytes(maxBodyBytes)}`
+                : Option.isSome(body)
+                ? "JSON"
+                : describeBody(response.headers["content-type"], text),
+              oversized: text === undefined,
               receivedAt,
               serverDate: serverDate(response.headers)
             }
@@ -191,8 +256,8 @@ export const errorDetails = (
   )
   const plain = secrets.map((secret) => Redacted.value(secret))
   return {
-    code: code === undefined ? undefined : scrub(code, plain, 80),
-    description: description === undefined ? undefined : scrub(description, plain)
+    code: code === undefined ? undefined : Scrub.text(code, plain, { maxLength: 80 }),
+    description: description === undefined ? undefined : Scrub.text(description, plain)
   }
 }
 
@@ -259,7 +324,7 @@ export const decodeBody = <A, I>(
       new TollgateError.MalformedTokenResponse({
         provider,
         field: "(body)",
-        expected: "a JSON object",
+        expected: reply.oversized === true ? "a JSON object within the body size cap" : "a JSON object",
         received: reply.bodyKind,
         status: reply.status
       })
@@ -310,6 +375,13 @@ export const toAccessToken = (
     })
   if (fields.value.trim().length === 0) {
     return Either.left(malformed(fields.valueField ?? "access_token", "a non-empty string", "an empty string"))
+  }
+  // A token that cannot be sent would fail every request for its whole lifetime, with no 401 to drop it.
+  const unsendable = HeaderValue.problem(fields.value)
+  if (unsendable !== undefined) {
+    return Either.left(
+      malformed(fields.valueField ?? "access_token", "a token that can be sent in an HTTP header", unsendable)
+    )
   }
   if (fields.type !== undefined && fields.type.toLowerCase() !== "bearer") {
     return Either.left(malformed("token_type", "\"Bearer\"", "another token type"))

@@ -27,9 +27,6 @@ export type TypeId = typeof TypeId
  */
 export const isTollgateError = (u: unknown): u is TollgateError => Predicate.hasProperty(u, TypeId)
 
-const formatInstant = (instant: DateTime.Utc | undefined): string =>
-  instant === undefined ? "" : ` until ${DateTime.formatIso(instant)}`
-
 const formatStatus = (status: number | undefined): string => status === undefined ? "" : `HTTP ${status}`
 
 const detail = (parts: ReadonlyArray<string | undefined>): string => {
@@ -125,7 +122,7 @@ export class TokenEndpointUnavailable
       provider: Schema.String,
       reason: Schema.String,
       status: Schema.optional(Schema.Number),
-      retryAt: Schema.optional(Schema.DateTimeUtcFromSelf),
+      retryAt: Schema.optional(Schema.DateTimeUtc),
       attempts: Schema.optional(Schema.Number)
     }
   )
@@ -143,11 +140,11 @@ export class TokenEndpointUnavailable
    */
   override get message(): string {
     const attempts = this.attempts === undefined ? undefined : `${this.attempts} attempt(s)`
+    // True wherever it is read: in a cache that backs off, and in a one-shot request that never retries.
+    const retry = this.retryAt === undefined ? "" : ` Retry after ${DateTime.formatIso(this.retryAt)}.`
     return `The ${this.provider} token endpoint is unavailable: ${this.reason}${
       detail([formatStatus(this.status), attempts])
-    }. Tollgate makes no new token request${
-      formatInstant(this.retryAt) || " for a short backoff"
-    }; a later request tries again.`
+    }.${retry}`
   }
 }
 
@@ -196,7 +193,7 @@ export class ProviderError extends Schema.TaggedError<ProviderError>("@tollgate/
 export class Timeout extends Schema.TaggedError<Timeout>("@tollgate/core/Timeout")("Timeout", {
   provider: Schema.String,
   operation: Schema.String,
-  after: Schema.DurationFromSelf
+  after: Schema.Duration
 }) {
   /**
    * @since 0.1.0
@@ -241,7 +238,7 @@ export class RateLimited extends Schema.TaggedError<RateLimited>("@tollgate/core
   provider: Schema.String,
   reason: Schema.Literal("deadline", "timeout", "cost", "server", "closed", "unavailable"),
   key: Schema.optional(Schema.String),
-  retryAt: Schema.optional(Schema.DateTimeUtcFromSelf)
+  retryAt: Schema.optional(Schema.DateTimeUtc)
 }) {
   /**
    * @since 0.1.0
@@ -344,6 +341,41 @@ export class InvalidArgument extends Schema.TaggedError<InvalidArgument>("@tollg
 }
 
 /**
+ * An authorization server's metadata (RFC 8414, or OpenID Connect discovery) that Tollgate will not
+ * trust: an `issuer` other than the one asked for (RFC 8414 §3.3), an endpoint that is not https, a
+ * required field missing, or no client authentication method Tollgate can use. `url` is the metadata
+ * document's address without user-info, query or fragment. Retrying cannot help: fix the issuer or the
+ * server.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class InvalidServerMetadata
+  extends Schema.TaggedError<InvalidServerMetadata>("@tollgate/core/InvalidServerMetadata")("InvalidServerMetadata", {
+    provider: Schema.String,
+    url: Schema.String,
+    field: Schema.String,
+    expected: Schema.String,
+    received: Schema.String
+  })
+{
+  /**
+   * @since 0.2.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+  /**
+   * @since 0.2.0
+   */
+  readonly retryable = false
+  /**
+   * @since 0.2.0
+   */
+  override get message(): string {
+    return `The ${this.provider} authorization server metadata at ${this.url} cannot be used: "${this.field}" should be ${this.expected} but was ${this.received}.`
+  }
+}
+
+/**
  * Every error that obtaining a token can fail with.
  *
  * @since 0.1.0
@@ -362,7 +394,23 @@ export type TokenError =
  * @since 0.1.0
  * @category models
  */
-export type TollgateError = TokenError | RateLimited | Unauthorized | InvalidArgument
+export type TollgateError = TokenError | RateLimited | Unauthorized | InvalidArgument | InvalidServerMetadata
+
+/**
+ * The Schema of every `TokenError`: what a shared store encodes a failed token request with, so that
+ * every process of a fleet decodes the same typed error (provider, status, retry instant and all).
+ * Encoded values are plain JSON; they never hold a secret, because the errors never do.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const TokenErrorSchema = Schema.Union(
+  InvalidCredentials,
+  MalformedTokenResponse,
+  TokenEndpointUnavailable,
+  ProviderError,
+  Timeout
+)
 
 /**
  * Whether a token error is worth retrying after a backoff: transport failures, 5xx, 429 and timeouts

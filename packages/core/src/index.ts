@@ -13,9 +13,19 @@ export * as AccessToken from "./AccessToken.js"
 export * as ApiClient from "./ApiClient.js"
 
 /**
+ * @since 0.2.0
+ */
+export * as AuthorizationServer from "./AuthorizationServer.js"
+
+/**
  * @since 0.1.0
  */
 export * as BaseUrl from "./BaseUrl.js"
+
+/**
+ * @since 0.2.0
+ */
+export * as HeaderValue from "./HeaderValue.js"
 
 /**
  * @since 0.1.0
@@ -33,6 +43,11 @@ export * as RateLimiter from "./RateLimiter.js"
 export * as RateLimitHeaders from "./RateLimitHeaders.js"
 
 /**
+ * @since 0.2.0
+ */
+export * as Scrub from "./Scrub.js"
+
+/**
  * @since 0.1.0
  */
 export * as TokenCache from "./TokenCache.js"
@@ -46,6 +61,11 @@ export * as TokenExchange from "./TokenExchange.js"
  * @since 0.1.0
  */
 export * as TokenSource from "./TokenSource.js"
+
+/**
+ * @since 0.2.0
+ */
+export * as TokenStore from "./TokenStore.js"
 
 /**
  * @since 0.1.0

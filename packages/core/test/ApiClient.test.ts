@@ -133,15 +133,17 @@ describe("ApiClient", () => {
       Effect.gen(function*() {
         let refuse: string | undefined
         const { arrivals, calls, client, tokens } = yield* setup({
-          latency: (n) => (n === 0 ? [0, 6 * 60_000] : [0, 0]),
+          latency: (n) => (n === 0 ? [0, 10 * 60_000] : [0, 0]),
           handle: (request) => (request.headers["authorization"] === refuse ? { status: 401 } : {})
         }, { source: { lifetime: "10 minutes" }, timeout: Duration.infinity })
         const first = yield* tokens.get
         refuse = `Bearer ${Redacted.value(first.value)}`
         // The request goes out with the first token; its 401 comes back only after the refresh at
-        // 5 minutes has installed a second token, which must survive the stale 401.
+        // 9 minutes (the token in use) has installed a second token, which must survive the stale 401.
         const fiber = yield* Effect.fork(client.get("/slow"))
-        yield* TestClock.adjust("5 minutes")
+        yield* TestClock.adjust("510 seconds")
+        yield* tokens.get
+        yield* TestClock.adjust("30 seconds")
         const second = yield* tokens.get
         expect(Redacted.value(second.value)).not.toBe(Redacted.value(first.value))
         yield* TestClock.adjust("2 minutes")

@@ -58,12 +58,20 @@ describe("TokenCache", () => {
   })
 
   describe("expiry and refresh (invariants 2 and 3)", () => {
+    /** The schedule of a token from first principles (the rule `TokenCache.schedule` implements). */
+    const expected = (lifetime: number, refreshBeforeMillis: number | undefined) => {
+      const refreshBefore = refreshBeforeMillis === undefined
+        ? Math.min(300_000, lifetime / 6)
+        : Math.min(refreshBeforeMillis, lifetime / 2)
+      return { refreshBefore, margin: Math.min(30_000, refreshBefore / 2) }
+    }
+
     it.effect.prop(
-      "a healthy cache never hands out a token inside its safety margin or past its refresh window, and fetches within the bound",
+      "a healthy cache never hands out a token inside its safety margin, renews a token in use as soon as its refresh window opens, and fetches within the bound",
       {
         lifetimeSeconds: fc.integer({ min: 20, max: 7_200 }),
-        refreshBeforeSeconds: fc.integer({ min: 1, max: 900 }),
-        latencyPermille: fc.integer({ min: 0, max: 50 }),
+        refreshBeforeSeconds: fc.option(fc.integer({ min: 1, max: 900 }), { nil: undefined }),
+        latencyPermille: fc.integer({ min: 0, max: 40 }),
         // Gaps between callers, in thousandths of a lifetime: bursts, steady traffic and long silences.
         gaps: fc.array(fc.integer({ min: 0, max: 2_500 }), { minLength: 1, maxLength: 25 })
       },
@@ -75,55 +83,138 @@ describe("TokenCache", () => {
             lifetime: Duration.millis(lifetime),
             latency: Duration.millis(latency)
           })
-          const cache = yield* TokenCache.make(source, { refreshBefore: Duration.seconds(refreshBeforeSeconds) })
+          const explicit = refreshBeforeSeconds === undefined ? undefined : refreshBeforeSeconds * 1000
+          const cache = yield* TokenCache.make(source, {
+            refreshBefore: explicit === undefined ? undefined : Duration.millis(explicit),
+            // A healthy but slow endpoint (up to 4% of a 2-hour lifetime) is not a timeout here.
+            timeout: "1 hour"
+          })
+          const { margin, refreshBefore } = expected(lifetime, explicit)
           const start = yield* Clock.currentTimeMillis
+          const callsAt: Array<number> = []
           for (const gap of gaps) {
             yield* TestClock.adjust(Duration.millis(Math.floor((lifetime * gap) / 1000)))
+            const calledAt = yield* Clock.currentTimeMillis
+            callsAt.push(calledAt)
             const fiber = yield* Effect.fork(timedGet(cache))
             yield* TestClock.adjust(Duration.millis(latency))
             const { at, token } = yield* Fiber.join(fiber)
-            // Invariant 2, from first principles: a 30 s margin clamped to a tenth of the lifetime, a
-            // refresh window clamped to half of it.
             const expiresAt = Option.getOrThrow(token.expiresAt).epochMillis
-            const refreshBefore = Math.min(refreshBeforeSeconds * 1000, lifetime / 2)
-            const margin = Math.min(30_000, lifetime / 10, refreshBefore)
+            const obtainedAt = token.obtainedAt.epochMillis
+            const refreshAt = expiresAt - refreshBefore
+            // Invariant 2: never inside the margin...
             expect(at).toBeLessThan(expiresAt - margin)
-            expect(at).toBeLessThanOrEqual(expiresAt - refreshBefore + latency)
+            // ...and a token in use (a call since `refreshBefore` ahead of its refresh instant) is replaced
+            // once its refresh window is open and the request has had its latency.
+            const trigger = callsAt.find((c) => c >= obtainedAt && c >= refreshAt - refreshBefore && c < at)
+            if (trigger !== undefined) expect(at).toBeLessThanOrEqual(Math.max(trigger, refreshAt) + latency + 2)
           }
           const elapsed = (yield* Clock.currentTimeMillis) - start
-          const effectiveRefreshBefore = Math.min(refreshBeforeSeconds * 1000, lifetime / 2)
           // Invariant 3, with no 401s observed.
-          expect(calls.fetch + calls.refresh).toBeLessThanOrEqual(
-            Math.ceil(elapsed / (lifetime - effectiveRefreshBefore)) + 1
-          )
+          const bound = Math.ceil(elapsed / (lifetime - refreshBefore)) + 1
+          expect(calls.fetch + calls.refresh).toBeLessThanOrEqual(bound)
+          // Idle: once callers stop, at most the renewal the last call asked for, then nothing.
+          const before = calls.fetch + calls.refresh
+          yield* TestClock.adjust(Duration.millis(lifetime * 20))
+          expect(calls.fetch + calls.refresh - before).toBeLessThanOrEqual(1)
         }).pipe(Effect.scoped),
-      { fastCheck: { numRuns: 30 } }
+      { fastCheck: { numRuns: 40 } }
     )
 
-    it.scoped("refreshes in the background so callers never wait for it", () =>
+    it.scoped("refreshes in the background while in use, so callers never wait for it", () =>
       Effect.gen(function*() {
         const { calls, source } = yield* FakeSource.make({ lifetime: "1 hour", latency: "2 seconds" })
         const cache = yield* TokenCache.make(source)
         const fiber = yield* Effect.fork(cache.get)
         yield* TestClock.adjust("2 seconds")
         const first = yield* Fiber.join(fiber)
-        // 5 minutes before expiry the refresh starts; during its 2 seconds callers still get the old token.
-        yield* TestClock.adjust(Duration.minutes(55))
+        // A caller every minute keeps the token in use; 5 minutes before expiry the refresh starts, and
+        // during its 2 seconds callers still get the old token at once.
+        for (let minute = 1; minute <= 55; minute++) {
+          yield* TestClock.adjust("1 minute")
+          yield* cache.get
+        }
         expect(calls.fetch).toBe(2)
         expect(valueOf(yield* cache.get)).toBe(valueOf(first))
         yield* TestClock.adjust("2 seconds")
         expect(valueOf(yield* cache.get)).not.toBe(valueOf(first))
       }))
 
-    it.scoped("clamps the refresh window to half of a short lifetime", () =>
+    it.scoped("clamps the refresh lead to a sixth of a short lifetime", () =>
       Effect.gen(function*() {
         const { calls, source } = yield* FakeSource.make({ lifetime: "60 seconds" })
         const cache = yield* TokenCache.make(source)
         yield* cache.get
-        yield* TestClock.adjust("29 seconds")
+        for (let second = 1; second < 50; second++) {
+          yield* TestClock.adjust("1 second")
+          yield* cache.get
+        }
         expect(calls.fetch).toBe(1)
         yield* TestClock.adjust("1 second")
         expect(calls.fetch).toBe(2)
+      }))
+
+    it.scoped("an idle cache renews nothing; the first caller in the refresh window renews in the background", () =>
+      Effect.gen(function*() {
+        const { calls, source } = yield* FakeSource.make({ lifetime: "1 hour", latency: "1 second" })
+        const cache = yield* TokenCache.make(source)
+        const first = yield* Effect.fork(cache.get).pipe(
+          Effect.tap(() => TestClock.adjust("1 second")),
+          Effect.flatMap(Fiber.join)
+        )
+        // Last used at 1 second: idle at the refresh instant (55 minutes), so nothing is fetched.
+        yield* TestClock.adjust("56 minutes")
+        expect(calls.fetch).toBe(1)
+        // A caller inside the window gets the valid token at once and starts the renewal.
+        expect(valueOf(yield* cache.get)).toBe(valueOf(first))
+        yield* TestClock.adjust("1 second")
+        expect(calls.fetch).toBe(2)
+        expect(valueOf(yield* cache.get)).not.toBe(valueOf(first))
+        // Idle again: hours pass without a request.
+        yield* TestClock.adjust("5 hours")
+        expect(calls.fetch).toBe(2)
+        // After expiry the next caller waits for a fresh token.
+        const late = yield* Effect.fork(cache.get)
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.join(late)
+        expect(calls.fetch).toBe(3)
+      }))
+
+    it.scoped("idleAfter widens what counts as in use; Duration.infinity renews every token", () =>
+      Effect.gen(function*() {
+        const { calls, source } = yield* FakeSource.make({ lifetime: "1 hour" })
+        const cache = yield* TokenCache.make(source, { idleAfter: "30 minutes" })
+        yield* cache.get
+        yield* TestClock.adjust("30 minutes")
+        yield* cache.get
+        yield* TestClock.adjust("25 minutes")
+        expect(calls.fetch).toBe(2)
+        const always = yield* FakeSource.make({ lifetime: "1 hour" })
+        const eager = yield* TokenCache.make(always.source, { idleAfter: Duration.infinity })
+        yield* eager.get
+        yield* TestClock.adjust("10 hours")
+        expect(always.calls.fetch).toBe(Math.floor(10 * 60 / 55) + 1)
+      }))
+
+    // Issue #14: tokens of 5 s, 15 s of steady traffic, then 10 s of silence.
+    it.scoped("short tokens: 15 s of traffic cost at most ceil(15 / 5) + 1 grants, 10 idle seconds cost none", () =>
+      Effect.gen(function*() {
+        const { calls, source } = yield* FakeSource.make({ lifetime: "5 seconds", latency: "20 millis" })
+        const cache = yield* TokenCache.make(source)
+        const waits: Array<number> = []
+        for (let t = 0; t < 15_000; t += 100) {
+          const started = yield* Clock.currentTimeMillis
+          const fiber = yield* Effect.fork(timedGet(cache))
+          yield* TestClock.adjust("100 millis")
+          const { at } = yield* Fiber.join(fiber)
+          waits.push(at - started)
+        }
+        expect(calls.fetch).toBeLessThanOrEqual(4)
+        // Nobody waited but the very first caller.
+        expect(waits.slice(1).every((w) => w === 0)).toBe(true)
+        const busy = calls.fetch
+        yield* TestClock.adjust("10 seconds")
+        expect(calls.fetch).toBe(busy)
       }))
 
     it.scoped("uses the refresh grant first and falls back to the credentials when it is refused", () =>
@@ -137,10 +228,16 @@ describe("TokenCache", () => {
               : undefined
         })
         const cache = yield* TokenCache.make(source)
+        // In use every minute: the 30-minute token is renewed 3 minutes early.
+        const use = (minutes: number) =>
+          Effect.forEach(
+            Array.from({ length: minutes }),
+            () => Effect.zipRight(TestClock.adjust("1 minute"), cache.get)
+          )
         yield* cache.get
-        yield* TestClock.adjust("25 minutes")
+        yield* use(27)
         expect(calls).toMatchObject({ fetch: 1, refresh: 1 })
-        yield* TestClock.adjust("25 minutes")
+        yield* use(27)
         expect(calls).toMatchObject({ fetch: 2, refresh: 2 })
         const stats = yield* cache.stats
         expect(stats).toMatchObject({ fetches: 2, refreshes: 1 })
@@ -262,7 +359,9 @@ describe("TokenCache", () => {
         const { calls, source } = yield* FakeSource.make({ lifetime: "1 hour" })
         const cache = yield* TokenCache.make(source)
         const old = yield* cache.get
-        yield* TestClock.adjust("55 minutes")
+        yield* TestClock.adjust("54 minutes")
+        yield* cache.get
+        yield* TestClock.adjust("1 minute")
         const current = yield* cache.get
         expect(valueOf(current)).not.toBe(valueOf(old))
         expect(yield* cache.invalidate(old)).toBe(false)
@@ -412,6 +511,10 @@ describe("TokenCache", () => {
         const scope = yield* Scope.make()
         const cache = yield* Scope.extend(TokenCache.make(source), scope)
         yield* cache.get
+        // The refresher arms its timer once it has run: give it a few turns of the event loop.
+        for (let i = 0; i < 50 && Timers.count() <= before; i++) {
+          yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        }
         expect(Timers.count()).toBeGreaterThan(before)
         yield* Scope.close(scope, Exit.void)
         yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))

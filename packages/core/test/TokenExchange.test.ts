@@ -7,7 +7,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { DateTime, Duration, Effect, Either, Fiber, Option, Redacted, Schema, TestClock } from "effect"
 import * as fc from "fast-check"
 import { inspect } from "node:util"
-import { describeBody, kindOf, scrub } from "../src/internal/describe.js"
+import { describeBody, kindOf } from "../src/internal/describe.js"
+import * as Scrub from "../src/Scrub.js"
 import * as TokenExchange from "../src/TokenExchange.js"
 import * as TollgateError from "../src/TollgateError.js"
 import * as Loopback from "./utils/Loopback.js"
@@ -378,9 +379,9 @@ describe("TokenExchange", () => {
       before: fc.string(),
       after: fc.string()
     }, ({ after, before, secret }) => {
-      const scrubbed = scrub(`${before}${secret}${after}`, [secret], 10_000)
+      const scrubbed = Scrub.text(`${before}${secret}${after}`, [secret], { maxLength: 10_000 })
       expect(scrubbed).toContain("<redacted>")
-      expect(scrub(secret, [secret], 10_000)).toBe("<redacted>")
+      expect(Scrub.text(secret, [secret], { maxLength: 10_000 })).toBe("<redacted>")
     })
   })
 

@@ -3,7 +3,7 @@
  * scoped to an account by the `accountId` header, and every answer wrapped in `{ code, description,
  * data }` where any `code` other than "00" is a failure, whatever the HTTP status.
  *
- * The token cache refreshes 5 minutes before expiry (its default, and Nomba's recommendation) with the
+ * The token cache refreshes a token in use 5 minutes before expiry (Nomba's recommendation) with the
  * refresh token, and revokes the current token when the Layer's scope closes.
  *
  * @since 0.1.0
@@ -343,7 +343,8 @@ export const make = (
       baseUrl,
       headers: { accountId: options.accountId },
       limits: defaultLimits,
-      tuning: options
+      // Nomba's documented refresh lead, kept even though core's default for a 30-minute token is shorter.
+      tuning: { ...options, tokenCache: { refreshBefore: Duration.minutes(5), ...options.tokenCache } }
     })
   })
 

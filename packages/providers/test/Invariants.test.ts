@@ -137,7 +137,7 @@ describe("invariants through the emulators", () => {
         // 3: fetches and refreshes within ⌈T / (L - refreshBefore)⌉ + 1, for the providers that expire.
         for (const [name, lifetime] of [["nora", lifetimeSeconds], ["norce", lifetimeSeconds]] as const) {
           const report = result.reports.find((r) => r.name === name)!
-          const refreshBefore = Math.min(300, lifetime / 2)
+          const refreshBefore = Math.min(300, lifetime / 6)
           const bound = Math.ceil(elapsed / 1000 / (lifetime - refreshBefore)) + 1
           const { issue, refresh } = report.server.tokenRequests
           expect(issue + refresh).toBeLessThanOrEqual(bound)

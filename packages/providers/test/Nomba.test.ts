@@ -269,7 +269,10 @@ describe("Nomba", () => {
           "https://api.nomba.com/v1/accounts"
         ])
 
-        yield* TestClock.adjust(minutes(25) - 1)
+        // In use shortly before the refresh window opens, so the token is renewed ahead of expiry.
+        yield* TestClock.adjust(minutes(21))
+        yield* tokens.get
+        yield* TestClock.adjust(minutes(4) - 1)
         expect(memory.seen).toHaveLength(2)
         yield* TestClock.adjust(1)
         const refresh = memory.seen[2]!
@@ -285,7 +288,9 @@ describe("Nomba", () => {
         yield* client.get("/v1/accounts")
         expect(memory.seen[3]!.headers["authorization"]).toBe(`Bearer ${logic.issued[1]!.access}`)
         // The next refresh follows the new token's own schedule.
-        yield* TestClock.adjust(minutes(25))
+        yield* TestClock.adjust(minutes(21))
+        yield* tokens.get
+        yield* TestClock.adjust(minutes(4))
         expect(memory.seen.filter((r) => r.url.pathname === "/v1/auth/token/refresh").map((r) => r.at)).toEqual([
           minutes(25),
           minutes(50)

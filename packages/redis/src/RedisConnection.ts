@@ -11,6 +11,7 @@
  *
  * @since 0.1.0
  */
+import * as Scrub from "@tollgate/core/Scrub"
 import { Config, Context, Duration, Effect, Layer, Option, Redacted, Runtime, Schema } from "effect"
 import type { ConfigError, Scope } from "effect"
 import { Redis } from "ioredis"
@@ -18,23 +19,55 @@ import type { Cluster, RedisOptions } from "ioredis"
 import { createHash, randomBytes } from "node:crypto"
 
 /**
- * Redis could not be reached or refused a command. `reason` is the client's or the server's first line
- * of text (a connection error, a timeout, a script error); it never carries a command's arguments, so
- * never a token, secret or key material.
+ * What went wrong with Redis, so that callers can say it and act on it: `unreachable` (no connection),
+ * `timeout` (no answer within the command timeout: Redis stalled or is overloaded), `auth` (a wrong
+ * password or user: fix the URL), `oom` (Redis reached `maxmemory`), `readonly` (connected to a
+ * replica), `config` (the URL itself is malformed), `other` (a script error, anything else).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ErrorKind = "unreachable" | "timeout" | "auth" | "oom" | "readonly" | "config" | "other"
+
+/**
+ * Redis could not be reached or refused a command. `kind` classifies the cause; `reason` is the
+ * client's or the server's first line of text, scrubbed of URL credentials; it never carries a
+ * command's arguments, so never a token, secret or key material.
  *
  * @since 0.1.0
  * @category errors
  */
 export class RedisError extends Schema.TaggedError<RedisError>("@tollgate/redis/RedisError")("RedisError", {
   operation: Schema.String,
+  kind: Schema.optionalWith(Schema.Literal("unreachable", "timeout", "auth", "oom", "readonly", "config", "other"), {
+    default: () => "other"
+  }),
   reason: Schema.String
 }) {
+  /**
+   * The cause in a few words ("Redis is unreachable", "Redis is out of memory").
+   *
+   * @since 0.2.0
+   */
+  get summary(): string {
+    return summaries[this.kind]
+  }
   /**
    * @since 0.1.0
    */
   override get message(): string {
-    return `Redis ${this.operation} failed: ${this.reason}`
+    return `Redis ${this.operation} failed: ${this.summary} (${this.reason})`
   }
+}
+
+const summaries: Record<ErrorKind, string> = {
+  unreachable: "Redis is unreachable",
+  timeout: "Redis did not answer in time",
+  auth: "Redis refused the credentials",
+  oom: "Redis is out of memory (maxmemory reached)",
+  readonly: "Redis is a read-only replica",
+  config: "the Redis URL is invalid",
+  other: "Redis returned an error"
 }
 
 /**
@@ -79,11 +112,16 @@ export interface Service {
   readonly prefix: string
   /** Unique to this connection: names this process's permits, leases and memberships in Redis. */
   readonly instanceId: string
-  /** Runs `script` atomically: `EVALSHA`, then `EVAL` once if the server no longer has it. */
+  /**
+   * Runs `script` atomically: `EVALSHA`, then `EVAL` once if the server no longer has it. With `inline`,
+   * `EVAL` at once: for a command that must work even when its answer is never read (sent after a
+   * timeout, to undo what a late command did), where no `NOSCRIPT` could be answered with a retry.
+   */
   readonly run: (
     script: Script,
     keys: ReadonlyArray<string>,
-    args: ReadonlyArray<string | number>
+    args: ReadonlyArray<string | number>,
+    options?: { readonly inline?: boolean | undefined }
   ) => Effect.Effect<unknown, RedisError>
   /** Whether the client is connected and ready now. */
   readonly isReady: Effect.Effect<boolean>
@@ -142,8 +180,42 @@ export const defaults = {
 
 const firstLine = (error: unknown): string => {
   const text = error instanceof Error ? error.message : typeof error === "string" ? error : "unknown error"
-  const line = text.split("\n")[0] ?? ""
-  return line.length > 200 ? `${line.slice(0, 200)}…` : line
+  return Scrub.text(text.split("\n")[0] ?? "", [], { maxLength: 200 })
+}
+
+/**
+ * Classifies what the client threw: a server reply by its error code (`OOM`, `WRONGPASS`, `NOAUTH`,
+ * `READONLY`), a client error by its text. ioredis reports a command on a connection that is down as
+ * "Stream isn't writeable": the cause is then the connection's last error, when there is one (a wrong
+ * password shows up there, not on the command).
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export const classify = (
+  error: unknown,
+  lastConnectionError?: string | undefined
+): { readonly kind: ErrorKind; readonly reason: string } => {
+  const reason = firstLine(error)
+  const code = /^[A-Z]+/.exec(reason)?.[0]
+  if (code === "OOM" || /\bOOM command not allowed\b/.test(reason)) return { kind: "oom", reason }
+  if (code === "WRONGPASS" || code === "NOAUTH" || code === "NOPERM" || /invalid password|AUTH/.test(reason)) {
+    return { kind: "auth", reason }
+  }
+  if (code === "READONLY") return { kind: "readonly", reason }
+  if (/timed out/i.test(reason)) return { kind: "timeout", reason }
+  if (
+    /Stream isn't writeable|Connection is closed|max retries|ECONNREFUSED|ECONNRESET|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|EPIPE/i
+      .test(reason)
+  ) {
+    if (lastConnectionError !== undefined) {
+      const cause = classify(lastConnectionError)
+      if (cause.kind === "auth" || cause.kind === "oom") return cause
+      return { kind: "unreachable", reason: `no connection; last error: ${cause.reason}` }
+    }
+    return { kind: "unreachable", reason: /Stream isn't writeable/.test(reason) ? "no connection" : reason }
+  }
+  return { kind: "other", reason }
 }
 
 const isNoScript = (error: unknown): boolean => error instanceof Error && error.message.startsWith("NOSCRIPT")
@@ -156,16 +228,25 @@ const isNoScript = (error: unknown): boolean => error instanceof Error && error.
  * @since 0.1.0
  * @category constructors
  */
-export const fromClient = (client: Client, options?: { readonly prefix?: string | undefined }): Service => {
+export const fromClient = (
+  client: Client,
+  options?: {
+    readonly prefix?: string | undefined
+    /** The connection's last error, when the caller tracks it: names the cause of "Stream isn't writeable". */
+    readonly lastError?: (() => string | undefined) | undefined
+  }
+): Service => {
   let reloads = 0
   const run = (
     script: Script,
     keys: ReadonlyArray<string>,
-    args: ReadonlyArray<string | number>
+    args: ReadonlyArray<string | number>,
+    runOptions?: { readonly inline?: boolean | undefined }
   ): Effect.Effect<unknown, RedisError> =>
     Effect.tryPromise({
       try: async () => {
         const tail = [keys.length, ...keys, ...args]
+        if (runOptions?.inline === true) return await client.call("EVAL", script.source, ...tail)
         try {
           return await client.call("EVALSHA", script.sha, ...tail)
         } catch (error) {
@@ -174,7 +255,7 @@ export const fromClient = (client: Client, options?: { readonly prefix?: string 
           return await client.call("EVAL", script.source, ...tail)
         }
       },
-      catch: (error) => new RedisError({ operation: script.name, reason: firstLine(error) })
+      catch: (error) => new RedisError({ operation: script.name, ...classify(error, options?.lastError?.()) })
     })
   return {
     client,
@@ -195,6 +276,13 @@ export const fromClient = (client: Client, options?: { readonly prefix?: string 
  */
 export const make = (options: Options = {}): Effect.Effect<Service, RedisError, Scope.Scope> =>
   Effect.gen(function*() {
+    yield* checkUrl(
+      options.url === undefined
+        ? defaults.url
+        : Redacted.isRedacted(options.url)
+        ? Redacted.value(options.url)
+        : options.url
+    )
     const url = options.url === undefined
       ? defaults.url
       : Redacted.isRedacted(options.url)
@@ -208,18 +296,21 @@ export const make = (options: Options = {}): Effect.Effect<Service, RedisError, 
     const log = (effect: Effect.Effect<void>) => Runtime.runFork(runtime)(effect)
 
     const client = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        new Redis(url, {
-          lazyConnect: true,
-          enableOfflineQueue: false,
-          autoResendUnfulfilledCommands: false,
-          maxRetriesPerRequest: 0,
-          commandTimeout,
-          connectTimeout,
-          retryStrategy: (times) => Math.min(max, base * 2 ** Math.min(times - 1, 20)),
-          ...options.redisOptions
-        })
-      ),
+      Effect.try({
+        try: () =>
+          new Redis(url, {
+            lazyConnect: true,
+            enableOfflineQueue: false,
+            autoResendUnfulfilledCommands: false,
+            maxRetriesPerRequest: 0,
+            commandTimeout,
+            connectTimeout,
+            retryStrategy: (times) => Math.min(max, base * 2 ** Math.min(times - 1, 20)),
+            ...options.redisOptions
+          }),
+        // The client parses the URL itself and throws on what it cannot read; never quote the URL.
+        catch: () => new RedisError({ operation: "connect", kind: "config", reason: `cannot parse ${Scrub.url(url)}` })
+      }),
       (client) =>
         Effect.promise(() => client.quit().catch(() => undefined)).pipe(
           Effect.timeout(Duration.seconds(1)),
@@ -231,7 +322,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, RedisError, 
     // ioredis reports connection errors as events; without a listener it prints them. Transitions are
     // logged once each, never the URL (it may hold a password).
     let lost = false
+    let lastError: string | undefined = undefined
     client.on("error", (error: unknown) => {
+      lastError = firstLine(error)
       if (lost) return
       lost = true
       log(
@@ -241,6 +334,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, RedisError, 
       )
     })
     client.on("ready", () => {
+      lastError = undefined
       if (!lost) return
       lost = false
       log(Effect.logInfo("Tollgate's Redis connection is back"))
@@ -248,11 +342,11 @@ export const make = (options: Options = {}): Effect.Effect<Service, RedisError, 
 
     const connected = yield* Effect.tryPromise({
       try: () => client.connect(),
-      catch: (error) => new RedisError({ operation: "connect", reason: firstLine(error) })
+      catch: (error) => new RedisError({ operation: "connect", ...classify(error, lastError) })
     }).pipe(
       Effect.timeoutFail({
         duration: Duration.millis(connectTimeout + 100),
-        onTimeout: () => new RedisError({ operation: "connect", reason: "timed out" })
+        onTimeout: () => new RedisError({ operation: "connect", kind: "timeout", reason: "timed out" })
       }),
       Effect.either
     )
@@ -263,8 +357,31 @@ export const make = (options: Options = {}): Effect.Effect<Service, RedisError, 
         Effect.annotateLogs({ reason: connected.left.reason })
       )
     }
-    return fromClient(client, { prefix: options.prefix })
+    return fromClient(client, { prefix: options.prefix, lastError: () => lastError })
   })
+
+// A malformed URL is a typed error before any client sees it: ioredis decodes the user-info with
+// `decodeURIComponent` and throws a `URIError` (a defect) on `%ZZ`. Nothing of the URL but its shape
+// is ever quoted.
+const checkUrl = (url: string): Effect.Effect<void, RedisError> => {
+  const invalid = (why: string) =>
+    Effect.fail(new RedisError({ operation: "connect", kind: "config", reason: `${why} (got ${Scrub.url(url)})` }))
+  if (!/^rediss?:\/\//i.test(url.trim())) return invalid("expected a redis:// or rediss:// URL")
+  let parsed: URL
+  try {
+    parsed = new URL(url.trim())
+  } catch {
+    return invalid("not a valid URL")
+  }
+  for (const part of [parsed.username, parsed.password, parsed.pathname]) {
+    try {
+      decodeURIComponent(part)
+    } catch {
+      return invalid("malformed percent-encoding in the URL")
+    }
+  }
+  return Effect.void
+}
 
 /**
  * @since 0.1.0

@@ -21,6 +21,57 @@ const available = await RedisServer.requireRedis("RedisConnection")
 
 const probe = RedisConnection.script("probe", "return redis.call('TIME')[1]")
 
+describe("RedisConnection errors", () => {
+  it.each(
+    [
+      ["OOM command not allowed when used memory > 'maxmemory'.", undefined, "oom"],
+      ["WRONGPASS invalid username-password pair or user is disabled.", undefined, "auth"],
+      ["NOAUTH Authentication required.", undefined, "auth"],
+      ["READONLY You can't write against a read only replica.", undefined, "readonly"],
+      ["Command timed out", undefined, "timeout"],
+      ["Stream isn't writeable and enableOfflineQueue options is false", undefined, "unreachable"],
+      [
+        "Stream isn't writeable and enableOfflineQueue options is false",
+        "connect ECONNREFUSED 127.0.0.1:1",
+        "unreachable"
+      ],
+      [
+        "Stream isn't writeable and enableOfflineQueue options is false",
+        "WRONGPASS invalid username-password pair",
+        "auth"
+      ],
+      ["ERR user_script:3: attempt to compare nil with number", undefined, "other"]
+    ] as const
+  )("classifies %j (connection: %j) as %s", (message, last, kind) => {
+    const classified = RedisConnection.classify(new Error(message), last)
+    expect(classified.kind).toBe(kind)
+    expect(classified.reason).not.toContain("Stream isn't writeable")
+  })
+
+  it("never quotes URL credentials in a reason", () => {
+    const classified = RedisConnection.classify(new Error("connect failed for redis://user:s3cret@host:6379"))
+    expect(classified.reason).not.toContain("s3cret")
+  })
+
+  // Issue #18: `%ZZ` in the user-info made ioredis throw a URIError, a defect.
+  it.effect("a malformed REDIS_URL is a typed error that does not quote the credentials", () =>
+    Effect.gen(function*() {
+      for (
+        const url of ["redis://:%ZZpa55@127.0.0.1:6379", "redis://user%:pa55@127.0.0.1:6379", "http://127.0.0.1:6379"]
+      ) {
+        const error = yield* Effect.flip(Effect.scoped(RedisConnection.make({ url: Redacted.make(url) })))
+        expect(error).toMatchObject({ _tag: "RedisError", operation: "connect", kind: "config" })
+        expect(error.message).not.toContain("pa55")
+      }
+      const fromEnv = yield* Effect.flip(
+        Effect.scoped(Layer.build(RedisConnection.layerFromEnv)).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["REDIS_URL", "redis://:%ZZpa55@127.0.0.1:6379"]])))
+        )
+      )
+      expect(fromEnv).toMatchObject({ _tag: "RedisError", kind: "config" })
+    }))
+})
+
 describe.skipIf(!available)("RedisConnection", () => {
   it.scopedLive("failIfUnreachable: building the connection fails with a typed error", () =>
     Effect.gen(function*() {

@@ -185,7 +185,7 @@ describe.skipIf(!available)("RedisRateLimiter", () => {
         // At once: well before the deadline a queued request would have spent.
         expect(preciseNow() - start).toBeLessThan(1_000)
         expect(error).toMatchObject({ _tag: "RateLimited", reason: "deadline" })
-        expect(error.retryAt!.epochMillis).toBeGreaterThan(Date.now() + 1_000)
+        expect(error._tag === "RateLimited" && error.retryAt!.epochMillis).toBeGreaterThan(Date.now() + 1_000)
         expect((yield* b.stats).queued).toBe(0)
         // A deadline the fleet can meet waits.
         yield* b.withPermit({ deadline: "3 seconds" })(Effect.void)
@@ -408,6 +408,49 @@ describe.skipIf(!available)("RedisRateLimiter", () => {
         const grantedIn = yield* a!.withPermit()(Effect.sync(() => Math.floor(Date.now() / windowMs)))
         expect(grantedIn).toBeGreaterThan(settledIn)
       }))
+  })
+
+  describe("a paused Redis (SIGSTOP, issue 18)", () => {
+    it.scopedLive(
+      "after a 10 s pause a 10/s limiter is back to 10/s within 2 s: late takes take nothing",
+      () =>
+        Effect.gen(function*() {
+          const own = yield* RedisServer.scoped
+          yield* Effect.addFinalizer(() => Effect.sync(() => own.signal("SIGCONT")))
+          const prefix = uniquePrefix("paused")
+          const limiter = yield* worker(own.url, prefix, RateLimiter.slidingWindow({ limit: 10, window: "1 second" }), {
+            fence: "1 second"
+          })
+          const admitted: Array<number> = []
+          let stop = false
+          const caller = Effect.gen(function*() {
+            while (!stop) {
+              yield* limiter.withPermit()(Effect.flatMap(stamp, (t) => Effect.sync(() => admitted.push(t)))).pipe(
+                Effect.catchAll(() => Effect.sleep("20 millis"))
+              )
+            }
+          })
+          const callers = yield* Effect.fork(
+            Effect.all(Array.from({ length: 20 }, () => caller), { concurrency: "unbounded", discard: true })
+          )
+          yield* Effect.sleep("1 second")
+          expect(admitted.length).toBeGreaterThanOrEqual(8)
+          own.signal("SIGSTOP")
+          yield* Effect.sleep("10 seconds")
+          const pausedAdmissions = admitted.length
+          own.signal("SIGCONT")
+          const resumed = preciseNow()
+          yield* Effect.sleep("3 seconds")
+          stop = true
+          yield* Fiber.interrupt(callers)
+          // From 2 s after the resume, the full rate again: no permit counted for a caller that left.
+          const inThirdSecond = admitted.filter((t) => t >= resumed + 2_000 && t < resumed + 3_000).length
+          expect(inThirdSecond).toBeGreaterThanOrEqual(8)
+          expect(maxInWindow(admitted.filter((t) => t >= resumed), 1_000)).toBeLessThanOrEqual(10)
+          expect(pausedAdmissions).toBeLessThan(admitted.length)
+        }),
+      30_000
+    )
   })
 
   describe("failing closed", () => {

@@ -64,10 +64,10 @@ export const wrap = (limiter: RateLimiter.Service): Effect.Effect<RecordingLimit
     const now = () => clock.unsafeCurrentTimeMillis()
     const recorded: RateLimiter.Service = {
       provider: limiter.provider,
-      withPermit: (options) => (effect) =>
+      withPermit: ((options?: RateLimiter.PermitOptions) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
         Effect.suspend(() => {
           const requestedAt = now()
-          return limiter.withPermit(options)(
+          return limiter.withPermit(options as RateLimiter.PermitOptions)(
             Effect.zipRight(
               Effect.sync(() =>
                 events.push({
@@ -91,10 +91,12 @@ export const wrap = (limiter: RateLimiter.Service): Effect.Effect<RecordingLimit
                 })
               ))
           )
-        }),
+        })) as RateLimiter.Service["withPermit"],
       pauseUntil: (instant, subject) =>
         Effect.zipRight(
-          Effect.sync(() => events.push({ _tag: "Pause", key: subject?.key, until: instant.epochMillis, at: now() })),
+          Effect.sync(() =>
+            events.push({ _tag: "Pause", key: subject?.key, until: instant.epochMillis, at: now() })
+          ),
           limiter.pauseUntil(instant, subject)
         ),
       observe: (info: RateLimitHeaders.RateLimitInfo, subject) =>
@@ -131,7 +133,8 @@ export const wrap = (limiter: RateLimiter.Service): Effect.Effect<RecordingLimit
 export const make = (
   policy: RateLimiter.Policy = RateLimiter.unlimited,
   options?: { readonly provider?: string | undefined }
-): Effect.Effect<RecordingLimiter, never, Scope.Scope> => Effect.flatMap(RateLimiter.make(policy, options), wrap)
+): Effect.Effect<RecordingLimiter, TollgateError.InvalidArgument, Scope.Scope> =>
+  Effect.flatMap(RateLimiter.make(policy, options), wrap)
 
 /**
  * Installs a recording limiter as the `RateLimiter`, and its events as `Recorder`.
@@ -142,7 +145,7 @@ export const make = (
 export const layer = (
   policy?: RateLimiter.Policy,
   options?: { readonly provider?: string | undefined }
-): Layer.Layer<RateLimiter.RateLimiter | Recorder> =>
+): Layer.Layer<RateLimiter.RateLimiter | Recorder, TollgateError.InvalidArgument> =>
   Layer.scopedContext(
     Effect.map(make(policy, options), (recording) =>
       Context.make(RateLimiter.RateLimiter, recording.limiter).pipe(Context.add(Recorder, recording)))

@@ -65,9 +65,9 @@ export const permitWaits = (): PermitWaits => {
         samples.set(name, bucket)
         return {
           ...limiter,
-          withPermit: (permit) => {
-            const take = limiter.withPermit(permit)
-            return (effect) =>
+          withPermit: ((permit?: RateLimiter.PermitOptions) => {
+            const take = limiter.withPermit(permit as RateLimiter.PermitOptions)
+            return <A, E, R>(effect: Effect.Effect<A, E, R>) =>
               Effect.suspend(() => {
                 const queuedAt = performance.now()
                 return take(Effect.suspend(() => {
@@ -75,7 +75,7 @@ export const permitWaits = (): PermitWaits => {
                   return effect
                 }))
               })
-          }
+          }) as RateLimiter.Service["withPermit"]
         }
       })
   }

@@ -8,7 +8,18 @@ export interface Observation {
   readonly limit?: number | undefined
   readonly remaining?: number | undefined
   readonly resetAt?: number | undefined
+  /** The window of the announced limit, when a policy header says it. */
+  readonly window?: number | undefined
+  /** The permits of the request whose response this is (it is still counted in flight). Default: 1. */
+  readonly cost?: number | undefined
 }
+
+/**
+ * Requests in flight other than the one reporting: the server had not counted them yet when it answered,
+ * so its `Remaining` leaves room for them that we must not spend twice.
+ */
+export const uncounted = (active: number, observation: Observation): number =>
+  Math.max(0, active - (observation.cost ?? 1))
 
 export interface Budget {
   /** The quota this budget enforces, used to route a server's `Limit` header to the right budget. */
@@ -53,9 +64,8 @@ const EPSILON = 1e-9
  */
 export class SlidingWindow implements Budget {
   readonly settles = true
-  readonly capacity: number
-  readonly period: number
-  private active = 0
+  capacity: number
+  period: number
   // Settled permits waiting to return, ordered by return time.
   private times: Array<number> = []
   private costs: Array<number> = []
@@ -65,8 +75,20 @@ export class SlidingWindow implements Budget {
   private externalCost = 0
   private externalUntil = 0
 
-  constructor(readonly limit: number, readonly window: number) {
+  /**
+   * `active` starts at the permits already in flight when a window is learned mid-traffic: they settle
+   * into it like its own.
+   */
+  constructor(public limit: number, public window: number, private active = 0) {
     this.capacity = limit
+    this.period = window
+  }
+
+  /** A learned limit or window changed. */
+  reshape(limit: number, window: number): void {
+    this.limit = limit
+    this.capacity = limit
+    this.window = window
     this.period = window
   }
 
@@ -151,15 +173,25 @@ export class SlidingWindow implements Budget {
     this.active -= cost
   }
 
+  /**
+   * The server's `Remaining` excludes our requests it has not seen yet; what it leaves beyond them is
+   * what we may still send before its reset. Less than we count means others spend this budget too (or
+   * the server counts differently): the difference is held as external use until the reset. More means an
+   * earlier such estimate was too cautious, and it is given back.
+   */
   observe(now: number, observation: Observation): void {
     if (observation.remaining === undefined) return
     const ours = this.limit - this.used(now)
-    if (observation.remaining >= ours) return
-    this.externalCost += ours - observation.remaining
-    const until = observation.resetAt !== undefined && observation.resetAt > now
-      ? observation.resetAt
-      : now + this.window
-    this.externalUntil = Math.max(this.externalUntil, until)
+    const theirs = observation.remaining - uncounted(this.active, observation)
+    if (theirs < ours) {
+      this.externalCost += ours - theirs
+      const until = observation.resetAt !== undefined && observation.resetAt > now
+        ? observation.resetAt
+        : now + this.window
+      this.externalUntil = Math.max(this.externalUntil, until)
+    } else if (theirs > ours && this.externalCost > 0) {
+      this.externalCost = Math.max(0, this.externalCost - (theirs - ours))
+    }
   }
 
   idle(now: number): boolean {
@@ -246,8 +278,9 @@ export class FixedWindow implements Budget {
       this.offset = ((resetAt % this.window) + this.window) % this.window
       this.index = this.indexAt(now)
     }
-    if (observation.remaining !== undefined && this.limit - this.count > observation.remaining) {
-      this.count = this.limit - observation.remaining
+    if (observation.remaining !== undefined) {
+      const counted = this.limit - observation.remaining + uncounted(this.active, observation)
+      if (counted > this.count) this.count = Math.min(counted, this.limit)
     }
   }
 

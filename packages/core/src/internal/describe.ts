@@ -33,23 +33,3 @@ export const describeBody = (contentType: string | undefined, text: string): str
   if (mediaType.length === 0) return "a body that is not JSON"
   return `${/^[aeiou]/.test(mediaType) ? "an" : "a"} ${mediaType} body`
 }
-
-/**
- * Removes every occurrence of the given secrets from provider-supplied text, and bounds its length, so
- * an error description can be shown even when a misbehaving server echoes what it was sent.
- */
-export const scrub = (text: string, secrets: ReadonlyArray<string>, maxLength = 300): string => {
-  let result = text
-  for (const secret of secrets) {
-    if (secret.length < 4) continue
-    // As sent (raw, percent-encoded, form-encoded) and as echoed back inside JSON text (escaped).
-    const forms = new Set([
-      secret,
-      encodeURIComponent(secret),
-      new URLSearchParams([["", secret]]).toString().slice(1),
-      JSON.stringify(secret).slice(1, -1)
-    ])
-    for (const form of forms) result = result.split(form).join("<redacted>")
-  }
-  return result.length > maxLength ? `${result.slice(0, maxLength)}…` : result
-}

@@ -27,6 +27,15 @@ export interface Options {
   }) => Loopback.Answer
   /** Answers a token request before any validation: a broken proxy, an outage. */
   readonly intercept?: (request: Loopback.Recorded) => Loopback.Answer | undefined
+  /**
+   * Where it publishes its metadata: at the RFC 8414 location (the default), only at the OpenID Connect
+   * one, or nowhere.
+   */
+  readonly discovery?: "oauth-authorization-server" | "openid-configuration" | "none"
+  /** The issuer's path, e.g. "/tenants/a": RFC 8414 inserts the well-known segment before it. */
+  readonly issuerPath?: string
+  /** Rewrites the metadata document, to play a server that lies or is misconfigured. */
+  readonly metadata?: (document: Record<string, unknown>) => Record<string, unknown>
 }
 
 export interface Authentication {
@@ -38,6 +47,7 @@ export interface Authentication {
 }
 
 export interface AuthServer extends Loopback.Server {
+  readonly issuer: string
   readonly tokenUrl: string
   readonly revocationUrl: string
   readonly authentications: ReadonlyArray<Authentication>
@@ -198,13 +208,41 @@ export const make = (options: Options) =>
       return { status: 200, body: "" }
     }
 
+    const issuerPath = options.issuerPath ?? ""
+    let base = ""
+    const metadata = (): Loopback.Answer => {
+      const document = {
+        issuer: `${base}${issuerPath}`,
+        token_endpoint: `${base}/oauth/token`,
+        revocation_endpoint: `${base}/oauth/revoke`,
+        token_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post"],
+        revocation_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post"],
+        grant_types_supported: ["client_credentials", "refresh_token"],
+        response_types_supported: ["token"]
+      }
+      return { status: 200, body: options.metadata === undefined ? document : options.metadata(document) }
+    }
+    const discovery = options.discovery ?? "oauth-authorization-server"
     const server = yield* Loopback.serve((request) => {
       if (request.path === "/oauth/token") return options.intercept?.(request) ?? token(request)
       if (request.path === "/oauth/revoke") return revoke(request)
+      if (request.method === "GET") {
+        if (
+          discovery === "oauth-authorization-server" &&
+          request.path === `/.well-known/oauth-authorization-server${issuerPath}`
+        ) {
+          return metadata()
+        }
+        if (discovery === "openid-configuration" && request.path === `${issuerPath}/.well-known/openid-configuration`) {
+          return metadata()
+        }
+      }
       return { status: 404, headers: { "content-type": "text/html" }, body: "<html><body>Not Found</body></html>" }
     })
+    base = server.url
     const result: AuthServer = {
       ...server,
+      issuer: `${server.url}${issuerPath}`,
       tokenUrl: `${server.url}/oauth/token`,
       revocationUrl: `${server.url}/oauth/revoke`,
       authentications,

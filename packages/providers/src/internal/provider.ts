@@ -13,6 +13,7 @@ import type * as RateLimitHeaders from "@tollgate/core/RateLimitHeaders"
 import * as TokenCache from "@tollgate/core/TokenCache"
 import * as TokenExchange from "@tollgate/core/TokenExchange"
 import type * as TokenSource from "@tollgate/core/TokenSource"
+import type * as TollgateError from "@tollgate/core/TollgateError"
 import type { Scope } from "effect"
 import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option, Predicate, Redacted } from "effect"
 
@@ -73,7 +74,9 @@ export interface Spec {
  * The token cache, the limiter and the client, in the current scope. Closing the scope stops the
  * client, then the limiter, then the cache (which revokes its token where the source can).
  */
-export const build = (spec: Spec): Effect.Effect<Services, never, HttpClient.HttpClient | Scope.Scope> =>
+export const build = (
+  spec: Spec
+): Effect.Effect<Services, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
     const tokenLimiter = spec.tokenLimits === undefined
       ? undefined
@@ -94,7 +97,11 @@ export const build = (spec: Spec): Effect.Effect<Services, never, HttpClient.Htt
       retry: spec.tuning.client?.retry
     })
     return { client, tokens, limiter }
-  })
+  }).pipe(Effect.mapError(limitsError))
+
+/** A policy in the tuning that the limiter refuses is a configuration error, named by its option. */
+export const limitsError = (error: TollgateError.InvalidArgument): ConfigError.ConfigError =>
+  ConfigError.InvalidData(["limits"], error.message)
 
 /** The three services under the provider's Tags, built in the Layer's scope. */
 export const layer = <C, T, L, E, R>(

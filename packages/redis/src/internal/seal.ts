@@ -16,10 +16,25 @@ export interface Payload {
 
 export interface Sealer {
   readonly encrypted: boolean
+  /**
+   * Names the key, safe to log: a short HMAC of a fixed label under a key derived from the secret, or
+   * "none" without encryption. Processes that must share tokens have the same one.
+   */
+  readonly keyId: string
   readonly seal: (payload: Payload, aad: string) => string
   /** `undefined` when the envelope is unreadable: another key, another format, tampered. */
   readonly open: (envelope: string, aad: string) => Payload | undefined
   readonly fingerprint: (value: string) => string
+}
+
+/**
+ * The key an envelope was sealed with, read from its header without opening it: "none" for a plain
+ * one, the key id for a sealed one, `undefined` for anything else.
+ */
+export const keyIdOf = (envelope: string): string | undefined => {
+  if (envelope.startsWith("p1.")) return "none"
+  const parts = envelope.split(".")
+  return parts.length === 5 && parts[0] === "v1" ? parts[1] : undefined
 }
 
 const toPayload = (text: string): Payload | undefined => {
@@ -50,6 +65,7 @@ export const make = (secret: string | undefined): Sealer => {
   if (secret === undefined || secret.length === 0) {
     return {
       encrypted: false,
+      keyId: "none",
       seal: (payload) => `p1.${fromPayload(payload)}`,
       open: (envelope) => envelope.startsWith("p1.") ? toPayload(envelope.slice(3)) : undefined,
       fingerprint: (value) => createHash("sha256").update(value).digest("base64url").slice(0, 32)
@@ -61,6 +77,7 @@ export const make = (secret: string | undefined): Sealer => {
   const keyId = createHmac("sha256", fingerprintKey).update("key id").digest("base64url").slice(0, 8)
   return {
     encrypted: true,
+    keyId,
     seal: (payload, aad) => {
       const iv = randomBytes(12)
       const cipher = createCipheriv("aes-256-gcm", encryptionKey, iv)

@@ -22,6 +22,8 @@ export interface Server {
   readonly running: () => boolean
   /** Stops the server with SIGKILL (no goodbye to clients) or SIGTERM. */
   readonly kill: (signal?: "SIGKILL" | "SIGTERM") => Promise<void>
+  /** Pauses (SIGSTOP) or resumes (SIGCONT) the process: a hang rather than a crash. */
+  readonly signal: (signal: "SIGSTOP" | "SIGCONT") => void
   /** Starts it again on the same port (empty: nothing was persisted). */
   readonly restart: () => Promise<void>
   readonly stop: () => Promise<void>
@@ -124,6 +126,9 @@ export const start = async (extra: ReadonlyArray<string> = []): Promise<Server> 
         url: `redis://127.0.0.1:${port}`,
         running,
         kill,
+        signal: (signal) => {
+          if (running()) child.kill(signal)
+        },
         restart: async () => {
           await kill()
           for (let i = 0;; i++) {
