@@ -2,12 +2,11 @@
  * Every way a command can fail, as typed errors, and every failure reduced to one line for stderr and an
  * exit code. Messages come from the typed errors themselves (which never carry secrets); nothing here
  * prints a stack trace, a cause chain or a URL's query string. Where a library message names a library
- * option, the line names the command-line flag instead; where it promises a later retry, the line says
- * what happened, because a one-shot command makes no later request.
+ * option, the line names the command-line flag instead.
  */
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as TollgateError from "@tollgate/core/TollgateError"
-import { Cause, ConfigError, DateTime, Option, Predicate, Schema } from "effect"
+import { Cause, ConfigError, Option, Predicate, Schema } from "effect"
 
 /** Exit codes: 1 for a failed operation, 2 for bad input (arguments, flags, configuration). */
 export const exitCodes = { failure: 1, usage: 2, internal: 70, interrupted: 130 } as const
@@ -152,23 +151,11 @@ export const describeHttpError = (error: HttpClientError.HttpClientError): strin
 }
 
 /**
- * One line for a Tollgate error. The token cache's "unavailable" error speaks for a long-lived service
- * (no new request for a backoff, a later request tries again); a one-shot command has no later request,
- * so its line says what happened: the attempts made, and when the endpoint asked to be left alone.
+ * One line for a Tollgate error: its own message (context-free: it states what happened and, for an
+ * outage, when the endpoint accepts requests again, never that something retries later), in the command
+ * line's terms.
  */
-export const describeTollgateError = (error: TollgateError.TollgateError): string => {
-  if (error._tag !== "TokenEndpointUnavailable") return inCliTerms(error.message)
-  const status = error.status === undefined || error.reason.includes(`HTTP ${error.status}`)
-    ? ""
-    : ` (HTTP ${error.status})`
-  const attempts = error.attempts === undefined || error.attempts <= 1
-    ? ""
-    : `; gave up after ${error.attempts} attempts`
-  const retryAt = error.retryAt === undefined
-    ? ""
-    : `; it asked for no new token request before ${DateTime.formatIso(error.retryAt)}`
-  return `The ${error.provider} token endpoint is unavailable: ${error.reason}${status}${attempts}${retryAt}.`
-}
+export const describeTollgateError = (error: TollgateError.TollgateError): string => inCliTerms(error.message)
 
 /** The exit code of a CLI error. */
 export const exitCodeOf = (error: CliError): number => {
