@@ -256,6 +256,15 @@ describe("bad input: one line on stderr, a non-zero exit", () => {
       for (const flag of ["--client-secret", "--secret", "--password"]) {
         const result = yield* runCli(["token", "oauth2", flag, wrongSecret, "--token-url", "https://a.example/t"])
         expectOneLine(result, 2, `tollgate: unknown flag ${flag} (--help lists the flags)`)
+        // The message names the flag, not what follows its `=`.
+        const inline = yield* runCli([
+          "token",
+          "oauth2",
+          `${flag}=${wrongSecret}`,
+          "--token-url",
+          "https://a.example/t"
+        ])
+        expectOneLine(inline, 2, `tollgate: unknown flag ${flag} (--help lists the flags)`)
       }
       const help = yield* runCli(["token", "--help"])
       expect(help.stdout).not.toMatch(/--client-secret|--secret\s/)

@@ -145,10 +145,12 @@ const reword = (text: string, args: ReadonlyArray<string>, known: ReadonlyArray<
   match = unknownArgument.exec(text)
   if (match !== null) {
     const arg = match[1] ?? ""
-    const flag = known.find((p) => p.accepts !== undefined && p.names.includes(arg.split("=")[0]!))
-    if (flag !== undefined) return `${arg} needs a value: ${inWords(flag.accepts!)}`
+    // `--client-secret=…` names the flag only: what follows `=` may be a secret.
+    const name = arg.startsWith("-") ? arg.split("=")[0]! : arg
+    const flag = known.find((p) => p.accepts !== undefined && p.names.includes(name))
+    if (flag !== undefined) return `${name} needs a value: ${inWords(flag.accepts!)}`
     return arg.startsWith("-")
-      ? `unknown flag ${arg} (--help lists the flags)`
+      ? `unknown flag ${name} (--help lists the flags)`
       : `unexpected argument ${quote(arg)}`
   }
   match = missingArgument.exec(text)
