@@ -186,11 +186,11 @@ export const norce: Entry = {
       applicationId: emulator.credentials.applicationId,
       baseUrl: emulator.baseUrl,
       allowInsecureLoopback: true,
-      // The documented 3 per minute plus a burst of 20, on the emulator's clock.
+      // The emulator's token bucket (by default the documented 3 per minute, burst 20), on its clock.
       tokenLimits: RateLimiter.tokenBucket({
         rate: 1,
         interval: Duration.millis(emulator.tokenRateLimit.refillIntervalMillis),
-        burst: Math.max(1, emulator.tokenRateLimit.capacity - NorceSandbox.documented.tokenRequestsPerMinute)
+        burst: emulator.tokenRateLimit.capacity
       })
     }).pipe(Effect.map(built("norce", undefined)))
   }

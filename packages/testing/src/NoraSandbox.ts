@@ -4,8 +4,10 @@
  * `{ token, expires_in: 3600, token_type: "Bearer" }`, answering 400 for a missing or invalid parameter or
  * content type and 401 for wrong credentials. API routes take `Authorization: Bearer <token>` and are
  * limited to 60 requests per minute per client, enforced as a strict sliding log (no interval of 60 s
- * ever admits more than 60); beyond it they answer 429 `{"statusCode":429,"message":"Too Many Requests"}`,
- * without `Retry-After` unless asked (the docs give none).
+ * ever admits more than 60), token requests included unless `countTokenRequests: false`; beyond it they
+ * answer 429 `{"statusCode":429,"message":"Too Many Requests"}`, without `Retry-After` unless asked (the
+ * docs give none). Each reading of the docs it chooses is a row of `packages/testing/INTERPRETATIONS.md`
+ * (NORA-…).
  *
  * Routes: `POST /api/token`, `GET /api/forms`, `GET /api/forms/:formId`, `POST /api/forms/:formId/submissions`.
  * Error bodies follow the NestJS shape the OpenAPI operation id (`TokenController_getToken`) suggests.
@@ -71,6 +73,12 @@ export interface Options extends Emulator.Options {
   readonly rateLimit?: { readonly limit: number; readonly windowMillis: number } | undefined
   /** Send `Retry-After` (whole seconds until a slot frees) with 429s. Default false: the docs give none. */
   readonly retryAfter?: boolean | undefined
+  /**
+   * Count token requests against the client's limit. Default true: "the API enforces a rate limit of 60
+   * requests per minute", and `POST /api/token` is part of the API (NORA-1). A token request is counted
+   * when its `clientId` names a client, whatever the outcome.
+   */
+  readonly countTokenRequests?: boolean | undefined
 }
 
 /**
@@ -85,6 +93,8 @@ export interface NoraSandbox extends Emulator.Emulator<Credentials> {
   readonly tokenLifetimeSeconds: number
   /** The enforced limit, after the time scale. */
   readonly rateLimit: { readonly limit: number; readonly windowMillis: number }
+  /** Whether token requests count against `rateLimit`. */
+  readonly countTokenRequests: boolean
 }
 
 interface Form {
@@ -137,6 +147,15 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
     }
     const log = new SlidingLog(rateLimit.limit, rateLimit.windowMillis)
     const retryAfter = options?.retryAfter ?? false
+    const countTokenRequests = options?.countTokenRequests ?? true
+
+    // Interpretation NORA-3: the docs give the status only; the NestJS body and Retry-After are ours.
+    const tooManyRequests = (decision: { readonly resetAt: number }, now: number) =>
+      Http.json(
+        429,
+        { statusCode: 429, message: "Too Many Requests" },
+        retryAfter ? { "retry-after": String(Math.max(1, Math.ceil((decision.resetAt - now) / 1000))) } : {}
+      )
 
     const issueToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
@@ -155,6 +174,15 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
           : []
       )
       if (problems.length > 0) return badRequest(problems, "missing or invalid parameters")
+      // Interpretation NORA-1: a token request counts against the limit of the client it names.
+      const named = clients.find((c) => Http.safeEqual(c.clientId, body.clientId as string))
+      if (countTokenRequests && named !== undefined) {
+        const now = yield* Clock.currentTimeMillis
+        const decision = log.take(named.clientId, now)
+        if (!decision.admitted) {
+          return { response: tooManyRequests(decision, now), outcome: "refused", reason: "rate limited" }
+        }
+      }
       const client = clients.find((c) =>
         Http.safeEqual(c.clientId, body.clientId as string) &&
         Http.safeEqual(c.clientSecret, body.clientSecret as string) &&
@@ -203,17 +231,9 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
           }
         }
         const client = check.record.subject
+        // Interpretation NORA-2: "60 requests per minute" per client, over any 60 s (a sliding log).
         const decision = log.take(client, now)
-        if (!decision.admitted) {
-          const headers: Record<string, string> = retryAfter
-            ? { "retry-after": String(Math.max(1, Math.ceil((decision.resetAt - now) / 1000))) }
-            : {}
-          return {
-            response: Http.json(429, { statusCode: 429, message: "Too Many Requests" }, headers),
-            client,
-            admitted: false
-          }
-        }
+        if (!decision.admitted) return { response: tooManyRequests(decision, now), client, admitted: false }
         const handled = yield* handler(client)
         return { ...handled, client, admitted: true }
       })
@@ -298,6 +318,7 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
       timeScale: kernel.timeScale,
       tokenLifetimeSeconds,
       rateLimit,
+      countTokenRequests,
       recording: Effect.sync(() => kernel.snapshot()),
       resetRecording: Effect.sync(() => kernel.resetRecording()),
       observeArrivals: (observer, options) => kernel.observe(observer, options),
