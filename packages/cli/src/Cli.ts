@@ -437,7 +437,11 @@ const open = (
         timeScale,
         // The emulators need not keep every arrival: the CLI records its own side of the wire.
         nora: { recordArrivals: false },
-        norce: { recordArrivals: false },
+        // The generic oauth2 provider meets the Norce emulator as a plain RFC 6749 server: HTTP Basic
+        // (which §2.3.1 requires a server to support) and a default scope, which Norce's docs leave out.
+        norce: provider === "oauth2"
+          ? { recordArrivals: false, acceptBasicAuth: true, requireScope: false }
+          : { recordArrivals: false },
         nomba: { recordArrivals: false },
         tokenProject: { recordArrivals: false }
       })

@@ -229,7 +229,10 @@ describe("Nora", () => {
     const run = (
       n: number,
       emulatorOptions?: NoraSandbox.Options,
-      during?: { readonly at: Duration.DurationInput; readonly effect: (nora: NoraSandbox.NoraSandbox) => Effect.Effect<unknown> }
+      during?: {
+        readonly at: Duration.DurationInput
+        readonly effect: (nora: NoraSandbox.NoraSandbox) => Effect.Effect<unknown>
+      }
     ) =>
       Effect.gen(function*() {
         const nora = yield* NoraSandbox.make(emulatorOptions)
@@ -240,13 +243,16 @@ describe("Nora", () => {
           baseUrl: "https://nora.sandbox.test"
         }).pipe(Effect.provideService(HttpClient.HttpClient, Sandbox.makeClient(() => nora.app)))
         const fiber = yield* Effect.fork(
-          Effect.forEach(Array.from({ length: n }), () => Effect.flatMap(client.get("/api/forms"), (r) => Effect.succeed(r.status)), {
+          Effect.forEach(Array.from({ length: n }), () =>
+            Effect.flatMap(client.get("/api/forms"), (r) => Effect.succeed(r.status)), {
             concurrency: "unbounded"
           })
         )
         let elapsed = 0
         while (fiber.unsafePoll() === null && elapsed < 60 * 60_000) {
-          if (during !== undefined && elapsed === Duration.toMillis(during.at)) yield* during.effect(nora)
+          if (during !== undefined && elapsed === Duration.toMillis(during.at)) {
+            yield* during.effect(nora)
+          }
           yield* TestClock.adjust("1 second")
           elapsed += 1_000
         }

@@ -175,7 +175,9 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
       windowMillis: kernel.scaled(limit.windowMillis)
     })
     const rateLimit = scaledLimit(options?.rateLimit ?? documented)
-    const unknownRoutes = Object.keys(options?.endpointLimits ?? {}).filter((r) => !(routes as ReadonlyArray<string>).includes(r))
+    const unknownRoutes = Object.keys(options?.endpointLimits ?? {}).filter((r) =>
+      !(routes as ReadonlyArray<string>).includes(r)
+    )
     if (unknownRoutes.length > 0) {
       throw new RangeError(`endpointLimits names routes the sandbox does not serve: ${unknownRoutes.join(", ")}`)
     }

@@ -99,7 +99,10 @@ export const build = (spec: Spec): Effect.Effect<Services, never, HttpClient.Htt
         provider: spec.provider
       })
       const shared = shareWithTokenRequests(limiter)
-      const tokens = yield* TokenCache.makeWithBackend(spec.source, { ...spec.tuning.tokenCache, limiter: shared.tokens })
+      const tokens = yield* TokenCache.makeWithBackend(spec.source, {
+        ...spec.tuning.tokenCache,
+        limiter: shared.tokens
+      })
       const client = yield* makeClient(spec, tokens, shared.requests(tokens, spec.tuning.tokenCache))
       return { client, tokens, limiter }
     }
@@ -173,10 +176,13 @@ export const shareWithTokenRequests = (limiter: RateLimiter.Service): {
           Effect.either(tokens.get),
           (token) =>
             // The cache's failure is the request's to report: it meets the same error inside, at once.
-            Either.isLeft(token) ? guarded : Effect.flatMap(onPermit, Option.match({
-              onNone: () => attempt,
-              onSome: Effect.succeed
-            }))
+            Either.isLeft(token) ? guarded : Effect.flatMap(
+              onPermit,
+              Option.match({
+                onNone: () => attempt,
+                onSome: Effect.succeed
+              })
+            )
         )
         return attempt
       }
@@ -269,34 +275,30 @@ export const allowInsecureLoopback: Config.Config<boolean> = Config.withDefault(
 // `Config.string(name)` prefixes the path with the name again: "Invalid data at X.X".)
 const named = <A>(name: string, config: Config.Config<A>): Config.Config<A> => Config.nested(config, name)
 
-/** A required, non-empty string: missing or empty is a `ConfigError` naming the variable. */
+/**
+ * A required, non-empty string: missing (Effect's own `MissingData`, as for any `Config`) or empty is a
+ * `ConfigError` naming the variable.
+ */
 export const required = (name: string): Config.Config<string> =>
   named(
     name,
-    Config.mapOrFail(Config.option(Config.string()), (value) =>
-      Option.isNone(value)
-        ? Either.left(ConfigError.MissingData([], "required but not set"))
-        : value.value.trim().length === 0
+    Config.mapOrFail(Config.string(), (value) =>
+      value.trim().length === 0
         // Invalid, not missing: `Config.withDefault` and `Config.option` must not mistake it for absent.
         ? Either.left(ConfigError.InvalidData([], "set but empty"))
-        : Either.right(value.value.trim()))
+        : Either.right(value.trim()))
   )
 
 /** A required, non-empty secret, never trimmed, never echoed. */
 export const secret = (name: string): Config.Config<Redacted.Redacted<string>> =>
   // Read as a string and redacted at once: `Config.redacted` reports a missing variable with the message
   // "<redacted>", which hides what is wrong. Config errors never carry the value itself.
-  Config.map(
-    named(
-      name,
-      Config.mapOrFail(Config.option(Config.string()), (value) =>
-        Option.isNone(value)
-          ? Either.left(ConfigError.MissingData([], "required but not set"))
-          : value.value.trim().length === 0
-          ? Either.left(ConfigError.InvalidData([], "set but empty"))
-          : Either.right(value.value))
-    ),
-    Redacted.make
+  named(
+    name,
+    Config.mapOrFail(Config.string(), (value) =>
+      value.trim().length === 0
+        ? Either.left(ConfigError.InvalidData([], "set but empty"))
+        : Either.right(Redacted.make(value)))
   )
 
 /**

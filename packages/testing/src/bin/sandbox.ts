@@ -18,8 +18,7 @@ import * as NorceSandbox from "../NorceSandbox.js"
 import * as Sandbox from "../Sandbox.js"
 import * as TokenProjectSandbox from "../TokenProjectSandbox.js"
 
-const usage =
-  "usage: sandbox [--time-scale N] [--port BASE] [--host HOST] [--limit PROVIDER=LIMIT ...]\n" +
+const usage = "usage: sandbox [--time-scale N] [--port BASE] [--host HOST] [--limit PROVIDER=LIMIT ...]\n" +
   "  LIMIT: COUNT/WINDOW for nora, token-project, nomba, norce (e.g. nora=30/1m), PER_MINUTE+BURST for norce-token"
 
 const units: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }
@@ -35,7 +34,9 @@ const parseWindow = (flag: string, value: string): { readonly limit: number; rea
 }
 
 const parseLimit = (options: Mutable, value: string): void => {
-  const [provider, limit] = value.split("=", 2) as [string, string | undefined]
+  const equals = value.indexOf("=")
+  const provider = equals === -1 ? value : value.slice(0, equals)
+  const limit = equals === -1 ? undefined : value.slice(equals + 1)
   if (limit === undefined) throw new Error(`--limit expects PROVIDER=LIMIT, got ${JSON.stringify(value)}\n${usage}`)
   const flag = `--limit ${provider}`
   switch (provider) {
@@ -80,7 +81,8 @@ const parseArgs = (argv: ReadonlyArray<string>): Sandbox.Options => {
   const options: Mutable = {}
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
-    const [flag, inline] = arg.includes("=") ? arg.split("=", 2) as [string, string] : [arg, undefined]
+    const equals = arg.indexOf("=")
+    const [flag, inline] = equals === -1 ? [arg, undefined] : [arg.slice(0, equals), arg.slice(equals + 1)]
     const value = () => {
       const v = inline ?? argv[++i]
       if (v === undefined) throw new Error(`${flag} needs a value\n${usage}`)
@@ -137,9 +139,9 @@ const program = (options: Sandbox.Options) =>
       "",
       `Nora (Formflow)   ${nora.baseUrl}`,
       `  POST /api/token  clientId=${nora.credentials.clientId} clientSecret=${nora.credentials.clientSecret} organizationId=${nora.credentials.organizationId}`,
-      `  limit ${window(nora.rateLimit)}${
-        differs(nora.rateLimit, NoraSandbox.documented, nora.timeScale)
-      }${nora.countTokenRequests ? ", token requests included" : ""}; token lifetime ${nora.tokenLifetimeSeconds} s`,
+      `  limit ${window(nora.rateLimit)}${differs(nora.rateLimit, NoraSandbox.documented, nora.timeScale)}${
+        nora.countTokenRequests ? ", token requests included" : ""
+      }; token lifetime ${nora.tokenLifetimeSeconds} s`,
       `Norce Commerce    ${norce.baseUrl}`,
       `  POST /identity/1.0/connect/token (Storm: /1.0/connect/token)  client_id=${norce.credentials.clientId} client_secret=${norce.credentials.clientSecret} scope=${
         norce.credentials.scopes.join("|")
