@@ -151,6 +151,7 @@ const envelope = (
   headers?: Record<string, string>
 ): HttpServerResponse.HttpServerResponse => Http.json(status, { code, description }, headers)
 
+// Interpretation NOMBA-7: expiresAt to the second, without milliseconds, as in the docs' example.
 const isoSeconds = (millis: number): string =>
   new Date(Math.floor(millis / 1000) * 1000).toISOString().replace(".000Z", "Z")
 
@@ -166,11 +167,13 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
     const credentials = options?.credentials ?? defaultCredentials
     const clients = [credentials, ...(options?.clients ?? [])]
     const tokenLifetimeMillis = kernel.scaled((options?.tokenLifetimeSeconds ?? documented.tokenLifetimeSeconds) * 1000)
+    // Interpretation NOMBA-4: only "00" is documented; the other codes and the HTTP statuses are ours.
     const errorStatus: ErrorStatus = {
       credentials: options?.errorStatus?.credentials ?? 200,
       request: options?.errorStatus?.request ?? 400,
       refresh: options?.errorStatus?.refresh ?? 200
     }
+    // Interpretation NOMBA-8: no limit is documented, so none by default.
     const rateLimit = options?.rateLimit === undefined
       ? undefined
       : { limit: options.rateLimit.limit, windowMillis: kernel.scaled(options.rateLimit.windowMillis) }
@@ -233,6 +236,7 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
     const issueToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
       const accountId = request.headers["accountid"]
+      // Interpretation NOMBA-5: every documented request sends accountId, so every token request needs it.
       if (accountId === undefined || accountId === "") return badRequest("The accountId header is required")
       const body = yield* jsonBody
       if (body === undefined) return badRequest("The request body must be a JSON object")
@@ -262,6 +266,8 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
       const request = yield* HttpServerRequest.HttpServerRequest
       const accountId = request.headers["accountid"]
       if (accountId === undefined || accountId === "") return badRequest("The accountId header is required")
+      // Interpretation NOMBA-3: the Bearer access token may have expired ("refresh the token when it expires"),
+      // not been revoked.
       const bearer = /^Bearer +(\S+) *$/i.exec(request.headers["authorization"] ?? "")?.[1]
       const access = bearer === undefined ? undefined : kernel.recordOf(bearer)
       if (access === undefined || access.revoked) {
@@ -279,6 +285,8 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
       if (typeof body.refresh_token !== "string" || body.refresh_token === "") {
         return badRequest("refresh_token is required")
       }
+      // Interpretation NOMBA-2: a refresh token does not expire; it ends with its access token's revocation or,
+      // rotated, with its use. Interpretation NOMBA-9: the previous access token stays valid until it expires.
       const stored = refreshTokens.get(body.refresh_token)
       if (stored === undefined || stored.used || stored.clientId !== access.subject) {
         return refused(
@@ -314,6 +322,8 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
       if (client.accountId !== accountId) {
         return refused(errorStatus.credentials, codes.invalidAccount, "Invalid accountId", "invalid accountId")
       }
+      // Interpretation NOMBA-6: revoking an unknown or dead token succeeds (RFC 7009 §2.2), and revokes the
+      // refresh token issued with it; a token of another client is refused.
       const record = kernel.recordOf(body.access_token)
       if (record !== undefined && record.subject !== client.clientId) {
         return refused(
@@ -358,6 +368,7 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
         if (accountId === undefined || accountId === "") {
           return { response: envelope(400, codes.badRequest, "The accountId header is required"), client }
         }
+        // Interpretation NOMBA-10: the API routes and this 403 are the sandbox's own.
         if (accountId !== check.record.data.accountId) {
           return {
             response: envelope(403, codes.invalidAccount, "The token does not belong to this accountId"),
@@ -438,6 +449,7 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
       )
     )
 
+    // Interpretation ALL-2: unknown routes answer 404 in the provider's own error shape.
     const app = kernel.app(router, () => envelope(404, codes.notFound, "Resource not found"))
 
     return {

@@ -122,6 +122,7 @@ const forms: ReadonlyArray<Form> = [
   }
 ]
 
+// Interpretation NORA-4: 400 and 401 in the NestJS shape the OpenAPI operation id suggests.
 const badRequest = (message: string | ReadonlyArray<string>, reason: string): Handled => ({
   response: Http.json(400, { statusCode: 400, message, error: "Bad Request" }),
   reason
@@ -138,6 +139,7 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
     const kernel = yield* Kernel.make("nora", options)
     const credentials = options?.credentials ?? defaultCredentials
     const clients = [credentials, ...(options?.clients ?? [])]
+    // Interpretation NORA-7: 3600 s, in `expires_in` and as the JWT's exp.
     const tokenLifetimeSeconds = Http.shownSeconds(
       (options?.tokenLifetimeSeconds ?? documented.tokenLifetimeSeconds) / kernel.timeScale
     )
@@ -159,6 +161,7 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
 
     const issueToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
+      // Interpretation NORA-5: Content-Type must be JSON; Accept is not checked (absent, it means any type).
       if (Http.mediaType(request) !== "application/json") {
         return badRequest("Content-Type must be application/json", "wrong content type")
       }
@@ -220,6 +223,7 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         const now = yield* Clock.currentTimeMillis
+        // Interpretation NORA-6: any token but a valid one is a 401 with a Bearer challenge (RFC 6750).
         const check = kernel.checkBearer(request, now)
         if (check._tag !== "Valid") {
           return {
@@ -242,6 +246,7 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
       response: Http.json(404, { statusCode: 404, message: `Form ${formId ?? ""} not found`, error: "Not Found" })
     })
 
+    // Interpretation NORA-8: the docs document no API routes; these forms are the sandbox's own.
     const router = HttpRouter.empty.pipe(
       HttpRouter.post("/api/token", kernel.token("issue", "POST /api/token", issueToken)),
       HttpRouter.get(
@@ -301,6 +306,7 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
       )
     )
 
+    // Interpretation ALL-2: unknown routes answer 404 in the provider's own error shape.
     const app = kernel.app(
       router,
       (request) =>

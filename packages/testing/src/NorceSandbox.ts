@@ -48,7 +48,7 @@ export interface Credentials {
 
 /**
  * The test credentials the emulator accepts by default (not secret). Their scopes are the values the
- * docs' parameter table lists (NORCE-8); give a client `["lab", "production"]` to accept the examples'.
+ * docs' parameter table lists (NORCE-7); give a client `["lab", "production"]` to accept the examples'.
  *
  * @since 0.1.0
  * @category constants
@@ -109,12 +109,12 @@ export interface Options extends Emulator.Options {
   readonly clientIp?: ((request: HttpServerRequest.HttpServerRequest) => string) | undefined
   /**
    * Refuse requests without `scope` (`invalid_scope`). Default true: the docs give `scope` no default.
-   * With false, a request without one is granted all the client's scopes (NORCE-7).
+   * With false, a request without one is granted all the client's scopes (NORCE-6).
    */
   readonly requireScope?: boolean | undefined
   /**
    * Accept the client in HTTP Basic (RFC 6749 §2.3.1: id and secret form-urlencoded, then base64) as well
-   * as in the body. Default false: the docs say "send client credentials in the body" (NORCE-6).
+   * as in the body. Default false: the docs say "send client credentials in the body" (NORCE-5).
    */
   readonly acceptBasicAuth?: boolean | undefined
   /** Send `Retry-After` with token endpoint 429s. Default false: the docs give none. */
@@ -186,6 +186,7 @@ const basicAuth = (request: HttpServerRequest.HttpServerRequest): ClientAuth => 
 }
 
 // RFC 6749 §3.3: scope = scope-token *( SP scope-token ), scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+// Interpretation NORCE-7: scope values are RFC 6749 §3.3 scope-tokens separated by single spaces.
 const scopeSyntax = /^[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*$/
 
 const defaultClientIp = (request: HttpServerRequest.HttpServerRequest): string =>
@@ -202,6 +203,7 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
     const kernel = yield* Kernel.make("norce", options)
     const credentials = options?.credentials ?? defaultCredentials
     const clients = [credentials, ...(options?.clients ?? [])]
+    // Interpretation NORCE-9: 600 s, the example's `expires_in`, not the 3600 s of "Rate limitations".
     const tokenLifetimeSeconds = Http.shownSeconds(
       (options?.tokenLifetimeSeconds ?? documented.tokenLifetimeSeconds) / kernel.timeScale
     )
@@ -218,7 +220,7 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
     const requireScope = options?.requireScope ?? true
     const acceptBasicAuth = options?.acceptBasicAuth ?? false
     const retryAfter = options?.retryAfter ?? false
-    // Interpretation NORCE-12: the API documents no limit; one can be set, as a strict sliding window.
+    // Interpretation NORCE-11: the API documents no limit; one can be set, as a strict sliding window.
     const rateLimit = options?.rateLimit === undefined
       ? undefined
       : { limit: options.rateLimit.limit, windowMillis: kernel.scaled(options.rateLimit.windowMillis) }
@@ -231,7 +233,7 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
         // Interpretation NORCE-3: keyed on the client's address; every request counts, refused or not.
         const decision = bucket.take(clientIp(request), now)
         if (!decision.admitted) {
-          // Interpretation NORCE-5: the docs give the status only; the body and Retry-After are ours.
+          // Interpretation NORCE-4: the docs give the status only; the body and Retry-After are ours.
           const headers: Record<string, string> = retryAfter
             ? { "retry-after": String(Math.max(1, Math.ceil(decision.retryAfterMillis / 1000))) }
             : {}
@@ -264,7 +266,7 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
         if (basic._tag !== "None" && bodySecret !== null) {
           return oauthError(400, "invalid_request", "Use only one client authentication method")
         }
-        // Interpretation NORCE-6: the docs say "send client credentials in the body"; an Authorization
+        // Interpretation NORCE-5: the docs say "send client credentials in the body"; an Authorization
         // header is an unsupported authentication method (RFC 6749 §5.2: 401 for a header attempt).
         if (basic._tag !== "None" && !acceptBasicAuth) {
           return oauthError(
@@ -286,7 +288,7 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
           ? undefined
           : clients.find((c) => Http.safeEqual(c.clientId, id) && Http.safeEqual(c.clientSecret, secret))
         if (client === undefined) {
-          // Interpretation NORCE-9: RFC 6749 §5.2's default 400 for credentials in the body, 401 for a header.
+          // Interpretation NORCE-8: RFC 6749 §5.2's default 400 for credentials in the body, 401 for a header.
           return basic._tag === "Basic"
             ? oauthError(401, "invalid_client", "Client authentication failed", {
               "www-authenticate": "Basic realm=\"norce-identity\", charset=\"UTF-8\""
@@ -297,7 +299,7 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
           return oauthError(400, "unsupported_grant_type", "Only the client_credentials grant is supported")
         }
         const scopeParam = params.get("scope")
-        // Interpretation NORCE-7: the docs give `scope` no default, so it is required.
+        // Interpretation NORCE-6: the docs give `scope` no default, so it is required.
         if (scopeParam === null && requireScope) {
           return oauthError(400, "invalid_scope", `A scope is required: ${client.scopes.join(", ")}`)
         }
@@ -313,13 +315,14 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
         if (denied.length > 0) {
           return oauthError(400, "invalid_scope", `The client is not allowed the scope ${denied.join(" ")}`)
         }
-        // Interpretation NORCE-8: each client may request the scopes it was given (by default the docs' table).
+        // Interpretation NORCE-7: each client may request the scopes it was given (by default the docs' table).
         const granted = requested.length > 0 ? [...new Set(requested)] : [...client.scopes]
         const { token } = yield* kernel.issue({
           subject: client.clientId,
           lifetimeMillis: tokenLifetimeSeconds * 1000,
           exp: true,
           claims: {
+            // Interpretation NORCE-12: Storm's endpoint on the same emulator; the claims are the sandbox's.
             iss: path === tokenPaths.storm
               ? "https://identity.storm.io/1.0/"
               : "https://sandbox.norce.tech/identity/1.0/",
@@ -363,7 +366,7 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
           }
         }
         const client = check.record.subject
-        // Interpretation NORCE-11: the docs require the header; what answers its absence is ours.
+        // Interpretation NORCE-10: the docs require the header; what answers its absence is ours.
         const applicationId = request.headers["applicationid"]?.trim()
         if (applicationId === undefined || applicationId === "") {
           return {
@@ -447,6 +450,7 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
       )
     )
 
+    // Interpretation ALL-2: unknown routes answer 404 in the provider's own error shape.
     const app = kernel.app(
       router,
       (request) => Http.json(404, { error: "not_found", error_description: `No route ${Http.pathOf(request.url)}` })

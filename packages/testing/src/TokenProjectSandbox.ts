@@ -153,6 +153,7 @@ export interface TokenProjectSandbox extends Emulator.Emulator<Credentials> {
   readonly restoreApp: (key?: string) => Effect.Effect<void>
 }
 
+// Interpretation TP-8: only code 88 is documented; the other codes keep its `errors` shape.
 const errors = (code: number, message: string) => ({ errors: [{ code, message }] })
 
 /**
@@ -170,6 +171,7 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
     const tokenLifetimeMillis = options?.tokenLifetimeSeconds === undefined
       ? undefined
       : kernel.scaled(options.tokenLifetimeSeconds * 1000)
+    // Interpretation TP-2: Remaining counts the endpoint's own window (2 minutes), not the "15-minute window".
     const scaledLimit = (limit: Limit): Limit => ({
       limit: limit.limit,
       windowMillis: kernel.scaled(limit.windowMillis)
@@ -202,8 +204,10 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
       }
     ]
 
+    // Interpretation TP-9: the token request carries no Bearer token, so it is not rate limited.
     const issueToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
+      // Interpretation TP-10: key and secret in the query string, as the curl example sends them; a body is ignored.
       const query = Http.queryOf(request.url)
       const key = query.get("key")
       const secret = query.get("secret")
@@ -223,6 +227,7 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
       const { token } = yield* kernel.issue({
         subject: app.key,
         lifetimeMillis: tokenLifetimeMillis,
+        // Interpretation TP-7: no exp; a token lives until its app is deleted (or a server-side lifetime).
         exp: false,
         claims: {
           sub: app.key,
@@ -265,6 +270,7 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
         const log = logs.get(route)!
         if (check._tag !== "Valid") {
           const subject = check._tag === "Invalid" ? check.subject : undefined
+          // Interpretation TP-6: the headers on every answer, refusals included; a refusal takes no slot.
           const state = subject === undefined
             ? { remaining: endpointLimits[route].limit, resetAt: now }
             : log.peek(subject, now)
@@ -336,6 +342,7 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
         }))
     ])
 
+    // Interpretation ALL-2: unknown routes answer 404 in the provider's own error shape.
     const app = kernel.app(router, () => Http.json(404, errors(34, "Sorry, that page does not exist")))
 
     return {
