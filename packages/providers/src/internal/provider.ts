@@ -155,7 +155,10 @@ export const shareWithTokenRequests = (limiter: RateLimiter.Service): {
 } => ({
   tokens: {
     ...limiter,
-    withPermit: (options) => limiter.withPermit({ key: options?.key, request: options?.request, cost: options?.cost })
+    withPermit: (options) => {
+      const { deadline: _deadline, timeout: _timeout, ...waitItsTurn } = options ?? {}
+      return limiter.withPermit(waitItsTurn)
+    }
   },
   requests: (tokens, options) => {
     const usableNow = Effect.flatMap(tokens.current, (current) =>
