@@ -165,21 +165,20 @@ export const norce: Entry = {
     ),
   fromSandbox: (sandbox, tuning) => {
     const emulator = sandbox.norce
-    return Effect.flatMap(Testing.loaded, ({ NorceSandbox }) =>
-      Norce.make({
-        ...tuning,
-        clientId: emulator.credentials.clientId,
-        clientSecret: Redacted.make(emulator.credentials.clientSecret),
-        applicationId: emulator.credentials.applicationId,
-        baseUrl: emulator.baseUrl,
-        allowInsecureLoopback: true,
-        // The documented 3 per minute plus a burst of 20, on the emulator's clock.
-        tokenLimits: RateLimiter.tokenBucket({
-          rate: 1,
-          interval: Duration.millis(emulator.tokenRateLimit.refillIntervalMillis),
-          burst: Math.max(1, emulator.tokenRateLimit.capacity - NorceSandbox.documented.tokenRequestsPerMinute)
-        })
-      })).pipe(Effect.map(built("norce", undefined)))
+    return Norce.make({
+      ...tuning,
+      clientId: emulator.credentials.clientId,
+      clientSecret: Redacted.make(emulator.credentials.clientSecret),
+      applicationId: emulator.credentials.applicationId,
+      baseUrl: emulator.baseUrl,
+      allowInsecureLoopback: true,
+      // The emulator's token bucket (by default the documented 3 per minute, burst 20), on its clock.
+      tokenLimits: RateLimiter.tokenBucket({
+        rate: 1,
+        interval: Duration.millis(emulator.tokenRateLimit.refillIntervalMillis),
+        burst: emulator.tokenRateLimit.capacity
+      })
+    }).pipe(Effect.map(built("norce", undefined)))
   }
 }
 

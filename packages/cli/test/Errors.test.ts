@@ -68,7 +68,7 @@ describe("bad input: one line on stderr, a non-zero exit", () => {
       expectOneLine(
         yield* runCli(["load", "token-project", "/x"], { env: { TOKEN_PROJECT_KEY: "k", TOKEN_PROJECT_SECRET: " " } }),
         2,
-        /^tollgate: .*TOKEN_PROJECT_SECRET is set but empty/
+        /^tollgate: .*TOKEN_PROJECT_SECRET: set but empty/
       )
       expectOneLine(
         yield* runCli(["token", "norce"], {

@@ -153,13 +153,20 @@ const explainConfig = (request: Request, error: ConfigError.ConfigError): Errors
   return new Errors.ConfigurationError({ message: `invalid ${request.provider} configuration: ${invalid.join("; ")}` })
 }
 
-const startSandbox = (timeScale: number): Effect.Effect<Sandbox.Service, Errors.SandboxUnavailable, Scope.Scope> =>
+const startSandbox = (
+  timeScale: number,
+  provider: Request["provider"]
+): Effect.Effect<Sandbox.Service, Errors.SandboxUnavailable, Scope.Scope> =>
   Effect.flatMap(Testing.load, (testing) =>
     testing.Sandbox.make({
       timeScale,
       // The emulators need not keep every arrival: the CLI records its own side of the wire.
       nora: { recordArrivals: false },
-      norce: { recordArrivals: false },
+      // The generic oauth2 provider meets the Norce emulator as a plain RFC 6749 server: HTTP Basic
+      // (which §2.3.1 requires a server to support) and a default scope, which Norce's docs leave out.
+      norce: provider === "oauth2"
+        ? { recordArrivals: false, acceptBasicAuth: true, requireScope: false }
+        : { recordArrivals: false },
       nomba: { recordArrivals: false },
       tokenProject: { recordArrivals: false }
     }).pipe(
@@ -183,7 +190,7 @@ export const open = (
     const wire = Wire.record(http)
     const waits = Wire.permitWaits()
     const timeScale = target.sandbox ? Option.getOrElse(target.timeScale, () => request.defaultTimeScale) : 1
-    const sandbox = target.sandbox ? yield* startSandbox(timeScale) : undefined
+    const sandbox = target.sandbox ? yield* startSandbox(timeScale, provider) : undefined
     // `token` hands the token to the user: it must stay valid after the command exits.
     const tuning: Providers.Tuning = purpose === "token" ? { tokenCache: { revokeOnClose: false } } : {}
     const build = provider === "oauth2"
