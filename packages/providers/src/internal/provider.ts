@@ -92,6 +92,12 @@ export interface Spec {
  * client, then the limiter, then the cache (which revokes its token where the source can); when token
  * requests count against the API's limit, the cache stops before the limiter it takes permits from.
  */
+/** The bound on a token `get` when token requests take permits of the API's own budget. */
+const sharedTokenTimeout = Duration.minutes(2)
+
+/** Token requests sharing the API's budget go before every API request: those wait for the token. */
+const tokenRequestPriority = 1000
+
 export const build = (
   spec: Spec
 ): Effect.Effect<Services, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope> =>
@@ -102,6 +108,9 @@ export const build = (
       })
       const shared = shareWithTokenRequests(limiter)
       const tokens = yield* TokenCache.makeWithBackend(spec.source, {
+        // A token request may wait up to a window for its permit (it goes first, but a saturated budget
+        // frees the next permit only when the oldest returns), so the bound on `get` covers that wait.
+        timeout: sharedTokenTimeout,
         ...spec.tuning.tokenCache,
         limiter: shared.tokens
       })
@@ -148,9 +157,9 @@ const makeClient = (spec: Spec, tokens: TokenCache.Service, limiter: RateLimiter
  * starts over, rather than wait for a token while holding a permit. The permit it gives up counts as used
  * for its window: a rare waste, never an overdraw.
  *
- * `tokens` is the view the token cache gets: a token request waits its turn like any request instead of
- * failing when the API's own queue is longer than the cache's `maxRetryAfter`, which is normal for a
- * saturated API.
+ * `tokens` is the view the token cache gets: a token request goes before every queued API request (they
+ * are all waiting for it) and waits for its permit instead of failing when the API's budget is spent for
+ * longer than the cache's `maxRetryAfter`, which is normal for a saturated API.
  */
 export const shareWithTokenRequests = (limiter: RateLimiter.Service): {
   readonly tokens: RateLimiter.Service
@@ -163,7 +172,8 @@ export const shareWithTokenRequests = (limiter: RateLimiter.Service): {
     ...limiter,
     withPermit: ((options?: RateLimiter.PermitOptions) => {
       const { deadline: _deadline, timeout: _timeout, ...waitItsTurn } = options ?? {}
-      return limiter.withPermit(waitItsTurn)
+      // Every queued request is waiting for this token: it goes before all of them.
+      return limiter.withPermit({ ...waitItsTurn, priority: tokenRequestPriority })
     }) as RateLimiter.Service["withPermit"]
   },
   requests: (tokens, options) => {
