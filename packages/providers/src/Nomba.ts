@@ -150,29 +150,22 @@ export const envelope = (
  * @category decoding */
 export const refineCode = TokenEndpoint.refine("nomba", failure)
 
-// What every provider module offers, read from the definition (`Provider.Definition` documents each).
+// What every provider module offers, read from its definition (`Provider.Definition` documents each).
 
 /** @since 0.1.0
  * @category constants */
-export const provider = definition.name
-/** @since 0.1.0
- * @category constants */
-export const defaultLimits = definition.defaultLimits
+export const provider = definition.name, defaultLimits = definition.defaultLimits
 /** @since 0.1.0
  * @category tags */
-export const NombaClient = definition.tags.client
+export const NombaClient = definition.tags.client,
+  NombaTokens = definition.tags.tokens,
+  NombaLimiter = definition.tags.limiter
 /** @since 0.1.0
  * @category tags */
 export type NombaClient = Context.Tag.Identifier<typeof NombaClient>
 /** @since 0.1.0
  * @category tags */
-export const NombaTokens = definition.tags.tokens
-/** @since 0.1.0
- * @category tags */
 export type NombaTokens = Context.Tag.Identifier<typeof NombaTokens>
-/** @since 0.1.0
- * @category tags */
-export const NombaLimiter = definition.tags.limiter
 /** @since 0.1.0
  * @category tags */
 export type NombaLimiter = Context.Tag.Identifier<typeof NombaLimiter>
@@ -193,16 +186,10 @@ export interface Overrides extends Partial<Options> {}
 export interface Services extends Provider.Services {}
 /** @since 0.1.0
  * @category constructors */
-export const tokenSource = definition.tokenSource
-/** @since 0.1.0
- * @category constructors */
-export const make = definition.make
+export const make = definition.make, tokenSource = definition.tokenSource
 /** @since 0.1.0
  * @category layers */
-export const layer = definition.layer
+export const layer = definition.layer, layerConfig = definition.layerConfig
 /** @since 0.1.0
  * @category config */
 export const config = definition.config
-/** @since 0.1.0
- * @category layers */
-export const layerConfig = definition.layerConfig

@@ -9,8 +9,7 @@
  * @since 0.1.0
  */
 import * as TokenExchange from "@tollgate/core/TokenExchange"
-import type * as TollgateError from "@tollgate/core/TollgateError"
-import type { Context, Option, Redacted } from "effect"
+import type { Context } from "effect"
 import { Duration, Schema } from "effect"
 import * as Field from "./Field.js"
 import * as Provider from "./Provider.js"
@@ -88,98 +87,51 @@ export const definition = Provider.define({
   tokenRequestsCount: true
 })
 
-/** The name Tollgate gives Nora in errors, logs, spans and metrics.
- * @since 0.1.0
- * @category constants */
-export const provider = definition.name
-
-/** 60 requests per minute as a sliding window, token requests included.
- * @since 0.1.0
- * @category constants */
-export const defaultLimits = definition.defaultLimits
-
-/** The authenticated client: relative URLs on the base URL, a fresh Bearer token, a permit of the budget.
- * @since 0.1.0
- * @category tags */
-export const NoraClient = definition.tags.client
-
-/** @since 0.1.0
- * @category tags */
-export type NoraClient = Context.Tag.Identifier<typeof NoraClient>
-
-/** Nora's token cache, for the token itself or its stats, and for tests that replace it with a fake.
- * @since 0.1.0
- * @category tags */
-export const NoraTokens = definition.tags.tokens
-
-/** @since 0.1.0
- * @category tags */
-export type NoraTokens = Context.Tag.Identifier<typeof NoraTokens>
-
-/** Nora's request limiter, for its stats (waits, queue length) on a dashboard.
- * @since 0.1.0
- * @category tags */
-export const NoraLimiter = definition.tags.limiter
-
-/** @since 0.1.0
- * @category tags */
-export type NoraLimiter = Context.Tag.Identifier<typeof NoraLimiter>
-
-/** The credentials Nora Customer Support issues; only the secret is `Redacted`.
- * @since 0.1.0
- * @category models */
-export interface Credentials extends Pick<Options, "clientId" | "clientSecret" | "organizationId"> {}
-
-/** Everything `make` and `layer` accept: credentials, where Nora is, and any default to override.
- * @since 0.1.0
- * @category models */
-export interface Options extends Provider.OptionsOf<typeof definition> {}
-
-/** What the token source alone needs.
- * @since 0.1.0
- * @category models */
-export interface SourceOptions extends Provider.SourceOptionsOf<typeof definition> {}
-
-/** What `layerConfig` accepts on top of the environment: any option, winning over its variable.
- * @since 0.1.0
- * @category models */
-export interface Overrides extends Partial<Options> {}
-
-/** @since 0.1.0
- * @category models */
-export interface Services extends Provider.Services {}
-
 /** @deprecated The definition reads Nora's 400s (`TokenEndpoint.refusal`); `TokenEndpoint.refine` builds this.
  * @since 0.1.0
  * @category decoding */
-export const refineError: (
-  secrets: ReadonlyArray<Redacted.Redacted<string>>
-) => (reply: TokenExchange.Reply) => Option.Option<TollgateError.TokenError> = TokenEndpoint.refine(
-  provider,
-  badRequest
-)
+export const refineError = TokenEndpoint.refine(definition.name, badRequest)
 
-/** `POST {baseUrl}/api/token` with JSON `{ clientId, clientSecret, organizationId }`; no refresh, no revocation.
- * @since 0.1.0
+// What every provider module offers, read from its definition (`Provider.Definition` documents each).
+
+/** @since 0.1.0
+ * @category constants */
+export const provider = definition.name, defaultLimits = definition.defaultLimits
+/** @since 0.1.0
+ * @category tags */
+export const NoraClient = definition.tags.client,
+  NoraTokens = definition.tags.tokens,
+  NoraLimiter = definition.tags.limiter
+/** @since 0.1.0
+ * @category tags */
+export type NoraClient = Context.Tag.Identifier<typeof NoraClient>
+/** @since 0.1.0
+ * @category tags */
+export type NoraTokens = Context.Tag.Identifier<typeof NoraTokens>
+/** @since 0.1.0
+ * @category tags */
+export type NoraLimiter = Context.Tag.Identifier<typeof NoraLimiter>
+/** @since 0.1.0
+ * @category models */
+export interface Options extends Provider.OptionsOf<typeof definition> {}
+/** @since 0.1.0
+ * @category models */
+export interface Credentials extends Pick<Options, "clientId" | "clientSecret" | "organizationId"> {}
+/** @since 0.1.0
+ * @category models */
+export interface SourceOptions extends Provider.SourceOptionsOf<typeof definition> {}
+/** @since 0.1.0
+ * @category models */
+export interface Overrides extends Partial<Options> {}
+/** @since 0.1.0
+ * @category models */
+export interface Services extends Provider.Services {}
+/** @since 0.1.0
  * @category constructors */
-export const tokenSource = definition.tokenSource
-
-/** The token cache, the limiter and the client, alive for the current scope.
- * @since 0.1.0
- * @category constructors */
-export const make = definition.make
-
-/** Provides `NoraClient`, `NoraTokens` and `NoraLimiter`.
- * @since 0.1.0
+export const make = definition.make, tokenSource = definition.tokenSource
+/** @since 0.1.0
  * @category layers */
-export const layer = definition.layer
-
-/** The options from `NORA_*` (see `definition.variables`) and `TOLLGATE_ALLOW_INSECURE_LOOPBACK`.
- * @since 0.1.0
+export const layer = definition.layer, layerConfig = definition.layerConfig
+/** @since 0.1.0
  * @category config */
 export const config = definition.config
-
-/** `layer` with options from the environment; a bad variable fails the Layer when built, naming it.
- * @since 0.1.0
- * @category layers */
-export const layerConfig = definition.layerConfig

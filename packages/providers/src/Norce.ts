@@ -1,17 +1,13 @@
 /**
  * Norce Commerce and Norce Storm: standard OAuth2 client credentials (form-encoded, the client's id and
- * secret in the body, a space-delimited scope: any RFC 6749 scope, by default the environment), a token
- * endpoint limited to 3 requests per minute per IP with a burst of 20 more, and API requests that carry
- * the `ApplicationId` header. The API's own limits are not documented.
- *
- * Commerce's token endpoint lives on the client's host,
- * `https://[clientname].api-[region].[environment].norce.tech/identity/1.0/connect/token` (no environment
- * segment in production); Storm's is `https://identity.storm.io/1.0/connect/token`.
+ * secret in the body, any RFC 6749 scope, by default the environment), a token endpoint limited to 3
+ * requests per minute per IP with a burst of 20 more, and API requests that carry the `ApplicationId`
+ * header. The API's own limits are not documented: none of our own (a 429 still closes the gate).
  *
  * @since 0.1.0
  */
 import * as RateLimiter from "@tollgate/core/RateLimiter"
-import type { ConfigError, Context, Either, Option } from "effect"
+import type { Context } from "effect"
 import { Either as E, Option as O, Schema } from "effect"
 import * as Field from "./Field.js"
 import * as Provider from "./Provider.js"
@@ -32,20 +28,14 @@ export type Environment = typeof environments[number]
  * @category models */
 export type Platform = "commerce" | "storm"
 
-/** The token endpoint paths: Commerce's on the client's host, Storm's on `identity.storm.io`.
+/** The token endpoint paths (Commerce's on the client's host, a sandbox's too, Storm's on
+ * `identity.storm.io`), Storm's token URL (the same for every Storm client), and the only region the docs
+ * show (`api-se`).
  * @since 0.1.0
  * @category constants */
-export const tokenPaths = { commerce: "/identity/1.0/connect/token", storm: "/1.0/connect/token" } as const
-
-/** Norce Storm's token endpoint, the same for every Storm client.
- * @since 0.1.0
- * @category constants */
-export const stormTokenUrl = "https://identity.storm.io/1.0/connect/token"
-
-/** The only region the docs show (`api-se`).
- * @since 0.1.0
- * @category constants */
-export const defaultRegion = "se"
+export const tokenPaths = { commerce: "/identity/1.0/connect/token", storm: "/1.0/connect/token" } as const,
+  stormTokenUrl = "https://identity.storm.io/1.0/connect/token",
+  defaultRegion = "se"
 
 /** "Max 3 requests per minute per IP address, with a possibility to burst 20 more", read strictly (a burst
  * of 20 in all, refilled at 3 per minute): the token cache takes a permit before every token request.
@@ -56,11 +46,7 @@ export const tokenEndpointLimits = RateLimiter.tokenBucket({ rate: 3, interval: 
 /** Where a Commerce client lives: `[clientName].api-[region].[environment].norce.tech`.
  * @since 0.1.0
  * @category models */
-export type CommerceHost = {
-  readonly clientName: string
-  readonly region?: string | undefined
-  readonly environment: Environment
-}
+export type CommerceHost = { clientName: string; region?: string | undefined; environment: Environment }
 
 /** The Commerce API's base URL, without the environment segment for `prod`.
  * @since 0.1.0
@@ -70,13 +56,12 @@ export const commerceBaseUrl = (host: CommerceHost): string =>
     host.environment === "prod" ? "" : `${host.environment}.`
   }norce.tech`
 
-/** The Commerce token URL: `commerceBaseUrl` and `/identity/1.0/connect/token`.
+/** The Commerce token URL: the base URL and `/identity/1.0/connect/token`.
  * @since 0.1.0
  * @category urls */
 export const commerceTokenUrl = (host: CommerceHost): string => `${commerceBaseUrl(host)}${tokenPaths.commerce}`
 
-// Where the token endpoint and the API are, and the scope: the options a token source needs besides
-// credentials. `baseUrl` moves both for Commerce (a sandbox serves the same paths); `tokenUrl` overrides.
+// Where the token endpoint and the API are: `baseUrl` moves both for Commerce, `tokenUrl` overrides.
 const location = {
   platform: Field.optional(Field.oneOf("commerce", "storm"), "commerce"),
   environment: Field.optional(Field.oneOf(...environments), "prod"),
@@ -88,6 +73,7 @@ const location = {
   allowInsecureLoopback: Field.optional(Schema.Boolean)
 }
 type Location = Schema.Struct.Type<typeof location>
+type LocationOptions = Partial<Provider.Loose<Schema.Struct.Encoded<typeof location>>>
 
 const hostOf = (o: Location) =>
   o.baseUrl ??
@@ -98,17 +84,12 @@ const tokenUrlOf = (o: Location) =>
   o.tokenUrl ?? (o.platform === "storm" ? stormTokenUrl : `${hostOf(o) ?? ""}${tokenPaths.commerce}`)
 
 const tokenRule = (o: Location) =>
-  o.platform === "commerce" && o.clientName === undefined && o.baseUrl === undefined && o.tokenUrl === undefined
+  o.platform === "commerce" && o.tokenUrl === undefined && hostOf(o) === undefined
     ? Field.missing("clientName", "Norce Commerce needs the client name (or a base URL)")
     : undefined
 const apiRule = (o: Location) =>
   hostOf(o) === undefined
-    ? Field.missing(
-      "baseUrl",
-      o.platform === "storm"
-        ? "Norce Storm needs the API's base URL"
-        : "Norce Commerce needs the API's base URL, or the client name to build it"
-    )
+    ? Field.missing("baseUrl", `Norce ${o.platform === "storm" ? "Storm" : "Commerce"} needs the API's base URL`)
     : undefined
 
 /** Norce as a definition: everything else in this module is read from it.
@@ -147,7 +128,6 @@ export const definition = Provider.define({
     scope: o.scope ?? o.environment
   })),
   tokenLimits: tokenEndpointLimits
-  // No documented API limit: none of our own (a 429 still closes the client's gate).
 })
 
 /** The names errors use for each setting: option names for `make`, variable names for `config`.
@@ -157,14 +137,10 @@ export interface SettingNames extends Partial<Record<keyof typeof location, stri
 
 const decodeLocation = Field.decoder(location, [tokenRule])
 
-/** Where the token endpoint and the API are, and the scope (default: the environment): the checks a token
- * source runs before anything is sent, with errors named by `names`.
+/** Where the token endpoint and the API are, and the scope (default: the environment), errors named by `names`.
  * @since 0.1.0
  * @category validation */
-export const resolve = (
-  options: Partial<Provider.Loose<Schema.Struct.Encoded<typeof location>>>,
-  names?: SettingNames
-): Either.Either<{ tokenUrl: string; baseUrl: Option.Option<string>; scope: string }, ConfigError.ConfigError> =>
+export const resolve = (options: LocationOptions, names?: SettingNames) =>
   E.map(decodeLocation(options, names), (o) => ({
     tokenUrl: tokenUrlOf(o),
     baseUrl: O.fromNullable(hostOf(o)),
@@ -174,35 +150,25 @@ export const resolve = (
 /** Any RFC 6749 scope (the docs' examples use `lab` and `production` too), normalised to single spaces.
  * @since 0.1.0
  * @category validation */
-export const validateScope = (name: string, scope: string | ReadonlyArray<string>) =>
-  Field.validate(Field.Scope, name, scope)
+export const validateScope = (name: string, value: LocationOptions["scope"] & {}) =>
+  Field.validate(Field.Scope, name, value)
 
-// What every provider module offers, read from the definition (`Provider.Definition` documents each).
+// What every provider module offers, read from its definition (`Provider.Definition` documents each).
 
 /** @since 0.1.0
  * @category constants */
-export const provider = definition.name
-/** @since 0.1.0
- * @category constants */
-export const variables = definition.variables
-/** @since 0.1.0
- * @category constants */
-export const defaultLimits = definition.defaultLimits
+export const provider = definition.name, variables = definition.variables, defaultLimits = definition.defaultLimits
 /** @since 0.1.0
  * @category tags */
-export const NorceClient = definition.tags.client
+export const NorceClient = definition.tags.client,
+  NorceTokens = definition.tags.tokens,
+  NorceLimiter = definition.tags.limiter
 /** @since 0.1.0
  * @category tags */
 export type NorceClient = Context.Tag.Identifier<typeof NorceClient>
 /** @since 0.1.0
  * @category tags */
-export const NorceTokens = definition.tags.tokens
-/** @since 0.1.0
- * @category tags */
 export type NorceTokens = Context.Tag.Identifier<typeof NorceTokens>
-/** @since 0.1.0
- * @category tags */
-export const NorceLimiter = definition.tags.limiter
 /** @since 0.1.0
  * @category tags */
 export type NorceLimiter = Context.Tag.Identifier<typeof NorceLimiter>
@@ -223,16 +189,10 @@ export interface Overrides extends Partial<Options> {}
 export interface Services extends Provider.Services {}
 /** @since 0.1.0
  * @category constructors */
-export const tokenSource = definition.tokenSource
-/** @since 0.1.0
- * @category constructors */
-export const make = definition.make
+export const make = definition.make, tokenSource = definition.tokenSource
 /** @since 0.1.0
  * @category layers */
-export const layer = definition.layer
+export const layer = definition.layer, layerConfig = definition.layerConfig
 /** @since 0.1.0
  * @category config */
 export const config = definition.config
-/** @since 0.1.0
- * @category layers */
-export const layerConfig = definition.layerConfig

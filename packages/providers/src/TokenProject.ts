@@ -144,29 +144,22 @@ export const definition = Provider.define({
   resetFormat: "auto"
 })
 
-// What every provider module offers, read from the definition (`Provider.Definition` documents each).
+// What every provider module offers, read from its definition (`Provider.Definition` documents each).
 
 /** @since 0.1.0
  * @category constants */
-export const provider = definition.name
-/** @since 0.1.0
- * @category constants */
-export const defaultLimits = definition.defaultLimits
+export const provider = definition.name, defaultLimits = definition.defaultLimits
 /** @since 0.1.0
  * @category tags */
-export const TokenProjectClient = definition.tags.client
+export const TokenProjectClient = definition.tags.client,
+  TokenProjectTokens = definition.tags.tokens,
+  TokenProjectLimiter = definition.tags.limiter
 /** @since 0.1.0
  * @category tags */
 export type TokenProjectClient = Context.Tag.Identifier<typeof TokenProjectClient>
 /** @since 0.1.0
  * @category tags */
-export const TokenProjectTokens = definition.tags.tokens
-/** @since 0.1.0
- * @category tags */
 export type TokenProjectTokens = Context.Tag.Identifier<typeof TokenProjectTokens>
-/** @since 0.1.0
- * @category tags */
-export const TokenProjectLimiter = definition.tags.limiter
 /** @since 0.1.0
  * @category tags */
 export type TokenProjectLimiter = Context.Tag.Identifier<typeof TokenProjectLimiter>
@@ -187,16 +180,10 @@ export interface Overrides extends Partial<Options> {}
 export interface Services extends Provider.Services {}
 /** @since 0.1.0
  * @category constructors */
-export const tokenSource = definition.tokenSource
-/** @since 0.1.0
- * @category constructors */
-export const make = definition.make
+export const make = definition.make, tokenSource = definition.tokenSource
 /** @since 0.1.0
  * @category layers */
-export const layer = definition.layer
+export const layer = definition.layer, layerConfig = definition.layerConfig
 /** @since 0.1.0
  * @category config */
 export const config = definition.config
-/** @since 0.1.0
- * @category layers */
-export const layerConfig = definition.layerConfig
