@@ -120,7 +120,8 @@ export const entry = (definition: Provider.Any): Entry => {
       ),
     fromSandbox: (sandbox, tuning) =>
       Effect.gen(function*() {
-        const emulator = Object.values(sandbox).find((served) => served.provider === definition.name)
+        const served: ReadonlyArray<Sandbox.Service[keyof Sandbox.Service]> = Object.values(sandbox)
+        const emulator = served.find((emulator) => emulator.provider === definition.name)
         if (emulator === undefined) return yield* Effect.dieMessage(`the sandbox has no ${definition.name} emulator`)
         // The emulator's limits, on its clock: its API limit in the definition's shape (per endpoint or
         // not), and its token endpoint's bucket where it has one (Norce's, by default 3 per minute, burst 20).
