@@ -87,7 +87,7 @@ export const definition = Provider.define({
   tokenRequestsCount: true
 })
 
-/** @deprecated The definition reads Nora's 400s (`TokenEndpoint.refusal`); `TokenEndpoint.refine` builds this.
+/** The meaning of a 400, as a token request's `refine` (the definition's own reading of Nora's replies).
  * @since 0.1.0
  * @category decoding */
 export const refineError = TokenEndpoint.refine(definition.name, badRequest)
