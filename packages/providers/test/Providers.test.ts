@@ -4,6 +4,7 @@
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
+import { Sandbox } from "@tollgate/testing"
 import { Cause, ConfigError, ConfigProvider, Effect, Exit, Layer, Option, Redacted } from "effect"
 import * as Nomba from "../src/Nomba.js"
 import * as Nora from "../src/Nora.js"
@@ -49,6 +50,16 @@ describe("Providers", () => {
         "@tollgate/providers/TokenProject/TokenProjectClient"
       ])
   })
+
+  // The sandbox (in @tollgate/testing, below this package) pairs its emulators with definitions by name,
+  // as the CLI's `--sandbox` and the demo do.
+  it.effect("the sandbox has an emulator for every definition, under the definition's name", () =>
+    Effect.map(Sandbox.makeMemory(), (sandbox) => {
+      const emulators = [sandbox.nora, sandbox.norce, sandbox.nomba, sandbox.tokenProject].map((served) =>
+        served.provider
+      )
+      expect(Providers.all.map((definition) => definition.name)).toEqual(emulators)
+    }))
 
   it("the documented limits, as data", () => {
     expect(Providers.all.map((definition) => definition.limit)).toEqual([
