@@ -50,6 +50,7 @@ import type * as TokenSource from "@tollgate/core/TokenSource"
 import type { Config, ConfigError, Context, Duration, Effect, Either, Layer, Schema } from "effect"
 import type * as EffectScope from "effect/Scope"
 import * as internal from "./internal/definition.js"
+import * as Internal from "./internal/provider.js"
 import type * as TokenEndpoint from "./TokenEndpoint.js"
 
 // ---------------------------------------------------------------------------------------------------
@@ -340,13 +341,12 @@ export type SourceOptionsOf<D extends Any> = Parameters<D["tokenSource"]>[0]
  * @since 0.2.0
  * @category definitions
  */
-
 export type Any = Definition<string, any, any, Readonly<Record<string, string>>, any>
 
 /**
- * A provider from its options (the fields of their Schema) and its facts. Every variable name is written once, in `variables`; the options are
- * validated through Schema wherever they come from (code, the environment, plain values), with errors
- * that name the option or the variable.
+ * A provider from its options (the fields of their Schema, see `Field`) and its facts. Every variable name
+ * is written once, in `variables`; the options are validated through Schema wherever they come from
+ * (code, the environment, plain values), with errors that name the option or the variable.
  *
  * @since 0.2.0
  * @category definitions
@@ -366,4 +366,4 @@ export const define: <
  * @since 0.2.0
  * @category constants
  */
-export const allowInsecureLoopbackVariable = "TOLLGATE_ALLOW_INSECURE_LOOPBACK"
+export const allowInsecureLoopbackVariable: string = Internal.allowInsecureLoopbackVariable
