@@ -150,7 +150,7 @@ export const resolve = (options: LocationOptions, names?: SettingNames) =>
 /** Any RFC 6749 scope (the docs' examples use `lab` and `production` too), normalised to single spaces.
  * @since 0.1.0
  * @category validation */
-export const validateScope = (name: string, value: LocationOptions["scope"] & {}) =>
+export const validateScope = (name: string, value: string | ReadonlyArray<string>) =>
   Field.validate(Field.Scope, name, value)
 
 // What every provider module offers, read from its definition (`Provider.Definition` documents each).
