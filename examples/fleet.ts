@@ -19,7 +19,7 @@ import * as Nora from "@tollgate/providers/nora"
 import { RedisConnection, RedisRateLimiter, RedisTokenCache } from "@tollgate/redis"
 import * as NoraSandbox from "@tollgate/testing/NoraSandbox"
 import * as Sandbox from "@tollgate/testing/Sandbox"
-import { Duration, Effect, Either, Layer, Logger, Redacted } from "effect"
+import { Duration, Effect, Either, Layer, Logger } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import * as Net from "node:net"
@@ -43,12 +43,8 @@ const worker = Effect.gen(function*() {
   const env = (name: string) => process.env[name] ?? ""
   const name = env("WORKER")
   const local = env("FLEET_MODE") === "local"
-  const nora = Nora.layer({
-    clientId: env("NORA_CLIENT_ID"),
-    clientSecret: Redacted.make(env("NORA_CLIENT_SECRET")),
-    organizationId: env("NORA_ORGANIZATION_ID"),
-    baseUrl: env("NORA_BASE_URL"),
-    allowInsecureLoopback: true,
+  // Credentials and the emulator's address from Nora's own variables, as a service reads them.
+  const nora = Nora.layerConfig({
     limits: RateLimiter.slidingWindow({
       limit: Number(env("LIMIT")),
       window: Duration.millis(Number(env("WINDOW_MS")))
@@ -218,10 +214,11 @@ const parent = Effect.gen(function*() {
       FLEET_MODE: local ? "local" : "redis",
       REDIS_URL: redisUrl,
       TOLLGATE_REDIS_PREFIX: prefix,
-      NORA_BASE_URL: nora.baseUrl,
-      NORA_CLIENT_ID: nora.credentials.clientId,
-      NORA_CLIENT_SECRET: nora.credentials.clientSecret,
-      NORA_ORGANIZATION_ID: nora.credentials.organizationId,
+      [Nora.definition.variables.baseUrl]: nora.baseUrl,
+      [Nora.definition.variables.clientId]: nora.credentials.clientId,
+      [Nora.definition.variables.clientSecret]: nora.credentials.clientSecret,
+      [Nora.definition.variables.organizationId]: nora.credentials.organizationId,
+      TOLLGATE_ALLOW_INSECURE_LOOPBACK: "true",
       LIMIT: String(limit),
       WINDOW_MS: String(windowMillis)
     }))

@@ -1,9 +1,9 @@
 /**
- * The providers the CLI knows: for each, how to build its authenticated client, token cache and limiter
- * from the environment (the provider module's own `config`, so the same `NORA_CLIENT_ID`, … variables a
- * service uses) or from a running sandbox (its emulator's address, public test credentials and limits,
- * scaled by the sandbox's time scale), and the documented limit the summary measures against. The
- * generic `oauth2` provider is built from explicit settings instead.
+ * The providers the CLI knows: for each definition of `@tollgate/providers` (`Providers.all`), how to build
+ * its authenticated client, token cache and limiter from the environment (the definition's own `config`,
+ * so the same `NORA_CLIENT_ID`, … variables a service uses) or from a running sandbox (its emulator's
+ * address, public test credentials and limits, scaled by the sandbox's time scale), and the documented
+ * limit the summary measures against. The generic `oauth2` provider is built from explicit settings instead.
  *
  * @since 0.1.0
  */
@@ -14,10 +14,8 @@ import * as BaseUrl from "@tollgate/core/BaseUrl"
 import * as OAuth2 from "@tollgate/core/OAuth2"
 import * as RateLimiter from "@tollgate/core/RateLimiter"
 import * as TokenCache from "@tollgate/core/TokenCache"
-import * as Nomba from "@tollgate/providers/nomba"
-import * as Nora from "@tollgate/providers/nora"
-import * as Norce from "@tollgate/providers/norce"
-import * as TokenProject from "@tollgate/providers/token-project"
+import type * as Provider from "@tollgate/providers/Provider"
+import * as Definitions from "@tollgate/providers/Providers"
 import type * as Sandbox from "@tollgate/testing/Sandbox"
 import type { Scope } from "effect"
 import { ConfigError, Duration, Effect, Either, Redacted } from "effect"
@@ -30,25 +28,25 @@ import type * as Report from "./Report.js"
  * @since 0.1.0
  * @category models
  */
-export type Name = "nora" | "norce" | "nomba" | "token-project" | "oauth2"
+export type Name = Preset | "oauth2"
 
 /**
- * The providers with a module of their own in `@tollgate/providers`, configured from the environment.
+ * The providers with a definition of their own in `@tollgate/providers`, configured from the environment.
  *
  * @since 0.1.0
  * @category models
  */
-export type Preset = Exclude<Name, "oauth2">
+export type Preset = Definitions.Name
 
 /**
- * Settings every provider module accepts on top of its credentials: limits, token cache, token timeout
- * and client tuning. The CLI uses them to keep `token`'s token alive after it exits, and to scale limits
- * to a sandbox's time.
+ * Settings every provider accepts on top of its credentials: limits, token cache, token timeout and
+ * client tuning. The CLI uses them to keep `token`'s token alive after it exits, and to scale limits to a
+ * sandbox's time.
  *
  * @since 0.1.0
  * @category models
  */
-export interface Tuning extends Nora.Overrides {}
+export interface Tuning extends Provider.Tuning {}
 
 /**
  * A provider ready to use: its three services, and the limit in force (scaled when it is a sandbox's).
@@ -74,11 +72,11 @@ export interface Built {
 export interface Entry {
   readonly name: Preset
   readonly title: string
-  /** The environment variables `fromEnv` reads, required ones first. */
+  /** The environment variables `fromEnv` reads, in the definition's order (required ones first). */
   readonly variables: ReadonlyArray<string>
   /** The provider's documented API limit; undefined when its docs give none. */
   readonly documentedLimit: Report.Limit | undefined
-  /** The provider configured by its module's `config` (its environment variables). */
+  /** The provider configured by its definition's `config` (its environment variables). */
   readonly fromEnv: (
     tuning?: Tuning
   ) => Effect.Effect<Built, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope>
@@ -92,171 +90,77 @@ export interface Entry {
   ) => Effect.Effect<Built, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope>
 }
 
-const built = (name: Name, limit: Report.Limit | undefined) => (services: Nora.Services): Built => ({
-  name,
-  client: services.client,
-  tokens: services.tokens,
-  limiter: services.limiter,
-  limit
-})
-
-const slidingLimit = (limit: Report.Limit): RateLimiter.Policy =>
-  RateLimiter.slidingWindow({ limit: limit.limit, window: Duration.millis(limit.windowMillis) })
-
-const noraLimit: Report.Limit = { limit: 60, windowMillis: 60_000 }
-const tokenProjectLimit: Report.Limit = { limit: 10, windowMillis: 120_000, perEndpoint: true }
-
 /**
- * Nora (Formflow): `NORA_CLIENT_ID`, `NORA_CLIENT_SECRET`, `NORA_ORGANIZATION_ID`, `NORA_BASE_URL`.
- *
- * @since 0.1.0
- * @category registry
- */
-export const nora: Entry = {
-  name: "nora",
-  title: "Nora (Formflow)",
-  variables: ["NORA_CLIENT_ID", "NORA_CLIENT_SECRET", "NORA_ORGANIZATION_ID", "NORA_BASE_URL"],
-  documentedLimit: noraLimit,
-  fromEnv: (tuning) =>
-    Effect.flatMap(Nora.config, (options) => Nora.make({ ...options, ...tuning })).pipe(
-      Effect.map(built("nora", tuning?.limits === undefined ? noraLimit : undefined))
-    ),
-  fromSandbox: (sandbox, tuning) => {
-    const emulator = sandbox.nora
-    const limit: Report.Limit = { limit: emulator.rateLimit.limit, windowMillis: emulator.rateLimit.windowMillis }
-    return Nora.make({
-      ...tuning,
-      clientId: emulator.credentials.clientId,
-      clientSecret: Redacted.make(emulator.credentials.clientSecret),
-      organizationId: emulator.credentials.organizationId,
-      baseUrl: emulator.baseUrl,
-      allowInsecureLoopback: true,
-      limits: tuning?.limits ?? slidingLimit(limit)
-    }).pipe(Effect.map(built("nora", tuning?.limits === undefined ? limit : undefined)))
-  }
-}
-
-/**
- * Norce Commerce / Storm: `NORCE_CLIENT_ID`, `NORCE_CLIENT_SECRET`, `NORCE_APPLICATION_ID`, and where the
- * client lives (`NORCE_CLIENT_NAME` or `NORCE_BASE_URL`, …). No documented API limit.
- *
- * @since 0.1.0
- * @category registry
- */
-export const norce: Entry = {
-  name: "norce",
-  title: "Norce Commerce / Storm",
-  variables: [
-    Norce.variables.clientId,
-    Norce.variables.clientSecret,
-    Norce.variables.applicationId,
-    Norce.variables.clientName,
-    Norce.variables.baseUrl,
-    Norce.variables.platform,
-    Norce.variables.environment,
-    Norce.variables.scope,
-    Norce.variables.region,
-    Norce.variables.tokenUrl
-  ],
-  documentedLimit: undefined,
-  fromEnv: (tuning) =>
-    Effect.flatMap(Norce.config, (options) => Norce.make({ ...options, ...tuning })).pipe(
-      Effect.map(built("norce", undefined))
-    ),
-  fromSandbox: (sandbox, tuning) => {
-    const emulator = sandbox.norce
-    return Norce.make({
-      ...tuning,
-      clientId: emulator.credentials.clientId,
-      clientSecret: Redacted.make(emulator.credentials.clientSecret),
-      applicationId: emulator.credentials.applicationId,
-      baseUrl: emulator.baseUrl,
-      allowInsecureLoopback: true,
-      // The emulator's token bucket (by default the documented 3 per minute, burst 20), on its clock.
-      tokenLimits: RateLimiter.tokenBucket({
-        rate: 1,
-        interval: Duration.millis(emulator.tokenRateLimit.refillIntervalMillis),
-        burst: emulator.tokenRateLimit.capacity
-      })
-    }).pipe(Effect.map(built("norce", undefined)))
-  }
-}
-
-/**
- * Nomba: `NOMBA_CLIENT_ID`, `NOMBA_CLIENT_SECRET`, `NOMBA_ACCOUNT_ID`, `NOMBA_BASE_URL`. No documented
- * limit; tokens are refreshed and revoked.
- *
- * @since 0.1.0
- * @category registry
- */
-export const nomba: Entry = {
-  name: "nomba",
-  title: "Nomba",
-  variables: ["NOMBA_CLIENT_ID", "NOMBA_CLIENT_SECRET", "NOMBA_ACCOUNT_ID", "NOMBA_BASE_URL"],
-  documentedLimit: undefined,
-  fromEnv: (tuning) =>
-    Effect.flatMap(Nomba.config, (options) => Nomba.make({ ...options, ...tuning })).pipe(
-      Effect.map(built("nomba", undefined))
-    ),
-  fromSandbox: (sandbox, tuning) => {
-    const emulator = sandbox.nomba
-    return Nomba.make({
-      ...tuning,
-      clientId: emulator.credentials.clientId,
-      clientSecret: Redacted.make(emulator.credentials.clientSecret),
-      accountId: emulator.credentials.accountId,
-      baseUrl: emulator.baseUrl,
-      allowInsecureLoopback: true
-    }).pipe(Effect.map(built("nomba", undefined)))
-  }
-}
-
-/**
- * The Token project: `TOKEN_PROJECT_KEY`, `TOKEN_PROJECT_SECRET`, `TOKEN_PROJECT_BASE_URL`,
- * `TOKEN_PROJECT_TOKEN_LIFETIME`. 10 requests per 2 minutes per endpoint.
- *
- * @since 0.1.0
- * @category registry
- */
-export const tokenProject: Entry = {
-  name: "token-project",
-  title: "Token project",
-  variables: ["TOKEN_PROJECT_KEY", "TOKEN_PROJECT_SECRET", "TOKEN_PROJECT_BASE_URL", "TOKEN_PROJECT_TOKEN_LIFETIME"],
-  documentedLimit: tokenProjectLimit,
-  fromEnv: (tuning) =>
-    Effect.flatMap(TokenProject.config, (options) => TokenProject.make({ ...options, ...tuning })).pipe(
-      Effect.map(built("token-project", tuning?.limits === undefined ? tokenProjectLimit : undefined))
-    ),
-  fromSandbox: (sandbox, tuning) => {
-    const emulator = sandbox.tokenProject
-    const limit: Report.Limit = {
-      limit: emulator.rateLimit.limit,
-      windowMillis: emulator.rateLimit.windowMillis,
-      perEndpoint: true
-    }
-    return TokenProject.make({
-      ...tuning,
-      key: emulator.credentials.key,
-      secret: Redacted.make(emulator.credentials.secret),
-      baseUrl: emulator.baseUrl,
-      allowInsecureLoopback: true,
-      limits: tuning?.limits ?? RateLimiter.keyed(TokenProject.endpointOf, slidingLimit(limit))
-    }).pipe(Effect.map(built("token-project", tuning?.limits === undefined ? limit : undefined)))
-  }
-}
-
-/**
- * The providers with a module of their own, in the order help lists them. Each entry is a small value;
- * everything else the CLI knows about providers (the names it accepts, their help, the lookup) is
- * derived from this list.
+ * The entry of a definition: the same few lines for every provider, its own or yours.
  *
  * @since 0.2.0
  * @category registry
  */
-export const presets: ReadonlyArray<Entry> = [nora, norce, nomba, tokenProject]
+export const entry = (definition: Provider.Any): Entry => {
+  const name = definition.name as Preset
+  const limitOf = (limit: { readonly limit: number; readonly windowMillis: number }): Report.Limit => ({
+    limit: limit.limit,
+    windowMillis: limit.windowMillis,
+    ...(definition.limit?.keyed === true ? { perEndpoint: true } : {})
+  })
+  const documentedLimit = definition.limit === undefined ? undefined : limitOf(definition.limit)
+  const built = (limit: Report.Limit | undefined) => (services: Provider.Services): Built => ({
+    name,
+    ...services,
+    limit
+  })
+  return {
+    name,
+    title: definition.title,
+    variables: Object.values(definition.variables),
+    documentedLimit,
+    fromEnv: (tuning) =>
+      Effect.flatMap(definition.config, (options) => definition.make({ ...options, ...tuning })).pipe(
+        Effect.map(built(tuning?.limits === undefined ? documentedLimit : undefined))
+      ),
+    fromSandbox: (sandbox, tuning) =>
+      Effect.gen(function*() {
+        const served: ReadonlyArray<Sandbox.Service[keyof Sandbox.Service]> = Object.values(sandbox)
+        const emulator = served.find((emulator) => emulator.provider === definition.name)
+        if (emulator === undefined) return yield* Effect.dieMessage(`the sandbox has no ${definition.name} emulator`)
+        // The emulator's limits, on its clock: its API limit in the definition's shape (per endpoint or
+        // not), and its token endpoint's bucket where it has one (Norce's, by default 3 per minute, burst 20).
+        const limit = emulator.rateLimit === undefined ? undefined : limitOf(emulator.rateLimit)
+        const bucket = "tokenRateLimit" in emulator ? emulator.tokenRateLimit : undefined
+        const options = yield* definition.parse({
+          ...emulator.credentials,
+          baseUrl: emulator.baseUrl,
+          allowInsecureLoopback: true
+        })
+        const services = yield* definition.make({
+          ...options,
+          ...tuning,
+          limits: tuning?.limits ??
+            (limit === undefined
+              ? undefined
+              : definition.limitsFor({ ...limit, window: Duration.millis(limit.windowMillis) })),
+          tokenLimits: bucket === undefined ? tuning?.tokenLimits : RateLimiter.tokenBucket({
+            rate: 1,
+            interval: Duration.millis(bucket.refillIntervalMillis),
+            burst: bucket.capacity
+          })
+        })
+        return built(tuning?.limits === undefined ? limit : undefined)(services)
+      })
+  }
+}
 
 /**
- * The four provider modules by name.
+ * The providers with a definition of their own, in the order help lists them. Everything else the CLI
+ * knows about providers (the names it accepts, their help, the lookup) is derived from this list.
+ *
+ * @since 0.2.0
+ * @category registry
+ */
+export const presets: ReadonlyArray<Entry> = Definitions.all.map(entry)
+
+/**
+ * The providers by name.
  *
  * @since 0.1.0
  * @category registry
@@ -264,6 +168,17 @@ export const presets: ReadonlyArray<Entry> = [nora, norce, nomba, tokenProject]
 export const registry: Readonly<Record<Preset, Entry>> = Object.fromEntries(
   presets.map((entry) => [entry.name, entry])
 ) as Record<Preset, Entry>
+
+/**
+ * Each provider's entry, by the name it had before the registry was a loop.
+ *
+ * @since 0.1.0
+ * @category registry
+ */
+export const nora: Entry = registry["nora"],
+  norce: Entry = registry["norce"],
+  nomba: Entry = registry["nomba"],
+  tokenProject: Entry = registry["token-project"]
 
 /**
  * Every provider name, in the order help lists them.

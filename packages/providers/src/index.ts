@@ -1,10 +1,39 @@
 /**
- * One module per third-party API, each a small preset over `@tollgate/core`: its token source, its
- * documented limits, its headers, its Layers and its `Config`. Import a provider from its own subpath
- * (`@tollgate/providers/nora`) or as a namespace from here.
+ * One module per third-party API, each a definition (`Provider.define`) over `@tollgate/core`: its
+ * options, its token endpoint, its documented limits, its headers, and from them its Layers and its
+ * `Config`. Import a provider from its own subpath (`@tollgate/providers/nora`) or as a namespace from here.
  *
  * @since 0.1.0
  */
+
+/**
+ * A provider as a definition: `Provider.define` turns a provider's facts into its Tags, `make`, Layers
+ * and `Config`.
+ *
+ * @since 0.2.0
+ */
+export * as Provider from "./Provider.js"
+
+/**
+ * The schemas a provider's options are written in.
+ *
+ * @since 0.2.0
+ */
+export * as Field from "./Field.js"
+
+/**
+ * How a provider obtains tokens: a token endpoint of its own making, or a standard OAuth2 one.
+ *
+ * @since 0.2.0
+ */
+export * as TokenEndpoint from "./TokenEndpoint.js"
+
+/**
+ * Every provider of this package as a list of definitions.
+ *
+ * @since 0.2.0
+ */
+export * as Providers from "./Providers.js"
 
 /**
  * Nora (Formflow): JSON client credentials with an organisation, one-hour tokens, 60 requests per

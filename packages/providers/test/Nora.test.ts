@@ -30,6 +30,9 @@ const noraServer = (options: { readonly echoSecretIn400?: boolean } = {}) => {
       const problems = ["clientId", "clientSecret", "organizationId"]
         .filter((field) => typeof body[field] !== "string")
         .map((field) => `${field} must be a string`)
+      if (typeof body["organizationId"] === "string" && !/^[0-9A-Za-z]{27}$/.test(body["organizationId"])) {
+        problems.push("organizationId must be a 27-character id")
+      }
       if (Object.keys(body).length !== 3 || problems.length > 0) {
         const message = options.echoSecretIn400 ? [...problems, `received ${JSON.stringify(body)}`] : problems
         return { status: 400, body: { statusCode: 400, message, error: "Bad Request" } }
@@ -86,16 +89,16 @@ describe("Nora", () => {
     it.scopedLive("400 is a ProviderError with the body's description, scrubbed of the secret, not retried", () =>
       Effect.gen(function*() {
         const server = yield* noraServer({ echoSecretIn400: true })
-        // An organisation id of the wrong type makes the server answer 400 and echo the body it got.
+        // An organisation id the server does not accept makes it answer 400 and echo the body it got.
         const { client } = yield* Nora.make({
           ...credentials,
-          organizationId: undefined as unknown as string,
+          organizationId: "not-an-organization-id",
           baseUrl: server.url,
           allowInsecureLoopback: true
         })
         const error = yield* Effect.flip(client.get("/api/forms"))
         expect(error).toMatchObject({ _tag: "ProviderError", provider: "nora", status: 400, code: "Bad Request" })
-        expect(error.message).toContain("organizationId must be a string")
+        expect(error.message).toContain("organizationId must be a 27-character id")
         expect(error.message).not.toContain(secret)
         expect(JSON.stringify(error)).not.toContain(secret)
         expect(server.requests.map((r) => r.path)).toEqual(["/api/token"])

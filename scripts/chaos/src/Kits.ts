@@ -1,28 +1,25 @@
 /**
- * One kit per provider: its emulator (with credentials whose secret holds every character that needs
- * encoding), its provider module's client over a given transport, a mix of API requests (reads and
- * non-idempotent writes), how a caller reads an answer, the documented limit to check the server's
- * arrivals against, and the provider's own malformed token answers.
+ * One kit per provider definition (`Providers.all`): its emulator (with credentials whose secret holds
+ * every character that needs encoding), the definition's client over a given transport, a mix of API
+ * requests (reads and non-idempotent writes), how a caller reads an answer, the documented limit to check
+ * the server's arrivals against (the definition's), and the provider's own malformed token answers. What
+ * a kit knows of its provider comes from the definition; what is left here is test material.
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import type * as RateLimiter from "@tollgate/core/RateLimiter"
 import * as Nomba from "@tollgate/providers/nomba"
-import * as Nora from "@tollgate/providers/nora"
-import * as Norce from "@tollgate/providers/norce"
-import * as TokenProject from "@tollgate/providers/token-project"
+import type * as Provider from "@tollgate/providers/Provider"
+import * as Providers from "@tollgate/providers/Providers"
 import type { Emulator, Recording } from "@tollgate/testing"
 import { Faults, NombaSandbox, NoraSandbox, NorceSandbox, TokenProjectSandbox } from "@tollgate/testing"
 import type { ConfigError, Scope } from "effect"
-import { Effect, Redacted } from "effect"
+import { Effect } from "effect"
 
-export type Name = "nora" | "norce" | "nomba" | "token-project"
+export type Name = Providers.Name
 
-/** The settings a test passes to any provider's `make` (each provider takes the ones it has). */
-export interface Tuning extends Nora.Overrides {
-  readonly tokenLimits?: RateLimiter.Policy | undefined
-}
+/** The settings a test passes to any provider's `make`. */
+export interface Tuning extends Provider.Tuning {}
 
 export interface EmulatorOptions {
   readonly timeScale?: number | undefined
@@ -31,6 +28,7 @@ export interface EmulatorOptions {
 
 export interface Kit {
   readonly name: Name
+  readonly definition: Provider.Any
   /** The host of the in-memory base URL (`https://<host>`). */
   readonly host: string
   /** The client secrets the kit's credentials carry. */
@@ -39,7 +37,7 @@ export interface Kit {
   readonly make: (
     baseUrl: string,
     tuning?: Tuning
-  ) => Effect.Effect<Nora.Services, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope>
+  ) => Effect.Effect<Provider.Services, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope>
   /** The n-th request of a workload: mostly reads, every fifth a non-idempotent write. */
   readonly request: (n: number) => HttpClientRequest.HttpClientRequest
   /** How a caller reads a 2xx answer (Nomba's envelope, JSON otherwise). */
@@ -56,6 +54,13 @@ export interface Kit {
   readonly badTokens: (token: () => string) => Readonly<Record<string, ReadonlyArray<Faults.Step>>>
   /** The answer of a token endpoint that rejects the credentials. */
   readonly rejected: Faults.Step
+}
+
+/** What a kit holds of its own: test material for one provider. */
+export interface Fixture extends Omit<Kit, "name" | "definition" | "host" | "secrets" | "make" | "limit"> {
+  /** The emulator's credentials, which the definition's options are read from (`parse`). */
+  readonly credentials: Readonly<Record<string, unknown>>
+  readonly secret: string
 }
 
 const suffix = () => Math.random().toString(36).slice(2, 10)
@@ -110,7 +115,7 @@ const truncated = (body: unknown): Faults.Step => {
 
 const json200 = (body: unknown) => Faults.json(200, body)
 
-export const nora = (): Kit => {
+const noraFixture = (): Fixture => {
   const credentials = {
     clientId: `nora-client-${suffix()}`,
     clientSecret: secretFor("nora"),
@@ -118,18 +123,9 @@ export const nora = (): Kit => {
   }
   const tokenBody = (token: string) => ({ token, expires_in: 3600, token_type: "Bearer" })
   return {
-    name: "nora",
-    host: "nora.sandbox.test",
-    secrets: [credentials.clientSecret],
+    credentials,
+    secret: credentials.clientSecret,
     emulator: (options) => NoraSandbox.make({ ...options, credentials }),
-    make: (baseUrl, tuning) =>
-      Nora.make({
-        ...credentials,
-        clientSecret: Redacted.make(credentials.clientSecret),
-        baseUrl,
-        allowInsecureLoopback: true,
-        ...tuning
-      }),
     request: (n) =>
       n % 5 === 4
         ? HttpClientRequest.post("/api/forms/frm_motor_quote/submissions").pipe(
@@ -137,7 +133,6 @@ export const nora = (): Kit => {
         )
         : HttpClientRequest.get(n % 2 === 0 ? "/api/forms" : "/api/forms/frm_home_claim"),
     read: readJson,
-    limit: { limit: 60, windowMillis: 60_000, per: () => "" },
     okBody: { data: [], total: 0 },
     tokenBody,
     badTokens: (token) => ({
@@ -169,7 +164,7 @@ export const nora = (): Kit => {
   }
 }
 
-export const norce = (): Kit => {
+const norceFixture = (): Fixture => {
   const credentials = {
     clientId: `norce-client-${suffix()}`,
     clientSecret: secretFor("norce"),
@@ -178,19 +173,9 @@ export const norce = (): Kit => {
   }
   const tokenBody = (token: string) => ({ access_token: token, expires_in: 600, token_type: "Bearer", scope: "prod" })
   return {
-    name: "norce",
-    host: "norce.sandbox.test",
-    secrets: [credentials.clientSecret],
+    credentials,
+    secret: credentials.clientSecret,
     emulator: (options) => NorceSandbox.make({ ...options, credentials }),
-    make: (baseUrl, tuning) =>
-      Norce.make({
-        clientId: credentials.clientId,
-        clientSecret: Redacted.make(credentials.clientSecret),
-        applicationId: credentials.applicationId,
-        baseUrl,
-        allowInsecureLoopback: true,
-        ...tuning
-      }),
     request: (n) =>
       HttpClientRequest.get(
         n % 3 === 0
@@ -200,7 +185,6 @@ export const norce = (): Kit => {
           : "/commerce/products/1.1/GetProduct?id=1001"
       ),
     read: readJson,
-    limit: undefined,
     okBody: { Items: [], ItemCount: 0 },
     tokenBody,
     badTokens: (token) => ({
@@ -231,7 +215,7 @@ export const norce = (): Kit => {
   }
 }
 
-export const nomba = (): Kit => {
+const nombaFixture = (): Fixture => {
   const credentials = {
     clientId: `nomba-client-${suffix()}`,
     clientSecret: secretFor("nomba"),
@@ -247,19 +231,9 @@ export const nomba = (): Kit => {
   })
   const tokenBody = (token: string) => ({ code: "00", description: "Success", data: data(token, inMinutes(30)) })
   return {
-    name: "nomba",
-    host: "nomba.sandbox.test",
-    secrets: [credentials.clientSecret],
+    credentials,
+    secret: credentials.clientSecret,
     emulator: (options) => NombaSandbox.make({ ...options, credentials }),
-    make: (baseUrl, tuning) =>
-      Nomba.make({
-        clientId: credentials.clientId,
-        clientSecret: Redacted.make(credentials.clientSecret),
-        accountId: credentials.accountId,
-        baseUrl,
-        allowInsecureLoopback: true,
-        ...tuning
-      }),
     request: (n) =>
       n % 5 === 4
         ? HttpClientRequest.post("/v1/transfers/bank").pipe(
@@ -272,7 +246,6 @@ export const nomba = (): Kit => {
         )
         : HttpClientRequest.get(n % 2 === 0 ? "/v1/accounts" : "/v1/accounts/balance"),
     read: (response) => Effect.flatMap(HttpClientResponse.filterStatusOk(response), Nomba.envelope),
-    limit: undefined,
     okBody: { code: "00", description: "Success", data: { results: [] } },
     tokenBody,
     badTokens: (token) => ({
@@ -308,22 +281,13 @@ export const nomba = (): Kit => {
   }
 }
 
-export const tokenProject = (): Kit => {
+const tokenProjectFixture = (): Fixture => {
   const credentials = { key: `tpkey${suffix()}${suffix()}`, secret: secretFor("token-project"), appName: "Chaos" }
   const tokenBody = (token: string) => ({ token_type: "bearer", access_token: token })
   return {
-    name: "token-project",
-    host: "token-project.sandbox.test",
-    secrets: [credentials.secret],
+    credentials,
+    secret: credentials.secret,
     emulator: (options) => TokenProjectSandbox.make({ timeScale: options?.timeScale, credentials }),
-    make: (baseUrl, tuning) =>
-      TokenProject.make({
-        key: credentials.key,
-        secret: Redacted.make(credentials.secret),
-        baseUrl,
-        allowInsecureLoopback: true,
-        ...tuning
-      }),
     request: (n) =>
       n % 5 === 4
         ? HttpClientRequest.post("/notarizations/stamps").pipe(
@@ -331,7 +295,6 @@ export const tokenProject = (): Kit => {
         )
         : HttpClientRequest.get(n % 2 === 0 ? "/notarizations/stamps" : "/storage/files"),
     read: readJson,
-    limit: { limit: 10, windowMillis: 120_000, per: (arrival) => arrival.route },
     okBody: { data: [] },
     tokenBody,
     badTokens: (token) => ({
@@ -359,4 +322,42 @@ export const tokenProject = (): Kit => {
   }
 }
 
-export const all = (): ReadonlyArray<Kit> => [nora(), norce(), nomba(), tokenProject()]
+const fixtures: { readonly [N in Name]: () => Fixture } = {
+  nora: noraFixture,
+  norce: norceFixture,
+  nomba: nombaFixture,
+  "token-project": tokenProjectFixture
+}
+
+/** A provider's kit: the definition's client, name and documented limit, and the fixture's material. */
+export const kit = (definition: Provider.Any, fixture: Fixture): Kit => {
+  const { credentials, secret, ...material } = fixture
+  const limit = definition.limit
+  return {
+    ...material,
+    name: definition.name as Name,
+    definition,
+    host: `${definition.name}.sandbox.test`,
+    secrets: [secret],
+    make: (baseUrl, tuning) =>
+      Effect.flatMap(
+        definition.parse({ ...credentials, baseUrl, allowInsecureLoopback: true }),
+        (options) => definition.make({ ...options, ...tuning })
+      ),
+    // Per key: the server's route, which is what the definition's key function names (the Token project's).
+    limit: limit === undefined ? undefined : {
+      limit: limit.limit,
+      windowMillis: limit.windowMillis,
+      per: limit.keyed ? (arrival) => arrival.route : () => ""
+    }
+  }
+}
+
+export const nora = (): Kit => kit(Providers.byName.nora, noraFixture())
+export const norce = (): Kit => kit(Providers.byName.norce, norceFixture())
+export const nomba = (): Kit => kit(Providers.byName.nomba, nombaFixture())
+export const tokenProject = (): Kit => kit(Providers.byName["token-project"], tokenProjectFixture())
+
+/** Every provider's kit, in the order of `Providers.all`. */
+export const all = (): ReadonlyArray<Kit> =>
+  Providers.all.map((definition) => kit(definition, fixtures[definition.name]()))

@@ -10,7 +10,6 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as RateLimiter from "@tollgate/core/RateLimiter"
-import * as TokenProject from "@tollgate/providers/token-project"
 import { Faults } from "@tollgate/testing"
 import { Duration, Effect } from "effect"
 import * as Http from "node:http"
@@ -35,11 +34,11 @@ const timeScales: Record<Kits.Name, number> = { nora: 60, norce: 60, nomba: 600,
  * the client gave up on can still reach the server after its permit came back (see the report).
  */
 const tuning = (kit: Kits.Kit, timeout: Duration.DurationInput = "2 seconds"): Kits.Tuning => ({
-  limits: kit.name === "nora"
-    ? RateLimiter.slidingWindow({ limit: 60, window: "1 second" })
-    : kit.name === "token-project"
-    ? RateLimiter.keyed(TokenProject.endpointOf, RateLimiter.slidingWindow({ limit: 10, window: "1 second" }))
-    : undefined,
+  // The documented limit in its own shape (per endpoint or not), on the emulator's clock.
+  limits: kit.definition.limit === undefined ? undefined : kit.definition.limitsFor({
+    limit: kit.definition.limit.limit,
+    window: Duration.millis(kit.definition.limit.windowMillis / timeScales[kit.name])
+  }),
   tokenLimits: kit.name === "norce" ? RateLimiter.tokenBucket({ rate: 3, interval: "1 second", burst: 20 }) : undefined,
   tokenTimeout: "400 millis",
   tokenCache: {

@@ -220,6 +220,10 @@ describe("program faults", () => {
 
   it.effect("clock jumps forward and backward (TestClock.adjust / setTime)", () =>
     Effect.gen(function*() {
+      // A realistic present: the Token project emulator sends `X-RateLimit-Reset` in epoch seconds, which a
+      // client reads as seconds-until below 1e9 (`auto`), so near the TestClock's epoch 0 a reset it sends
+      // after the clock went back would close the gate for a day.
+      yield* TestClock.setTime(Date.UTC(2026, 0, 1))
       for (const kit of kits) {
         const observer = new Observer()
         const outcomes: Array<Traffic.Outcome> = []

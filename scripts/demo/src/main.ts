@@ -9,15 +9,13 @@
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import type * as HttpClient from "@effect/platform/HttpClient"
 import { RateLimiter } from "@tollgate/core"
-import type { ApiClient, TokenCache } from "@tollgate/core"
-import * as Nomba from "@tollgate/providers/nomba"
-import * as Nora from "@tollgate/providers/nora"
-import * as Norce from "@tollgate/providers/norce"
-import * as TokenProject from "@tollgate/providers/token-project"
-import { NombaSandbox, NoraSandbox, NorceSandbox, Sandbox, TokenProjectSandbox } from "@tollgate/testing"
-import type { Emulator } from "@tollgate/testing"
-import { Clock, Console, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
+import type { Provider } from "@tollgate/providers"
+import { Providers } from "@tollgate/providers"
+import { Sandbox } from "@tollgate/testing"
+import type { ConfigError, Scope } from "effect"
+import { Clock, Console, Duration, Effect, Exit, Option } from "effect"
 import * as Table from "./Table.js"
 
 const SCALE = 60
@@ -28,64 +26,59 @@ const scaled = (duration: Duration.DurationInput) => Duration.millis(Duration.to
 const tokenCache = { refreshBefore: scaled("5 minutes"), safetyMargin: scaled("30 seconds") }
 const timeouts = { timeout: scaled("30 seconds") } as const
 
-/** The documented limits, scaled: what the summary checks the servers' arrivals against. */
-const limits = {
-  nora: { limit: 60, window: scaled("1 minute") },
-  nomba: { limit: 40, window: scaled("1 minute") },
-  tokenProject: { limit: 10, window: scaled("2 minutes") }
+/** What the demo asks of each provider: the routes its workers call, how many workers, how fast. */
+const demand: Readonly<
+  Record<Providers.Name, {
+    readonly paths: ReadonlyArray<string>
+    readonly fibers: number
+    /** Pause between a worker's requests; undefined saturates the limit. */
+    readonly think?: Duration.Duration | undefined
+  }>
+> = {
+  nora: { paths: ["/api/forms"], fibers: 16 },
+  // Norce's API documents no limit (its token endpoint is the limited one): a steady pace is enough.
+  norce: { paths: ["/commerce/metadata/1.1/GetApplication?format=json"], fibers: 8, think: Duration.millis(40) },
+  nomba: { paths: ["/v1/accounts", "/v1/accounts/balance"], fibers: 12 },
+  "token-project": { paths: ["/notarizations/stamps", "/storage/files"], fibers: 12 }
 }
 
-// The whole program's wiring: four APIs, declared as Layers over the sandbox and one HTTP client.
-const Providers = Layer.unwrapEffect(Effect.map(Sandbox.Sandbox, (sandbox) =>
-  Layer.mergeAll(
-    Nora.layer({
-      clientId: NoraSandbox.defaultCredentials.clientId,
-      clientSecret: Redacted.make(NoraSandbox.defaultCredentials.clientSecret),
-      organizationId: NoraSandbox.defaultCredentials.organizationId,
-      baseUrl: sandbox.nora.baseUrl,
-      allowInsecureLoopback: true,
-      limits: RateLimiter.slidingWindow(limits.nora),
-      tokenCache,
-      client: timeouts
-    }),
-    Norce.layer({
-      clientId: NorceSandbox.defaultCredentials.clientId,
-      clientSecret: Redacted.make(NorceSandbox.defaultCredentials.clientSecret),
-      applicationId: NorceSandbox.defaultCredentials.applicationId,
-      baseUrl: sandbox.norce.baseUrl,
-      allowInsecureLoopback: true,
-      tokenLimits: RateLimiter.tokenBucket({ rate: 3, interval: scaled("1 minute"), burst: 20 }),
-      tokenCache,
-      client: timeouts
-    }),
-    Nomba.layer({
-      clientId: NombaSandbox.defaultCredentials.clientId,
-      clientSecret: Redacted.make(NombaSandbox.defaultCredentials.clientSecret),
-      accountId: NombaSandbox.defaultCredentials.accountId,
-      baseUrl: sandbox.nomba.baseUrl,
-      allowInsecureLoopback: true,
-      limits: RateLimiter.slidingWindow(limits.nomba),
-      tokenCache,
-      client: timeouts
-    }),
-    TokenProject.layer({
-      key: TokenProjectSandbox.defaultCredentials.key,
-      secret: Redacted.make(TokenProjectSandbox.defaultCredentials.secret),
-      baseUrl: sandbox.tokenProject.baseUrl,
-      allowInsecureLoopback: true,
-      limits: RateLimiter.keyed(RateLimiter.slidingWindow(limits.tokenProject)),
-      tokenCache,
-      client: timeouts
-    })
-  )))
+/**
+ * A provider's client over its sandbox emulator: the emulator's test credentials read by the definition
+ * (`parse`), and the limits the emulator enforces, on its clock (the API's in the definition's own shape,
+ * the token endpoint's where it has one): what the summary checks the servers' arrivals against.
+ */
+const againstEmulator = (definition: Provider.Any, sandbox: Sandbox.Service) => {
+  const served: ReadonlyArray<Sandbox.Service[keyof Sandbox.Service]> = Object.values(sandbox)
+  const emulator = served.find((emulator) => emulator.provider === definition.name)!
+  const limit = emulator.rateLimit
+  const bucket = "tokenRateLimit" in emulator ? emulator.tokenRateLimit : undefined
+  const make = Effect.flatMap(
+    definition.parse({ ...emulator.credentials, baseUrl: emulator.baseUrl, allowInsecureLoopback: true }),
+    (options) =>
+      definition.make({
+        ...options,
+        limits: limit === undefined
+          ? undefined
+          : definition.limitsFor({ ...limit, window: Duration.millis(limit.windowMillis) }),
+        tokenLimits: bucket === undefined ? undefined : RateLimiter.tokenBucket({
+          rate: 1,
+          interval: Duration.millis(bucket.refillIntervalMillis),
+          burst: bucket.capacity
+        }),
+        tokenCache,
+        client: timeouts
+      })
+  ) as Effect.Effect<Provider.Services, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope>
+  return {
+    make,
+    emulator,
+    limit: limit === undefined ? undefined : { ...limit, perRoute: definition.limit?.keyed === true }
+  }
+}
 
-// Nomba documents no limit; the sandbox enforces the one the demo configures for it.
-const SandboxLayer = Sandbox.layer({
-  timeScale: SCALE,
-  nomba: { rateLimit: { limit: limits.nomba.limit, windowMillis: 60_000 } }
-})
-
-type ProviderServices = Layer.Layer.Success<typeof Providers>
+// Nomba documents no limit; the sandbox enforces the one the demo sets for it (40 a minute), and so does
+// the client, which takes every limit from the emulator it talks to.
+const SandboxLayer = Sandbox.layer({ timeScale: SCALE, nomba: { rateLimit: { limit: 40, windowMillis: 60_000 } } })
 
 interface Tally {
   sent: number
@@ -94,71 +87,25 @@ interface Tally {
   readonly errors: Map<string, number>
 }
 
-interface Lane {
+interface Lane extends ReturnType<typeof againstEmulator> {
   readonly name: string
+  readonly definition: Provider.Any
   readonly paths: ReadonlyArray<string>
   readonly fibers: number
-  /** Pause between a worker's requests; undefined saturates the limit. */
   readonly think?: Duration.Duration | undefined
-  readonly services: Effect.Effect<
-    {
-      readonly client: ApiClient.Service
-      readonly tokens: TokenCache.Service
-      readonly limiter: RateLimiter.Service
-    },
-    never,
-    ProviderServices
-  >
-  readonly emulator: (sandbox: Sandbox.Service) => Emulator.Emulator
-  readonly limit:
-    | { readonly limit: number; readonly window: Duration.Duration; readonly perRoute?: boolean }
-    | undefined
 }
 
-const lanes: ReadonlyArray<Lane> = [
-  {
-    name: "Nora",
-    paths: ["/api/forms"],
-    fibers: 16,
-    services: Effect.all({ client: Nora.NoraClient, tokens: Nora.NoraTokens, limiter: Nora.NoraLimiter }),
-    emulator: (s) => s.nora,
-    limit: limits.nora
-  },
-  {
-    name: "Norce",
-    paths: ["/commerce/metadata/1.1/GetApplication?format=json"],
-    fibers: 8,
-    // Norce's API documents no limit (its token endpoint is the limited one): a steady pace is enough.
-    think: Duration.millis(40),
-    services: Effect.all({ client: Norce.NorceClient, tokens: Norce.NorceTokens, limiter: Norce.NorceLimiter }),
-    emulator: (s) => s.norce,
-    limit: undefined
-  },
-  {
-    name: "Nomba",
-    paths: ["/v1/accounts", "/v1/accounts/balance"],
-    fibers: 12,
-    services: Effect.all({ client: Nomba.NombaClient, tokens: Nomba.NombaTokens, limiter: Nomba.NombaLimiter }),
-    emulator: (s) => s.nomba,
-    limit: limits.nomba
-  },
-  {
-    name: "Token project",
-    paths: ["/notarizations/stamps", "/storage/files"],
-    fibers: 12,
-    services: Effect.all({
-      client: TokenProject.TokenProjectClient,
-      tokens: TokenProject.TokenProjectTokens,
-      limiter: TokenProject.TokenProjectLimiter
-    }),
-    emulator: (s) => s.tokenProject,
-    limit: { ...limits.tokenProject, perRoute: true }
-  }
-]
+// One lane per provider definition.
+const lanesOf = (sandbox: Sandbox.Service): ReadonlyArray<Lane> =>
+  Providers.all.map((definition) => ({
+    name: definition.title,
+    definition,
+    ...demand[definition.name],
+    ...againstEmulator(definition, sandbox)
+  }))
 
-const drive = (lane: Lane, tally: Tally, until: number) =>
+const drive = (lane: Lane, client: Provider.Services["client"], tally: Tally, until: number) =>
   Effect.gen(function*() {
-    const { client } = yield* lane.services
     const worker = (id: number) =>
       Effect.gen(function*() {
         let n = id
@@ -184,11 +131,12 @@ const drive = (lane: Lane, tally: Tally, until: number) =>
   })
 
 const progressLine = (lane: Lane, tally: Tally, elapsed: number) =>
-  `${lane.name.padEnd(14)} ${String(tally.sent).padStart(6)} sent ${String(tally.succeeded).padStart(6)} ok ` +
+  `${lane.name.padEnd(24)} ${String(tally.sent).padStart(6)} sent ${String(tally.succeeded).padStart(6)} ok ` +
   `${String(tally.failed).padStart(4)} failed  ${(tally.succeeded / Math.max(0.001, elapsed / 1000)).toFixed(1)} req/s`
 
 const program = Effect.gen(function*() {
   const sandbox = yield* Sandbox.Sandbox
+  const lanes = lanesOf(sandbox)
   const tallies = lanes.map((): Tally => ({ sent: 0, succeeded: 0, failed: 0, errors: new Map() }))
   const started = yield* Clock.currentTimeMillis
   const until = started + Duration.toMillis(RUN)
@@ -201,7 +149,7 @@ const program = Effect.gen(function*() {
 
   // The clients live in this scope; closing it revokes Nomba's token, which the summary then shows.
   const clientSide = yield* Effect.scoped(Effect.gen(function*() {
-    const services = yield* Effect.all(lanes.map((lane) => lane.services))
+    const services = yield* Effect.all(lanes.map((lane) => lane.make))
     const progress = Effect.gen(function*() {
       const elapsed = (yield* Clock.currentTimeMillis) - started
       const lines = lanes.map((lane, i) => progressLine(lane, tallies[i]!, elapsed))
@@ -214,14 +162,16 @@ const program = Effect.gen(function*() {
         until: () => Date.now() >= until
       })
     )
-    yield* Effect.all(lanes.map((lane, i) => drive(lane, tallies[i]!, until)), { concurrency: "unbounded" })
+    yield* Effect.all(lanes.map((lane, i) => drive(lane, services[i]!.client, tallies[i]!, until)), {
+      concurrency: "unbounded"
+    })
     yield* reporter.await.pipe(Effect.timeout("100 millis"), Effect.ignore)
     yield* progress
     return yield* Effect.all(services.map((s) => Effect.all({ tokens: s.tokens.stats, limiter: s.limiter.stats })))
-  })).pipe(Effect.provide(Providers))
+  }))
 
   const elapsed = (yield* Clock.currentTimeMillis) - started
-  const recordings = yield* Effect.all(lanes.map((lane) => lane.emulator(sandbox).recording))
+  const recordings = yield* Effect.all(lanes.map((lane) => lane.emulator.recording))
 
   let ok = true
   const rows = lanes.map((lane, i) => {
@@ -231,7 +181,7 @@ const program = Effect.gen(function*() {
     const window = lane.limit === undefined
       ? undefined
       : (() => {
-        const windowMillis = Duration.toMillis(lane.limit.window)
+        const windowMillis = lane.limit.windowMillis
         const admitted = recording.arrivals.filter((a) => a.admitted)
         // The Token project limits each endpoint on its own; the others count every request together.
         const keys = lane.limit.perRoute === true ? [...new Set(admitted.map((a) => a.route))] : [undefined]

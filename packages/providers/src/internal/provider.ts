@@ -1,63 +1,25 @@
 /**
- * What every provider module shares: turning a token source and options into the token cache, the
- * limiter and the authenticated client; exposing them under the provider's own Tags; reading the
- * environment through `Config` with errors that name the variable. A provider module adds only what is
- * its own: the wire format of its token endpoint, its defaults, its headers and its variable names.
+ * What every provider shares, under `Provider.define`: turning a token source and options into the token
+ * cache, the limiter and the authenticated client; exposing them under the provider's own Tags; reading
+ * the environment through `Config` with errors that name the variable.
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as ApiClient from "@tollgate/core/ApiClient"
-import * as BaseUrl from "@tollgate/core/BaseUrl"
 import * as RateLimiter from "@tollgate/core/RateLimiter"
 import type * as RateLimitHeaders from "@tollgate/core/RateLimitHeaders"
 import * as TokenCache from "@tollgate/core/TokenCache"
-import * as TokenExchange from "@tollgate/core/TokenExchange"
 import type * as TokenSource from "@tollgate/core/TokenSource"
 import type * as TollgateError from "@tollgate/core/TollgateError"
 import type { Scope } from "effect"
-import {
-  Clock,
-  Config,
-  ConfigError,
-  Context,
-  Duration,
-  Effect,
-  Either,
-  Layer,
-  Option,
-  Predicate,
-  Redacted
-} from "effect"
+import { Clock, Config, ConfigError, Context, Duration, Effect, Either, Layer, Option, Redacted } from "effect"
+import type * as Provider from "../Provider.js"
 
-/**
- * The settings of a provider that are not credentials or addresses: every default a provider module
- * sets is overridable here, and `layerConfig` accepts them as overrides.
- */
-export interface Tuning {
-  /** The API's request budget. Default: the provider's documented limit, or `unlimited`. */
-  readonly limits?: RateLimiter.Policy | undefined
-  /** Refresh lead, safety margin, retries, cooldown and revocation of the token cache. */
-  readonly tokenCache?: Omit<TokenCache.Options, "limiter"> | undefined
-  /** Bound on each request to the token endpoint. Default: 15 seconds. */
-  readonly tokenTimeout?: Duration.DurationInput | undefined
-  /** Tuning of the authenticated client; `headers` are added to the provider's own. */
-  readonly client?: Pick<ApiClient.Options, "timeout" | "permitDeadline" | "retry" | "headers"> | undefined
-}
-
-/** Where the provider is, and whether plain http to loopback (a sandbox) is acceptable. */
-export interface Connection {
-  /** The API's base URL: https, or http to loopback with `allowInsecureLoopback`. */
-  readonly baseUrl?: string | undefined
-  /** Accept `http://` for 127.0.0.0/8, `::1` and `localhost` (sandboxes, tests). Default: false. */
-  readonly allowInsecureLoopback?: boolean | undefined
-}
+/** The settings every provider accepts on top of its options (see `Provider.Tuning`). */
+export type Tuning = Provider.Tuning
 
 /** The three services a provider Layer provides. */
-export interface Services {
-  readonly client: ApiClient.Service
-  readonly tokens: TokenCache.Service
-  readonly limiter: RateLimiter.Service
-}
+export type Services = Provider.Services
 
 /** The provider's Tags for its three services. */
 export interface Tags<C, T, L> {
@@ -87,17 +49,17 @@ export interface Spec {
   readonly tuning: Tuning
 }
 
-/**
- * The token cache, the limiter and the client, in the current scope. Closing the scope stops the
- * client, then the limiter, then the cache (which revokes its token where the source can); when token
- * requests count against the API's limit, the cache stops before the limiter it takes permits from.
- */
 /** The bound on a token `get` when token requests take permits of the API's own budget. */
 const sharedTokenTimeout = Duration.minutes(2)
 
 /** Token requests sharing the API's budget go before every API request: those wait for the token. */
 const tokenRequestPriority = 1000
 
+/**
+ * The token cache, the limiter and the client, in the current scope. Closing the scope stops the
+ * client, then the limiter, then the cache (which revokes its token where the source can); when token
+ * requests count against the API's limit, the cache stops before the limiter it takes permits from.
+ */
 export const build = (
   spec: Spec
 ): Effect.Effect<Services, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope> =>
@@ -243,40 +205,6 @@ export const merge = <A extends object, O extends object>(options: A, overrides:
   return merged as A & O
 }
 
-/**
- * Checks a URL from options (or the environment) and returns it normalised, or a `ConfigError` naming
- * `name`.
- */
-export const url = (
-  name: string,
-  value: string,
-  allowInsecureLoopback: boolean | undefined
-): Either.Either<string, ConfigError.ConfigError> => BaseUrl.validate(name, value, { allowInsecureLoopback })
-
-/**
- * For a token source built directly from options: an invalid URL is a defect, so credentials are never
- * sent to it. `make`, `layer` and `layerConfig` check the same URL first and fail with a typed
- * `ConfigError` instead.
- */
-export const urlOrDie = (name: string, value: string, allowInsecureLoopback: boolean | undefined): string =>
-  Either.getOrThrowWith(url(name, value, allowInsecureLoopback), (error) => new Error(String(error)))
-
-/**
- * Provider text from an error body, scrubbed of `secrets` by core's `errorDetails`. Handles the shapes
- * `errorDetails` does not: a NestJS `message` array.
- */
-export const describeError = (
-  reply: TokenExchange.Reply,
-  secrets: ReadonlyArray<Redacted.Redacted<string>>
-): { readonly code: string | undefined; readonly description: string | undefined } => {
-  const body = Option.getOrUndefined(reply.body)
-  const message = Predicate.isRecord(body) ? body["message"] : undefined
-  if (!Array.isArray(message)) return TokenExchange.errorDetails(reply, secrets)
-  const joined = message.filter(Predicate.isString).join("; ")
-  const normalised = { ...(body as Record<string, unknown>), message: joined.length > 0 ? joined : undefined }
-  return TokenExchange.errorDetails({ ...reply, body: Option.some(normalised) }, secrets)
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Config
 // ---------------------------------------------------------------------------------------------------
@@ -323,9 +251,13 @@ export const secret = (name: string): Config.Config<Redacted.Redacted<string>> =
 
 /**
  * An optional string: unset is `None`; set but empty is a `ConfigError` naming the variable (unset it to
- * get the default), so a blank line in a `.env` file is never silently ignored.
+ * get the default), so a blank line in a `.env` file is never silently ignored. Trimmed unless `trim` is
+ * false (a secret).
  */
-export const optional = (name: string): Config.Config<Option.Option<string>> =>
+export const optional = (
+  name: string,
+  options?: { readonly trim?: boolean | undefined }
+): Config.Config<Option.Option<string>> =>
   named(
     name,
     Config.mapOrFail(
@@ -333,29 +265,6 @@ export const optional = (name: string): Config.Config<Option.Option<string>> =>
       (value) =>
         Option.isSome(value) && value.value.trim().length === 0
           ? Either.left(ConfigError.InvalidData([], "set but empty; unset it to use the default"))
-          : Either.right(Option.map(value, (v) => v.trim()))
+          : Either.right(options?.trim === false ? value : Option.map(value, (v) => v.trim()))
     )
   )
-
-/** An optional string with a default for when it is unset; set but empty is a `ConfigError`. */
-export const withDefault = (name: string, fallback: string): Config.Config<string> =>
-  Config.map(optional(name), Option.getOrElse(() => fallback))
-
-/**
- * A base URL with a default for when it is unset, validated with the loopback allowance from
- * `TOLLGATE_ALLOW_INSECURE_LOOPBACK`, and that allowance: both read once, so a bad allowance is one
- * error, not one per setting that reads it. Set but empty, without a scheme, or plain http to a remote
- * host is a `ConfigError` naming the variable.
- */
-export const connection = (
-  name: string,
-  fallback: string
-): Config.Config<{ readonly baseUrl: string; readonly allowInsecureLoopback: boolean }> =>
-  Config.mapOrFail(
-    Config.all([allowInsecureLoopback, Config.withDefault(Config.string(name), fallback)]),
-    ([allow, value]) => Either.map(url(name, value, allow), (baseUrl) => ({ baseUrl, allowInsecureLoopback: allow }))
-  )
-
-/** A duration, by `Duration.decode`'s rules ("90 minutes", "1 hour"). */
-export const optionalDuration = (name: string): Config.Config<Option.Option<Duration.Duration>> =>
-  Config.option(Config.duration(name))
