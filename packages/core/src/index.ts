@@ -25,6 +25,11 @@ export * as BaseUrl from "./BaseUrl.js"
 /**
  * @since 0.2.0
  */
+export * as Bearer from "./Bearer.js"
+
+/**
+ * @since 0.2.0
+ */
 export * as HeaderValue from "./HeaderValue.js"
 
 /**

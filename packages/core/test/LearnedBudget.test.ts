@@ -262,7 +262,12 @@ describe("learned budgets (issue 14)", () => {
           const server = yield* start
           const policy = policyFor(mode, limit, windowMillis)
           const limiter = policy === undefined ? undefined : yield* RateLimiter.make(policy)
-          const client = yield* ApiClient.make({ provider: "loopback", baseUrl: server.url, limiter })
+          const client = yield* ApiClient.make({
+            provider: "loopback",
+            baseUrl: server.url,
+            allowInsecureLoopback: true,
+            limiter
+          })
           const failures = yield* drive(client, 60, 20)
           return expectIssueFigures(mode, limit, failures, server.arrivals())
         }), { concurrency: "unbounded" }).pipe(Effect.provide(NodeHttpClient.layerUndici))

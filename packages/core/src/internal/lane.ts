@@ -172,6 +172,34 @@ export class Lane extends Queue {
 }
 
 /**
+ * A permit taken synchronously for a caller that releases it itself (the ApiClient's fast path): ended
+ * exactly once, settled if its request may have been sent, refunded if it certainly was not.
+ */
+export interface Hold {
+  settle(): void
+  refund(): void
+}
+
+const freeHold: Hold = { settle: () => {}, refund: () => {} }
+
+class TicketHold implements Hold {
+  constructor(private readonly lane: Lane, private readonly ticket: Ticket) {}
+  settle(): void {
+    this.lane.settle(this.ticket)
+  }
+  refund(): void {
+    this.lane.refund(this.ticket)
+  }
+}
+
+/** `cost` permits of `lane` if they are free now and nobody waits for them, else `undefined`. */
+export const tryHold = (lane: Lane, cost: number): Hold | undefined => {
+  if (!lane.store.settles) return lane.tryTakeFree(cost) ? freeHold : undefined
+  const ticket = new Ticket(cost)
+  return lane.tryTake(ticket) ? new TicketHold(lane, ticket) : undefined
+}
+
+/**
  * Runs `effect` holding `cost` permits of `lane`. Interruption at any step loses nothing: a permit
  * granted but never used is refunded, one whose effect started is settled (its request may have been
  * sent), and a waiter that was never granted leaves the queue. One uninterruptible region and one exit
@@ -195,17 +223,34 @@ const withReturnedPermit = <A, E, R>(
   effect: Effect.Effect<A, E, R>,
   request: Request
 ): Effect.Effect<A, E | TollgateError.RateLimited, R> =>
+  // The mask's body runs when the region is entered, already uninterruptible: a free permit is taken
+  // right there, with no step of its own. Its effect starts at once, so it counts as started (an
+  // interruption already pending when the effect would start still settles it: the safe side, since a
+  // settled permit only comes back later).
   Effect.uninterruptibleMask((restore) => {
     const ticket = new Ticket(request.cost)
-    const run = Effect.suspend(() => {
+    let run: Effect.Effect<A, E | TollgateError.RateLimited, R>
+    if (lane.tryTake(ticket)) {
       ticket.started = true
-      return effect
-    })
-    return Effect.flatMap(
-      Effect.exit(restore(lane.tryTake(ticket) ? run : lane.acquireThen(ticket, request, run))),
-      (exit) => {
+      run = restore(effect)
+    } else {
+      run = restore(lane.acquireThen(
+        ticket,
+        request,
+        Effect.suspend(() => {
+          ticket.started = true
+          return effect
+        })
+      ))
+    }
+    return Effect.matchCauseEffect(run, {
+      onFailure: (cause) => {
         lane.release(ticket)
-        return exit
+        return Effect.failCause(cause)
+      },
+      onSuccess: (value) => {
+        lane.release(ticket)
+        return Effect.succeed(value)
       }
-    )
+    })
   })

@@ -94,14 +94,19 @@ export const build = (
       resetFormat: spec.resetFormat,
       timeout: spec.tuning.client?.timeout,
       permitDeadline: spec.tuning.client?.permitDeadline,
-      retry: spec.tuning.client?.retry
+      retry: spec.tuning.client?.retry,
+      // The provider module checked `baseUrl` against the user's loopback allowance already.
+      allowInsecureLoopback: true
     })
     return { client, tokens, limiter }
   }).pipe(Effect.mapError(limitsError))
 
-/** A policy in the tuning that the limiter refuses is a configuration error, named by its option. */
+/**
+ * A policy in the tuning that the limiter refuses is a configuration error, named by its option; so is a
+ * client option the ApiClient refuses (a header value, a timeout).
+ */
 export const limitsError = (error: TollgateError.InvalidArgument): ConfigError.ConfigError =>
-  ConfigError.InvalidData(["limits"], error.message)
+  ConfigError.InvalidData([error.module === "ApiClient.make" ? error.argument : "limits"], error.message)
 
 /** The three services under the provider's Tags, built in the Layer's scope. */
 export const layer = <C, T, L, E, R>(
