@@ -259,7 +259,7 @@ export const make = (
         const perRequest = fiber.getFiberRef(currentRequestOptions)
         const tags = fiber.getFiberRef(FiberRef.currentMetricLabels)
         if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) {
-          return journeys.run(journeys.begin(request, perRequest, undefined, tags), perRequest)
+          return journeys.run(journeys.begin(request, perRequest, undefined, tags), perRequest, fiber)
         }
         return Effect.useSpan("tollgate.request", {
           kind: "client",
@@ -269,7 +269,7 @@ export const make = (
             "http.request.method": request.method,
             "url.path": BaseUrl.pathOf(request.url)
           }
-        }, (span) => journeys.run(journeys.begin(request, perRequest, span, tags), perRequest))
+        }, (span) => journeys.run(journeys.begin(request, perRequest, span, tags), perRequest, fiber))
       })
 
     // Requests mapped by the caller (`HttpClient.mapRequest`) are prepared after their mapping, as sent.

@@ -20,8 +20,10 @@ const abandoned = new FinalizationRegistry<AbortController>((controller) => cont
 export class AnsweredResponse extends Inspectable.Class implements HttpClientResponse.HttpClientResponse {
   readonly [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId = HttpIncomingMessage.TypeId
   readonly [HttpClientResponse.TypeId]: HttpClientResponse.TypeId = HttpClientResponse.TypeId
-  declare private readonly original: HttpClientResponse.HttpClientResponse
-  declare private readonly controller: AbortController | undefined
+  // Private fields: no printer, `JSON.stringify` or `inspect` (even with `showHidden`) walks into the
+  // original and its request.
+  readonly #original: HttpClientResponse.HttpClientResponse
+  readonly #controller: AbortController | undefined
 
   constructor(
     original: HttpClientResponse.HttpClientResponse,
@@ -29,41 +31,40 @@ export class AnsweredResponse extends Inspectable.Class implements HttpClientRes
     controller?: AbortController | undefined
   ) {
     super()
-    // Not enumerable, so no generic printer walks into the original and its request.
-    Object.defineProperty(this, "original", { value: original, enumerable: false })
-    Object.defineProperty(this, "controller", { value: controller, enumerable: false })
+    this.#original = original
+    this.#controller = controller
     if (controller !== undefined) abandoned.register(this, controller, this)
   }
   get status() {
-    return this.original.status
+    return this.#original.status
   }
   get headers() {
-    return this.original.headers
+    return this.#original.headers
   }
   get cookies() {
-    return this.original.cookies
+    return this.#original.cookies
   }
   get remoteAddress() {
-    return this.original.remoteAddress
+    return this.#original.remoteAddress
   }
   get formData() {
-    return this.read(this.original.formData)
+    return this.read(this.#original.formData)
   }
   get json() {
-    return this.read(this.original.json)
+    return this.read(this.#original.json)
   }
   get text() {
-    return this.read(this.original.text)
+    return this.read(this.#original.text)
   }
   get urlParamsBody() {
-    return this.read(this.original.urlParamsBody)
+    return this.read(this.#original.urlParamsBody)
   }
   get arrayBuffer() {
-    return this.read(this.original.arrayBuffer)
+    return this.read(this.#original.arrayBuffer)
   }
   get stream() {
-    const stream = Stream.mapError(this.original.stream, (error) => this.answered(error))
-    const controller = this.controller
+    const stream = Stream.mapError(this.#original.stream, (error) => this.answered(error))
+    const controller = this.#controller
     if (controller === undefined) return stream
     return Stream.suspend(() => {
       abandoned.unregister(this)
@@ -72,7 +73,7 @@ export class AnsweredResponse extends Inspectable.Class implements HttpClientRes
   }
   private read<A>(body: Effect.Effect<A, HttpClientError.ResponseError>) {
     const read = Effect.mapError(body, (error) => this.answered(error))
-    const controller = this.controller
+    const controller = this.#controller
     if (controller === undefined) return read
     return Effect.suspend(() => {
       abandoned.unregister(this)

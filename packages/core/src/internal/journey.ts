@@ -11,6 +11,7 @@
 import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { Cause, DateTime, Duration, Effect, Option } from "effect"
+import type { Exit, Fiber } from "effect"
 import type { Clock, MetricLabel, Tracer } from "effect"
 import type * as AccessToken from "../AccessToken.js"
 import type * as ApiClient from "../ApiClient.js"
@@ -20,6 +21,7 @@ import type * as TokenCache from "../TokenCache.js"
 import * as TollgateError from "../TollgateError.js"
 import * as ClientOptions from "./clientOptions.js"
 import type * as Compile from "./compile.js"
+import * as Local from "./lane.js"
 import type { ClientMetrics } from "./metrics.js"
 import * as Outcome from "./outcome.js"
 import { toObservation } from "./plan.js"
@@ -46,17 +48,59 @@ export interface Environment {
 
 type PerRequest = ApiClient.RequestOptions
 
-/** Where one request stands. */
-export interface Journey {
-  readonly request: Request
-  readonly permit: RateLimiter.PermitOptions
-  readonly policy: Outcome.Policy
-  readonly startedAt: number
-  readonly span: Tracer.Span | undefined
-  readonly tags: ReadonlyArray<MetricLabel.MetricLabel>
+/**
+ * Where one request stands. It is the limiter subject of its own permits (`key`, `request`); the rest
+ * (permit options, rules) is worked out only if the request leaves the fast path.
+ */
+export class Journey {
+  private cachedKey: string | undefined = undefined
+  private cachedPermit: RateLimiter.PermitOptions | undefined = undefined
+  private cachedPolicy: Outcome.Policy | undefined = undefined
   /** The states of the retry schedules, stepped as the request retries. */
   schedule: unknown
   backoff: unknown
+
+  constructor(
+    private readonly env: Environment,
+    readonly request: Request,
+    private readonly perRequest: PerRequest,
+    readonly startedAt: number,
+    readonly span: Tracer.Span | undefined,
+    readonly tags: ReadonlyArray<MetricLabel.MetricLabel>
+  ) {
+    this.schedule = env.config.schedule.initial
+    this.backoff = env.config.backoff.initial
+  }
+
+  get key(): string {
+    return this.cachedKey ??= this.env.keyOf(this.request)
+  }
+
+  /** A retry keeps the place the request took when it first asked (`requestedAt`). */
+  get permit(): RateLimiter.PermitOptions {
+    return this.cachedPermit ??= {
+      key: this.key,
+      request: this.request,
+      cost: this.perRequest.cost,
+      deadline: this.perRequest.permitDeadline ?? this.env.config.permitDeadline,
+      priority: this.perRequest.priority,
+      requestedAt: this.startedAt
+    }
+  }
+
+  get policy(): Outcome.Policy {
+    const { config, idempotentMethods } = this.env
+    return this.cachedPolicy ??= {
+      provider: config.provider,
+      key: this.key,
+      rateLimited: config.rateLimited,
+      maxWait: config.maxWait,
+      idempotent: idempotentMethods.has(this.request.method) || config.nonIdempotent ||
+        this.perRequest.retryNonIdempotent === true,
+      replayable: this.request.body._tag !== "Stream",
+      deadline: this.startedAt + config.requestTimeout
+    }
+  }
 }
 
 /** An attempt's outcome, and for a 429 the instant the gate closed until (`undefined`: none). */
@@ -87,77 +131,71 @@ export class Journeys {
     return this.env.clock.unsafeCurrentTimeMillis()
   }
 
-  /** The request's permit options, rules, bound and span. */
+  /** A request starting now. */
   begin(request: Request, perRequest: PerRequest, span: Journey["span"], tags: Journey["tags"]): Journey {
-    const { config, idempotentMethods, keyOf } = this.env
-    const startedAt = this.now()
-    const key = keyOf(request)
-    return {
-      request,
-      // A retry keeps the place the request took when it first asked (`requestedAt`).
-      permit: {
-        key,
-        request,
-        cost: perRequest.cost,
-        deadline: perRequest.permitDeadline ?? config.permitDeadline,
-        priority: perRequest.priority,
-        requestedAt: startedAt
-      },
-      policy: {
-        provider: config.provider,
-        key,
-        rateLimited: config.rateLimited,
-        maxWait: config.maxWait,
-        idempotent: idempotentMethods.has(request.method) || config.nonIdempotent ||
-          perRequest.retryNonIdempotent === true,
-        replayable: request.body._tag !== "Stream",
-        deadline: startedAt + config.requestTimeout
-      },
-      startedAt,
-      span,
-      tags,
-      schedule: config.schedule.initial,
-      backoff: config.backoff.initial
-    }
+    return new Journey(this.env, request, perRequest, this.now(), span, tags)
   }
 
   /** The whole journey: the fast path when everything is at hand, else the slow one. */
-  run(j: Journey, perRequest: PerRequest): Effect.Effect<Response, Error> {
-    const { node, peek, tokens } = this.env
+  run(j: Journey, perRequest: PerRequest, fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<Response, Error> {
+    const { node, peek, sender, tokens } = this.env
     if (node === undefined || peek === undefined || perRequest !== this.noRequestOptions) {
       return this.slow(j, this.attempt(j))
     }
+    const token = peek()
+    if (tokens !== undefined && token === undefined) return this.slow(j, this.attempt(j))
+    // Nothing to clean up if the caller is interrupted (no permit to return, no controller of ours, no
+    // tracer setting to restore): no uninterruptible region either.
+    if (j.span === undefined && sender.isPlain()) {
+      const hold = node.tryHold(j, 1)
+      if (hold === Local.freeHold) {
+        const exchange = this.exchange(j, token)
+        return Effect.flatMap(
+          Effect.exit(exchange.start(fiber)),
+          (exit) => this.fastAnswer(j, exchange, hold, token, exit)
+        )
+      }
+      // A permit that must come back is taken again below, where its release is guaranteed.
+      hold?.refund()
+    }
     return Effect.uninterruptibleMask((restore) => {
-      const token = peek()
-      const hold = tokens !== undefined && token === undefined ? undefined : node.tryHold(j.permit, 1)
+      const hold = node.tryHold(j, 1)
       if (hold === undefined) return restore(this.slow(j, this.attempt(j)))
       const exchange = this.exchange(j, token)
-      return Effect.matchCauseEffect(restore(exchange.send), {
-        onFailure: (cause) => {
-          hold.settle()
-          const failure = exchange.failed(cause)
-          if (Cause.isInterrupted(failure)) return Effect.failCause(failure)
-          return restore(this.slow(j, this.failed(failure, token)))
-        },
-        onSuccess: (raw) => {
-          const answer = exchange.answer(raw)
-          if (
-            answer instanceof TollgateError.Timeout || answer.status >= 300 || answer.status < 200 ||
-            RateLimitHeaders.isPresent(answer.headers)
-          ) {
-            return restore(
-              this.slow(j, Effect.ensuring(this.answered(j, answer, token), Effect.sync(() => hold.settle())))
-            )
-          }
-          node.observe(quiet, j.permit)
-          hold.settle()
-          this.admitted++
-          this.env.metrics.response(answer.status, j.tags)
-          this.finish(j, answer.status)
-          return Effect.succeed(answer)
-        }
-      })
+      return Effect.flatMap(
+        Effect.exit(restore(exchange.start(fiber))),
+        (exit) => restore(this.fastAnswer(j, exchange, hold, token, exit))
+      )
     })
+  }
+
+  /** A fast attempt's end: a quiet 2xx is the response; anything else goes on along the slow path. */
+  private fastAnswer(
+    j: Journey,
+    exchange: Exchange,
+    hold: Local.Hold,
+    token: AccessToken.AccessToken | undefined,
+    exit: Exit.Exit<Response, SendError>
+  ): Effect.Effect<Response, Error> {
+    if (exit._tag === "Failure") {
+      hold.settle()
+      const failure = exchange.failed(exit.cause)
+      if (Cause.isInterrupted(failure)) return Effect.failCause(failure)
+      return this.slow(j, this.failed(failure, token))
+    }
+    const answer = exchange.answer(exit.value)
+    if (
+      answer instanceof TollgateError.Timeout || answer.status >= 300 || answer.status < 200 ||
+      RateLimitHeaders.isPresent(answer.headers)
+    ) {
+      return this.slow(j, Effect.ensuring(this.answered(j, answer, token), Effect.sync(() => hold.settle())))
+    }
+    this.env.node!.observe(quiet, j)
+    hold.settle()
+    this.admitted++
+    this.env.metrics.response(answer.status, j.tags)
+    this.finish(j, answer.status)
+    return Effect.succeed(answer)
   }
 
   /** The journey from a first attempt on, with its end recorded. */
@@ -173,7 +211,7 @@ export class Journeys {
   }
 
   private remaining(j: Journey): number {
-    return j.policy.deadline - this.now()
+    return j.startedAt + this.env.config.requestTimeout - this.now()
   }
 
   private exchange(j: Journey, token: AccessToken.AccessToken | undefined): Exchange {

@@ -180,7 +180,8 @@ export interface Hold {
   refund(): void
 }
 
-const freeHold: Hold = { settle: () => {}, refund: () => {} }
+/** The hold of a permit that never comes back: nothing to settle or refund. */
+export const freeHold: Hold = { settle: () => {}, refund: () => {} }
 
 class TicketHold implements Hold {
   constructor(private readonly lane: Lane, private readonly ticket: Ticket) {}
@@ -223,34 +224,17 @@ const withReturnedPermit = <A, E, R>(
   effect: Effect.Effect<A, E, R>,
   request: Request
 ): Effect.Effect<A, E | TollgateError.RateLimited, R> =>
-  // The mask's body runs when the region is entered, already uninterruptible: a free permit is taken
-  // right there, with no step of its own. Its effect starts at once, so it counts as started (an
-  // interruption already pending when the effect would start still settles it: the safe side, since a
-  // settled permit only comes back later).
   Effect.uninterruptibleMask((restore) => {
     const ticket = new Ticket(request.cost)
-    let run: Effect.Effect<A, E | TollgateError.RateLimited, R>
-    if (lane.tryTake(ticket)) {
+    const run = Effect.suspend(() => {
       ticket.started = true
-      run = restore(effect)
-    } else {
-      run = restore(lane.acquireThen(
-        ticket,
-        request,
-        Effect.suspend(() => {
-          ticket.started = true
-          return effect
-        })
-      ))
-    }
-    return Effect.matchCauseEffect(run, {
-      onFailure: (cause) => {
-        lane.release(ticket)
-        return Effect.failCause(cause)
-      },
-      onSuccess: (value) => {
-        lane.release(ticket)
-        return Effect.succeed(value)
-      }
+      return effect
     })
+    return Effect.flatMap(
+      Effect.exit(restore(lane.tryTake(ticket) ? run : lane.acquireThen(ticket, request, run))),
+      (exit) => {
+        lane.release(ticket)
+        return exit
+      }
+    )
   })

@@ -57,7 +57,7 @@ export const names = {
  * The buckets of the OpenTelemetry HTTP client duration (`http.client.request.duration`), extended to
  * five minutes: a request through Tollgate includes its waits for a permit and for the server's reset.
  */
-const durationBoundaries = MetricBoundaries.fromIterable([
+export const durationBoundaries = MetricBoundaries.fromIterable([
   0.005,
   0.01,
   0.025,

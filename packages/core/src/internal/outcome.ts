@@ -84,10 +84,6 @@ export const classify = <E extends { readonly _tag: string }>(
   return { _tag: "Ok", response }
 }
 
-/** Whether a response counts as admitted by the server (the 429 rule's "nobody admitted in between"). */
-export const isAdmitted = (outcome: Outcome<unknown>): boolean =>
-  outcome._tag === "Ok" || (outcome._tag === "Transient" && "status" in (outcome.failure as object))
-
 /** What happened to a request so far. */
 export interface State {
   readonly renewed: boolean
@@ -255,6 +251,10 @@ export const decide = <E>(outcome: Outcome<E>, state: State, policy: Policy, con
     }
   }
 }
+
+/** Whether a response counts as admitted by the server (the 429 rule's "nobody admitted in between"). */
+export const isAdmitted = (outcome: Outcome<unknown>): boolean =>
+  outcome._tag === "Ok" || (outcome._tag === "Transient" && isResponse(outcome.failure))
 
 const isResponse = (value: unknown): value is Response =>
   typeof value === "object" && value !== null && "status" in value && "headers" in value && !("_tag" in value)

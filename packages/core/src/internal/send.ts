@@ -20,11 +20,12 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import { Cause, Effect, FiberRef, Function } from "effect"
-import type { Tracer } from "effect"
+import type { Fiber, Tracer } from "effect"
 import { globalValue } from "effect/GlobalValue"
 import type * as AccessToken from "../AccessToken.js"
 import * as Bearer from "../Bearer.js"
 import * as TollgateError from "../TollgateError.js"
+import * as Transport from "../Transport.js"
 import { AnsweredResponse, withoutCredentials } from "./answered.js"
 import type { Deadlines, Entry } from "./deadlines.js"
 
@@ -51,14 +52,23 @@ export interface SenderOptions {
 
 export type SendError = HttpClientError.HttpClientError | TollgateError.Timeout
 
+/** What is known about the transport's abort signal. */
+const UNKNOWN = 0
+/** It listened to one: a deadline aborts the request, no fiber needed. */
+const ABORTABLE = 1
+/** It answered without listening: its waits are Effects (an in-memory fake), bounded by a child fiber. */
+const PLAIN = 2
+
 /**
- * Sends attempts through one transport, learning whether it honours abort signals.
+ * Sends attempts through one transport, learning from the first one that reaches it whether it honours
+ * abort signals.
  */
 export class Sender {
-  /** The transport listened to an abort signal: deadlines abort, no fiber needed. */
-  abortable = false
+  state: number
 
-  constructor(readonly options: SenderOptions) {}
+  constructor(readonly options: SenderOptions) {
+    this.state = Transport.isAbortable(options.base) ? ABORTABLE : UNKNOWN
+  }
 
   /** An attempt of `prepared` (the caller's request, base URL and fixed headers applied). */
   exchange(
@@ -70,18 +80,30 @@ export class Sender {
   ): Exchange {
     return new Exchange(this, prepared, token, span, millis, timeout)
   }
+
+  /**
+   * Whether an untraced attempt started now leaves nothing to clean up if its fiber is interrupted: the
+   * transport is plain, so the client owns no controller and the platform's own abort handling stands.
+   */
+  isPlain(): boolean {
+    return this.state === PLAIN
+  }
 }
 
 /**
  * One attempt. `send` is run by the caller under its own exit handler, which calls `answer` with the
  * response or `failed` with the failure: the attempt needs no handler (and no uninterruptible region) of
- * its own, so a fast request pays for one.
+ * its own, so a fast request pays for one at most.
  */
 export class Exchange {
-  readonly controller = new AbortController()
+  /** The request's controller, when the client owns it (the transport's signal is ours). */
+  private controller: AbortController | undefined = undefined
   private entry: Entry | undefined = undefined
   private fiber: Settable | undefined = undefined
   private disabledWhen: ((request: HttpClientRequest.HttpClientRequest) => boolean) | undefined = undefined
+  /** Set while learning: the transport listened to the signal. */
+  private listened = false
+  private learning = false
 
   constructor(
     private readonly sender: Sender,
@@ -94,51 +116,67 @@ export class Exchange {
   ) {}
 
   /** The transport's answer, as it came; only `answer` and `failed` may look at it. */
-  get send(): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError> {
-    return Effect.withFiberRuntime((fiber) => {
+  get send(): Effect.Effect<HttpClientResponse.HttpClientResponse, SendError> {
+    return Effect.withFiberRuntime((fiber) => this.start(fiber))
+  }
+
+  /** `send`, started at once on `fiber` (the caller's, running now): its deadline counts from here. */
+  start(fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<HttpClientResponse.HttpClientResponse, SendError> {
+    {
       const { base, deadlines, propagate } = this.sender.options
       let outgoing = this.token === undefined
         ? this.prepared
         : HttpClientRequest.setHeader(this.prepared, "authorization", Bearer.authorization(this.token))
-      const traced = fiber.getFiberRef(FiberRef.currentTracerEnabled)
-      if (
-        propagate && traced && this.span !== undefined && fiber.getFiberRef(HttpClient.currentTracerPropagation) &&
-        !fiber.getFiberRef(HttpClient.currentTracerDisabledWhen)(outgoing)
-      ) {
-        outgoing = HttpClientRequest.setHeaders(outgoing, HttpTraceContext.toHeaders(this.span))
-      }
-      if (traced) {
+      if (fiber.getFiberRef(FiberRef.currentTracerEnabled)) {
+        if (
+          propagate && this.span !== undefined && fiber.getFiberRef(HttpClient.currentTracerPropagation) &&
+          !fiber.getFiberRef(HttpClient.currentTracerDisabledWhen)(outgoing)
+        ) {
+          outgoing = HttpClientRequest.setHeaders(outgoing, HttpTraceContext.toHeaders(this.span))
+        }
         // Switched off for this attempt only, and back on in `answer`/`failed`: cheaper than `Effect.locally`.
         this.fiber = fiber as unknown as Settable
         this.disabledWhen = fiber.getFiberRef(HttpClient.currentTracerDisabledWhen)
         this.fiber.setFiberRef(HttpClient.currentTracerDisabledWhen, Function.constTrue)
       }
-      const controller = this.controller
-      if (!this.sender.abortable) {
-        const sender = this.sender
-        ;(controller.signal as { addEventListener: typeof listen }).addEventListener = function(this: AbortSignal) {
-          sender.abortable = true
-          return listen.apply(this, arguments as unknown as Parameters<typeof listen>)
-        }
+      const state = this.sender.state
+      const bounded = this.millis !== Number.POSITIVE_INFINITY
+      if (state === UNKNOWN || (state === ABORTABLE && bounded)) {
+        const controller = this.controller = new AbortController()
+        if (state === UNKNOWN) this.listen(controller.signal)
+        scopedRequests.set(outgoing, controller)
       }
-      scopedRequests.set(outgoing, controller)
       const sent = base.execute(outgoing)
-      if (this.millis === Number.POSITIVE_INFINITY) return sent
-      if (this.sender.abortable) {
+      if (!bounded) return sent
+      if (state === ABORTABLE) {
+        const controller = this.controller!
         this.entry = deadlines.arm(this.millis, () => controller.abort())
         return sent
       }
       return deadlines.bound(sent, this.millis, () => {
-        controller.abort()
+        this.controller?.abort()
         return this.timeout()
-      }) as Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>
-    })
+      })
+    }
   }
 
-  private end(): boolean {
+  // Notes whether the transport listens to `signal`, for the first attempt that reaches it.
+  private listen(signal: AbortSignal): void {
+    this.learning = true
+    const exchange = this
+    ;(signal as { addEventListener: typeof listen }).addEventListener = function(this: AbortSignal) {
+      exchange.listened = true
+      return listen.apply(this, arguments as unknown as Parameters<typeof listen>)
+    }
+  }
+
+  private end(reached: boolean): boolean {
     if (this.fiber !== undefined) {
       this.fiber.setFiberRef(HttpClient.currentTracerDisabledWhen, this.disabledWhen!)
       this.fiber = undefined
+    }
+    if (this.learning && reached && this.sender.state === UNKNOWN) {
+      this.sender.state = this.listened ? ABORTABLE : PLAIN
     }
     const entry = this.entry
     if (entry === undefined) return false
@@ -149,9 +187,9 @@ export class Exchange {
 
   /** What the caller may see of `response`: its view, or `Timeout` when the deadline passed first. */
   answer(response: HttpClientResponse.HttpClientResponse): AnsweredResponse | TollgateError.Timeout {
-    if (this.end()) {
+    if (this.end(true)) {
       // The abort came too late to stop the headers; the body is aborted, so the attempt timed out.
-      this.controller.abort()
+      this.controller!.abort()
       return this.timeout()
     }
     return new AnsweredResponse(response, this.prepared, this.controller)
@@ -159,9 +197,13 @@ export class Exchange {
 
   /** What the caller may see of a failed attempt: an interrupted one is aborted on the wire. */
   failed(cause: Cause.Cause<SendError>): Cause.Cause<SendError> {
-    const expired = this.end()
+    const failure = Cause.failureOption(cause)
+    const reached = failure._tag === "Some" &&
+      (failure.value._tag === "Timeout" ||
+        (failure.value._tag === "RequestError" && failure.value.reason === "Transport"))
+    const expired = this.end(reached)
     if (Cause.isInterrupted(cause)) {
-      this.controller.abort()
+      this.controller?.abort()
       return cause
     }
     if (expired) return Cause.fail(this.timeout())
