@@ -3,9 +3,8 @@
  * applied. Base URL and fixed headers → a permit → a bearer token → one attempt → what the answer means
  * (`Ok | Renew | Throttled | Transient | Fail`) → what happens next (return, fail, or retry after a token
  * renewal, after the gate reopens, after a backoff). The limiter hears once per response what it said.
- * Responses and errors handed back never carry the bearer token; bodies stream through untouched. A
- * request with a permit free, a token at hand and a 2xx that says nothing about limits takes the fast
- * path: no retry machinery, no fiber, one span. Leave out the token cache or the limiter where not needed.
+ * Responses and errors never carry the bearer token; bodies stream through untouched. A request with a
+ * permit free, a token at hand and a quiet 2xx takes the fast path: no retry machinery, no fiber, one span.
  *
  * @since 0.1.0
  */
@@ -110,8 +109,9 @@ export interface Options {
   /** Bound on each attempt, from sending to the response headers. Default: 30 seconds; `Duration.infinity`: none. */
   readonly timeout?: Duration.DurationInput | undefined
   /**
-   * Bound on the whole request (token and permit waits, attempts, retries), then `Timeout`. Default: 10
-   * minutes (the 5-minute `maxWait` for a reset plus a few attempts); `Duration.infinity`: none.
+   * Bound on the whole request (token and permit waits, attempts, retries), then `Timeout`. Default: none:
+   * a batch queued behind its budget waits its turn, and each wait has a bound of its own anyway (the
+   * cache's `timeout`, `timeout`, `maxWait`, `permitDeadline`).
    */
   readonly requestTimeout?: Duration.DurationInput | undefined
   /** Fail at once when the limiter predicts a longer wait than this. Default: none. */
@@ -175,7 +175,7 @@ export const withRequestOptions: {
  * @since 0.1.0
  * @category constants
  */
-export const defaultTimeout: Duration.Duration = ClientOptions.defaults.timeout
+export const defaultTimeout: Duration.Duration = Duration.seconds(30)
 
 /**
  * @since 0.1.0

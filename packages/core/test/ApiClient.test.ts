@@ -135,7 +135,7 @@ describe("ApiClient", () => {
         const { arrivals, calls, client, tokens } = yield* setup({
           latency: (n) => (n === 0 ? [0, 10 * 60_000] : [0, 0]),
           handle: (request) => (request.headers["authorization"] === refuse ? { status: 401 } : {})
-        }, { source: { lifetime: "10 minutes" }, timeout: Duration.infinity, requestTimeout: Duration.infinity })
+        }, { source: { lifetime: "10 minutes" }, timeout: Duration.infinity })
         const first = yield* tokens.get
         refuse = `Bearer ${Redacted.value(first.value)}`
         // The request goes out with the first token; its 401 comes back only after the refresh at

@@ -31,7 +31,7 @@ export interface Config {
 
 export const defaults = {
   timeout: Duration.seconds(30),
-  requestTimeout: Duration.minutes(10),
+  requestTimeout: Duration.infinity,
   rateLimited: 3,
   transient: 2,
   baseDelay: Duration.millis(500),
