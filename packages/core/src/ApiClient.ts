@@ -252,6 +252,7 @@ export const make = (
           : HttpClientRequest.setUrl(request, BaseUrl.join(config.baseUrl, request.url))
       )
 
+    const spanOptions = { kind: "client", captureStackTrace: false } as const
     // 2. One span per request, when tracing is on; then the journey (internal/journey.ts): permit, token,
     //    exchange, classify, report, decide, and the view that never carries the bearer token.
     const execute = (request: HttpClientRequest.HttpClientRequest) =>
@@ -261,15 +262,12 @@ export const make = (
         if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) {
           return journeys.run(journeys.begin(request, perRequest, undefined, tags), perRequest, fiber)
         }
-        return Effect.useSpan("tollgate.request", {
-          kind: "client",
-          captureStackTrace: false,
-          attributes: {
-            "tollgate.provider": provider,
-            "http.request.method": request.method,
-            "url.path": BaseUrl.pathOf(request.url)
-          }
-        }, (span) => journeys.run(journeys.begin(request, perRequest, span, tags), perRequest, fiber))
+        return Effect.useSpan("tollgate.request", spanOptions, (span) => {
+          span.attribute("tollgate.provider", provider)
+          span.attribute("http.request.method", request.method)
+          span.attribute("url.path", BaseUrl.pathOf(request.url))
+          return journeys.run(journeys.begin(request, perRequest, span, tags), perRequest, fiber)
+        })
       })
 
     // Requests mapped by the caller (`HttpClient.mapRequest`) are prepared after their mapping, as sent.
