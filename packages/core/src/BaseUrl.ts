@@ -156,8 +156,19 @@ export const join = (base: string, url: string): string => {
  */
 export const pathOf = (url: string): string => {
   const scheme = url.indexOf("://")
-  const start = scheme === -1 ? 0 : url.indexOf("/", scheme + 3)
-  if (start === -1) return "/"
+  let start = 0
+  if (scheme !== -1) {
+    // The authority ends at the first "/", "?" or "#": a "/" in the query is not the path.
+    start = url.length
+    for (let i = scheme + 3; i < url.length; i++) {
+      const char = url.charCodeAt(i)
+      if (char === 47 || char === 63 || char === 35) {
+        start = i
+        break
+      }
+    }
+    if (url.charCodeAt(start) !== 47) return "/"
+  }
   let end = url.length
   const query = url.indexOf("?", start)
   if (query !== -1) end = query

@@ -10,12 +10,14 @@ import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Duration, Effect, Fiber, FiberId, Metric, Option, Schedule, TestClock } from "effect"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
+import { inspect } from "node:util"
 import * as ApiClient from "../src/ApiClient.js"
 import * as RateLimiter from "../src/RateLimiter.js"
 import type * as RateLimitHeaders from "../src/RateLimitHeaders.js"
 import * as TokenCache from "../src/TokenCache.js"
 import * as FakeServer from "./utils/FakeServer.js"
 import * as FakeSource from "./utils/FakeSource.js"
+import * as Loopback from "./utils/Loopback.js"
 
 const client = (
   server: FakeServer.FakeServerOptions,
@@ -383,6 +385,50 @@ describe("deadlines handed to the transport (issue 16)", () => {
           }).pipe(Effect.timeout("5 seconds"))
         }
         expect(Option.some(closed.length)).toEqual(Option.some(3))
+      }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici)),
+    20_000
+  )
+
+  it.live(
+    "over a real socket nothing handed back prints the bearer token: responses, errors, failed bodies",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* Loopback.serve((request) =>
+          request.path === "/ok"
+            ? { status: 200, body: { ok: true } }
+            : request.path === "/missing"
+            ? { status: 404, body: { error: "missing" } }
+            : request.path === "/down"
+            ? { status: 503, body: "down" }
+            : request.path === "/cut"
+            ? "stall-body"
+            : "destroy"
+        )
+        const { source } = yield* FakeSource.make()
+        const tokens = yield* TokenCache.make(source)
+        const api = yield* ApiClient.make({
+          provider: "socket",
+          baseUrl: server.url,
+          allowInsecureLoopback: true,
+          tokens,
+          timeout: "2 seconds",
+          retry: { transient: 0 }
+        })
+        const cut = yield* api.get("/cut")
+        const values: Array<unknown> = [
+          yield* api.get("/ok"),
+          yield* api.get("/missing"),
+          yield* Effect.flip(api.get("/down")),
+          yield* Effect.flip(api.get("/drop")),
+          cut,
+          yield* Effect.flip(Effect.timeout(cut.text, "300 millis"))
+        ]
+        expect(server.requests.every((r) => r.headers.authorization === "Bearer secret-token-fetch-1")).toBe(true)
+        for (const value of values) {
+          for (const text of [JSON.stringify(value), String(value), inspect(value, { depth: 20, showHidden: true })]) {
+            expect(text).not.toContain("secret-token-fetch-1")
+          }
+        }
       }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici)),
     20_000
   )
