@@ -92,6 +92,22 @@ describe("fake Layers", () => {
       yield* TestClock.adjust(Duration.zero)
     }))
 
+  it.scoped("a recorded limiter shows the pause a 429 reported, with its retry instant", () =>
+    Effect.gen(function*() {
+      const recording = yield* RecordingLimiter.wrap(yield* RateLimiter.make(RateLimiter.unlimited))
+      const transport = MemoryHttp.client(() => Effect.succeed({ status: 429, headers: { "retry-after": "60" } }))
+      const client = yield* ApiClient.make({
+        provider: "memory",
+        baseUrl: "https://api.test",
+        limiter: recording.limiter,
+        retry: { rateLimited: 0 }
+      }).pipe(Effect.provideService(HttpClient.HttpClient, transport))
+      expect(yield* Effect.flip(client.get("/x"))).toMatchObject({ _tag: "RateLimited" })
+      expect((yield* recording.events).filter((event) => event._tag === "Pause")).toEqual([
+        { _tag: "Pause", key: "GET /x", until: 60_000, at: 0 }
+      ])
+    }))
+
   it.scoped("memory transports honour the abort signal, so Tollgate hands them its deadlines", () =>
     Effect.gen(function*() {
       const log = { started: 0, interrupted: 0 }
