@@ -59,6 +59,8 @@ export interface Node {
    * has nobody waiting; otherwise `undefined` (the caller then goes through `withPermit`).
    */
   tryHold(subject: Subject, cost: number): Local.Hold | undefined
+  /** Whether a permit of `subject` taken now must be released when its request ends. */
+  settles(subject: Subject): boolean
   close(): void
   collect(counters: Counters): void
 }
@@ -100,6 +102,7 @@ const laneNode = (
       },
       awaitGate: () => lane.awaitGate(),
       tryHold: (_subject, cost) => Local.tryHold(lane, cost),
+      settles: () => opened.settles,
       close: () => lane.close(),
       collect: (counters) => addStats(counters, lane),
       idle: (now) => lane.idle(now)
@@ -113,6 +116,7 @@ const laneNode = (
     observe: (observation) => lane.observe(observation),
     awaitGate: () => lane.awaitGate(),
     tryHold: () => undefined,
+    settles: () => true,
     close: () => lane.close(),
     collect: (counters) => addStats(counters, lane),
     idle: () => lane.idle()
@@ -208,6 +212,7 @@ const keyedNode = (plan: Extract<Plan, { _tag: "Keyed" }>, path: string, env: Co
     observe: (observation, subject) => nodeFor(subject).observe(observation, subject),
     awaitGate: (subject) => nodeFor(subject).awaitGate(subject),
     tryHold: (subject, cost) => nodeFor(subject).tryHold(subject, cost),
+    settles: (subject) => nodeFor(subject).settles(subject),
     close: () => {
       closed = true
       sweepFiber?.unsafeInterruptAsFork(FiberId.none)
@@ -258,6 +263,7 @@ const sequenceNode = (nodes: ReadonlyArray<Node>): Node => {
         refund: () => holds.forEach((hold) => hold.refund())
       }
     },
+    settles: (subject) => nodes.some((node) => node.settles(subject)),
     close: () => nodes.forEach((node) => node.close()),
     collect: (counters) => nodes.forEach((node) => node.collect(counters))
   }

@@ -146,17 +146,14 @@ export class Journeys {
     if (tokens !== undefined && token === undefined) return this.slow(j, this.attempt(j))
     // Nothing to clean up if the caller is interrupted (no permit to return, no controller of ours, no
     // tracer setting to restore): no uninterruptible region either.
-    if (j.span === undefined && sender.isPlain()) {
+    if (j.span === undefined && sender.isPlain() && !node.settles(j)) {
       const hold = node.tryHold(j, 1)
-      if (hold === Local.freeHold) {
-        const exchange = this.exchange(j, token)
-        return Effect.flatMap(
-          Effect.exit(exchange.start(fiber)),
-          (exit) => this.fastAnswer(j, exchange, hold, token, exit)
-        )
-      }
-      // A permit that must come back is taken again below, where its release is guaranteed.
-      hold?.refund()
+      if (hold === undefined) return this.slow(j, this.attempt(j))
+      const exchange = this.exchange(j, token)
+      return Effect.flatMap(
+        Effect.exit(exchange.start(fiber)),
+        (exit) => this.fastAnswer(j, exchange, hold, token, exit)
+      )
     }
     return Effect.uninterruptibleMask((restore) => {
       const hold = node.tryHold(j, 1)

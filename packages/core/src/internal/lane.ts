@@ -181,7 +181,7 @@ export interface Hold {
 }
 
 /** The hold of a permit that never comes back: nothing to settle or refund. */
-export const freeHold: Hold = { settle: () => {}, refund: () => {} }
+const freeHold: Hold = { settle: () => {}, refund: () => {} }
 
 class TicketHold implements Hold {
   constructor(private readonly lane: Lane, private readonly ticket: Ticket) {}
