@@ -144,6 +144,9 @@ export class Exchange {
       if (state === UNKNOWN || (state === ABORTABLE && bounded)) {
         const controller = this.controller = new AbortController()
         if (state === UNKNOWN) this.listen(controller.signal)
+        // The registry is keyed by request: a caller's request object sent by several fibers at once
+        // must not share one controller, so an attempt sends a request object of its own.
+        if (outgoing === this.prepared) outgoing = HttpClientRequest.setHeaders(outgoing, {})
         scopedRequests.set(outgoing, controller)
       }
       const sent = base.execute(outgoing)
