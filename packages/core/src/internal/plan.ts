@@ -155,10 +155,10 @@ export const toObservation = (info: RateLimitHeaders.RateLimitInfo, cost: number
 
 /** The limiter's service over a compiled policy. */
 export const serve = (root: Compile.Node, provider: string): RateLimiter.Service => {
+  // Without options every call guards the same way: one function, not one per call.
+  const plain = <A, E, R>(effect: Effect.Effect<A, E, R>) => root.withPermit(effect, noSubject, defaultRequest)
   const withPermit = (permitOptions?: RateLimiter.PermitOptions) => {
-    if (permitOptions === undefined) {
-      return <A, E, R>(effect: Effect.Effect<A, E, R>) => root.withPermit(effect, noSubject, defaultRequest)
-    }
+    if (permitOptions === undefined) return plain
     const request = toRequest(permitOptions)
     if (request instanceof TollgateError.InvalidArgument) {
       return <A, E, R>(_: Effect.Effect<A, E, R>) => Effect.fail(request)
