@@ -8,6 +8,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Duration, Effect, Fiber, FiberId, Metric, Schedule, TestClock } from "effect"
+import * as fc from "fast-check"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { inspect } from "node:util"
@@ -205,6 +206,44 @@ describe("one report per response (issue 15)", () => {
       yield* Fiber.join(other)
       expect(arrivals.map((a) => a.at)).toEqual([0, 7_000])
     }))
+})
+
+describe("the fast path loses nothing (issue 16)", () => {
+  it.effect.prop(
+    "requests interrupted at any instant, fast or slow, leave every permit and the waiting gauge as they were",
+    {
+      interrupts: fc.array(fc.option(fc.nat(3_000), { nil: undefined }), { minLength: 1, maxLength: 12 }),
+      latency: fc.nat(1_500),
+      status: fc.constantFrom(200, 429, 503),
+      abortable: fc.boolean()
+    },
+    ({ abortable, interrupts, latency, status }) =>
+      Effect.gen(function*() {
+        const provider = `loss-${Math.random()}`
+        const limiter = yield* RateLimiter.make(RateLimiter.slidingWindow({ limit: 3, window: "1 second" }))
+        const { api } = yield* client({
+          abortable,
+          latency: () => [latency, latency],
+          handle: (_, { n }) => (n % 2 === 0 ? { status } : {})
+        }, { provider, limiter, timeout: "2 seconds", retry: { maxWait: "10 seconds" } })
+        const fibers = yield* Effect.forEach(interrupts, (after) =>
+          Effect.fork(
+            after === undefined ? Effect.either(api.get("/x")) : Effect.either(Effect.timeout(api.get("/x"), after))
+          ))
+        yield* TestClock.adjust("5 minutes")
+        yield* Effect.forEach(fibers, Fiber.join)
+        expect((yield* limiter.stats).queued).toBe(0)
+        expect((yield* read("tollgate_requests_waiting", { provider }))?.value ?? 0).toBe(0)
+        // Nothing is still counted in flight: a full window of requests passes at once.
+        const fresh = yield* client({ handle: () => ({}) }, { limiter })
+        const burst = yield* Effect.fork(Effect.all([fresh.api.get("/y"), fresh.api.get("/y"), fresh.api.get("/y")], {
+          concurrency: "unbounded"
+        }))
+        yield* TestClock.adjust("1 millis")
+        expect(burst.unsafePoll()?._tag).toBe("Success")
+      }).pipe(Effect.scoped),
+    { fastCheck: { numRuns: 40 } }
+  )
 })
 
 describe("retry schedules (issue 15)", () => {

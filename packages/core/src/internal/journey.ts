@@ -10,7 +10,7 @@
  */
 import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import { Cause, DateTime, Duration, Effect, Option } from "effect"
+import { Cause, DateTime, Duration, Effect, Function, Option } from "effect"
 import type { Exit, Fiber } from "effect"
 import type { Clock, MetricLabel, Tracer } from "effect"
 import type * as AccessToken from "../AccessToken.js"
@@ -152,7 +152,7 @@ export class Journeys {
       const exchange = this.exchange(j, token)
       return Effect.flatMap(
         Effect.exit(exchange.start(fiber)),
-        (exit) => this.fastAnswer(j, exchange, hold, token, exit)
+        (exit) => this.fastAnswer(j, exchange, hold, token, exit, Function.identity)
       )
     }
     return Effect.uninterruptibleMask((restore) => {
@@ -161,31 +161,39 @@ export class Journeys {
       const exchange = this.exchange(j, token)
       return Effect.flatMap(
         Effect.exit(restore(exchange.start(fiber))),
-        (exit) => restore(this.fastAnswer(j, exchange, hold, token, exit))
+        (exit) => this.fastAnswer(j, exchange, hold, token, exit, restore)
       )
     })
   }
 
-  /** A fast attempt's end: a quiet 2xx is the response; anything else goes on along the slow path. */
+  /**
+   * A fast attempt's end, run where the permit is held (uninterruptibly when it must come back): a quiet
+   * 2xx is the response; anything else is reported, the permit released, and the journey goes on along
+   * the slow path (under `restore`).
+   */
   private fastAnswer(
     j: Journey,
     exchange: Exchange,
     hold: Local.Hold,
     token: AccessToken.AccessToken | undefined,
-    exit: Exit.Exit<Response, SendError>
+    exit: Exit.Exit<Response, SendError>,
+    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   ): Effect.Effect<Response, Error> {
     if (exit._tag === "Failure") {
       hold.settle()
       const failure = exchange.failed(exit.cause)
       if (Cause.isInterrupted(failure)) return Effect.failCause(failure)
-      return this.slow(j, this.failed(failure, token))
+      return restore(this.slow(j, this.failed(failure, token)))
     }
     const answer = exchange.answer(exit.value)
     if (
       answer instanceof TollgateError.Timeout || answer.status >= 300 || answer.status < 200 ||
       RateLimitHeaders.isPresent(answer.headers)
     ) {
-      return this.slow(j, Effect.ensuring(this.answered(j, answer, token), Effect.sync(() => hold.settle())))
+      return Effect.flatMap(
+        Effect.ensuring(this.answered(j, answer, token), Effect.sync(() => hold.settle())),
+        (attempted) => restore(this.slow(j, Effect.succeed(attempted)))
+      )
     }
     this.env.node!.observe(quiet, j)
     hold.settle()
@@ -225,40 +233,43 @@ export class Journeys {
    */
   private attempt(j: Journey): Effect.Effect<Attempted, Error> {
     const { limiter, metrics } = this.env
-    const queuedAt = this.now()
-    let waiting = true
-    const stopWaiting = () => {
-      if (waiting) {
-        waiting = false
-        metrics.queued(-1)
+    // Counted as waiting from here to its permit; the region makes sure the count is always taken back.
+    return Effect.uninterruptibleMask((restore) => {
+      const queuedAt = this.now()
+      let waiting = true
+      const stopWaiting = () => {
+        if (waiting) {
+          waiting = false
+          metrics.queued(-1)
+        }
       }
-    }
-    metrics.queued(1)
-    const left = this.remaining(j)
-    const bounded = left !== Number.POSITIVE_INFINITY
-    const permit = bounded ? { ...j.permit, timeout: Duration.millis(Math.max(0, left)) } : j.permit
-    const held = Effect.suspend(() => {
-      stopWaiting()
-      const waited = this.now() - queuedAt
-      if (waited > 0) metrics.waited(waited, j.tags)
-      return Effect.flatMap(this.token(j), (token) =>
-        Effect.uninterruptibleMask((restore) => {
-          const exchange = this.exchange(j, token)
-          return Effect.matchCauseEffect(restore(exchange.send), {
-            onFailure: (cause) => this.failed(exchange.failed(cause), token),
-            onSuccess: (raw) => this.answered(j, exchange.answer(raw), token)
-          })
-        }))
-    })
-    return limiter.withPermit(permit)(held).pipe(
-      Effect.ensuring(Effect.sync(stopWaiting)),
-      // The permit's timeout is the request's bound: running out of it is the request's `Timeout`.
-      Effect.catchIf(
-        (error): error is TollgateError.RateLimited =>
-          bounded && error._tag === "RateLimited" && error.reason === "timeout",
-        () => Effect.fail(this.wholeTimeout())
+      metrics.queued(1)
+      const left = this.remaining(j)
+      const bounded = left !== Number.POSITIVE_INFINITY
+      const permit = bounded ? { ...j.permit, timeout: Duration.millis(Math.max(0, left)) } : j.permit
+      const held = Effect.suspend(() => {
+        stopWaiting()
+        const waited = this.now() - queuedAt
+        if (waited > 0) metrics.waited(waited, j.tags)
+        return Effect.flatMap(this.token(j), (token) =>
+          Effect.uninterruptibleMask((restore) => {
+            const exchange = this.exchange(j, token)
+            return Effect.matchCauseEffect(restore(exchange.send), {
+              onFailure: (cause) => this.failed(exchange.failed(cause), token),
+              onSuccess: (raw) => this.answered(j, exchange.answer(raw), token)
+            })
+          }))
+      })
+      return restore(limiter.withPermit(permit)(held)).pipe(
+        Effect.ensuring(Effect.sync(stopWaiting)),
+        // The permit's timeout is the request's bound: running out of it is the request's `Timeout`.
+        Effect.catchIf(
+          (error): error is TollgateError.RateLimited =>
+            bounded && error._tag === "RateLimited" && error.reason === "timeout",
+          () => Effect.fail(this.wholeTimeout())
+        )
       )
-    )
+    })
   }
 
   /** The token at hand, or waited for within the request's bound (the gate rechecked after the wait). */
