@@ -41,20 +41,6 @@ export type Name = "nora" | "norce" | "nomba" | "token-project" | "oauth2"
 export type Preset = Exclude<Name, "oauth2">
 
 /**
- * Every provider name, in the order help lists them.
- *
- * @since 0.1.0
- * @category constants
- */
-export const names: ReadonlyArray<Name> = ["nora", "norce", "nomba", "token-project", "oauth2"]
-
-/**
- * @since 0.1.0
- * @category predicates
- */
-export const isName = (value: string): value is Name => (names as ReadonlyArray<string>).includes(value)
-
-/**
  * Settings every provider module accepts on top of its credentials: limits, token cache, token timeout
  * and client tuning. The CLI uses them to keep `token`'s token alive after it exits, and to scale limits
  * to a sandbox's time.
@@ -179,21 +165,20 @@ export const norce: Entry = {
     ),
   fromSandbox: (sandbox, tuning) => {
     const emulator = sandbox.norce
-    return Effect.flatMap(Testing.loaded, ({ NorceSandbox }) =>
-      Norce.make({
-        ...tuning,
-        clientId: emulator.credentials.clientId,
-        clientSecret: Redacted.make(emulator.credentials.clientSecret),
-        applicationId: emulator.credentials.applicationId,
-        baseUrl: emulator.baseUrl,
-        allowInsecureLoopback: true,
-        // The documented 3 per minute plus a burst of 20, on the emulator's clock.
-        tokenLimits: RateLimiter.tokenBucket({
-          rate: 1,
-          interval: Duration.millis(emulator.tokenRateLimit.refillIntervalMillis),
-          burst: Math.max(1, emulator.tokenRateLimit.capacity - NorceSandbox.documented.tokenRequestsPerMinute)
-        })
-      })).pipe(Effect.map(built("norce", undefined)))
+    return Norce.make({
+      ...tuning,
+      clientId: emulator.credentials.clientId,
+      clientSecret: Redacted.make(emulator.credentials.clientSecret),
+      applicationId: emulator.credentials.applicationId,
+      baseUrl: emulator.baseUrl,
+      allowInsecureLoopback: true,
+      // The emulator's token bucket (by default the documented 3 per minute, burst 20), on its clock.
+      tokenLimits: RateLimiter.tokenBucket({
+        rate: 1,
+        interval: Duration.millis(emulator.tokenRateLimit.refillIntervalMillis),
+        burst: emulator.tokenRateLimit.capacity
+      })
+    }).pipe(Effect.map(built("norce", undefined)))
   }
 }
 
@@ -261,17 +246,38 @@ export const tokenProject: Entry = {
 }
 
 /**
+ * The providers with a module of their own, in the order help lists them. Each entry is a small value;
+ * everything else the CLI knows about providers (the names it accepts, their help, the lookup) is
+ * derived from this list.
+ *
+ * @since 0.2.0
+ * @category registry
+ */
+export const presets: ReadonlyArray<Entry> = [nora, norce, nomba, tokenProject]
+
+/**
  * The four provider modules by name.
  *
  * @since 0.1.0
  * @category registry
  */
-export const registry: Readonly<Record<Preset, Entry>> = {
-  nora,
-  norce,
-  nomba,
-  "token-project": tokenProject
-}
+export const registry: Readonly<Record<Preset, Entry>> = Object.fromEntries(
+  presets.map((entry) => [entry.name, entry])
+) as Record<Preset, Entry>
+
+/**
+ * Every provider name, in the order help lists them.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const names: ReadonlyArray<Name> = [...presets.map((entry) => entry.name), "oauth2"]
+
+/**
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isName = (value: string): value is Name => (names as ReadonlyArray<string>).includes(value)
 
 // ---------------------------------------------------------------------------------------------------
 // Generic OAuth2

@@ -1,7 +1,10 @@
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as FileSystem from "@effect/platform/FileSystem"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as Call from "../src/internal/commands/call.js"
 import { leaks, lines, runCli } from "./utils.js"
 
 describe("tollgate call --sandbox", () => {
@@ -112,5 +115,84 @@ describe("tollgate call --sandbox", () => {
         expect(lines(result.stderr)).toHaveLength(1)
         expect(result.stderr).toMatch(/^tollgate: /)
       }
+    }))
+
+  it.live("--json: one document on stdout (status, headers, parsed body, timing), nothing on stderr", () =>
+    Effect.gen(function*() {
+      const ok = yield* runCli(["call", "--sandbox", "nora", "GET", "/api/forms?page=1", "--json"])
+      expect(ok.exitCode).toBe(0)
+      expect(ok.stderr).toBe("")
+      const doc = JSON.parse(ok.stdout)
+      expect(doc).toMatchObject({
+        provider: "nora",
+        sandbox: true,
+        request: { method: "GET", path: "/api/forms?page=1" },
+        status: 200,
+        statusText: "OK",
+        bodyFormat: "json",
+        body: { total: 2 },
+        retriedAfter: []
+      })
+      expect(doc.headers["content-type"]).toMatch(/^application\/json/)
+      expect(doc.timing.tokenMillis).toBeGreaterThan(0)
+      expect(doc.timing.requestMillis).toBeGreaterThan(0)
+      expect(leaks(ok)).toEqual([])
+
+      // Not 2xx: the same document, exit code 1, still nothing on stderr.
+      const missing = yield* runCli(["call", "--sandbox", "nora", "GET", "/api/forms/frm_missing", "--json"])
+      expect(missing.exitCode).toBe(1)
+      expect(missing.stderr).toBe("")
+      expect(JSON.parse(missing.stdout)).toMatchObject({
+        status: 404,
+        statusText: "Not Found",
+        bodyFormat: "json",
+        body: { message: "Form frm_missing not found" }
+      })
+
+      // No body at all.
+      const head = yield* runCli(["call", "--sandbox", "nomba", "HEAD", "/v1/accounts", "--json"])
+      expect(JSON.parse(head.stdout)).toMatchObject({ request: { method: "HEAD" }, bodyFormat: "empty", body: null })
+
+      // A failure before any response is still one tollgate: line, and no JSON.
+      const unreachable = yield* runCli([
+        "call",
+        "--sandbox",
+        "oauth2",
+        "GET",
+        "/x",
+        "--base-url",
+        "https://127.0.0.1:9",
+        "--json"
+      ])
+      expect(unreachable.exitCode).toBe(1)
+      expect(unreachable.stdout).toBe("")
+      expect(lines(unreachable.stderr)).toEqual(["tollgate: could not reach GET https://127.0.0.1:9/x (ECONNREFUSED)"])
+    }))
+
+  it.live("--json shows text and binary bodies as they are, and hides credential headers", () =>
+    Effect.gen(function*() {
+      const text = yield* Call.responseJson(
+        HttpClientResponse.fromWeb(
+          HttpClientRequest.get("https://api.example/x"),
+          new Response("plain words", {
+            status: 503,
+            headers: { "content-type": "text/plain", "set-cookie": "session=abc", "x-ratelimit-remaining": "4" }
+          })
+        ),
+        new TextEncoder().encode("plain words")
+      )
+      expect(text).toEqual({
+        status: 503,
+        statusText: "Service Unavailable",
+        headers: { "content-type": "text/plain", "set-cookie": "<redacted>", "x-ratelimit-remaining": "4" },
+        bodyFormat: "text",
+        body: "plain words"
+      })
+      const bytes = new Uint8Array([0xff, 0x00, 0xfe])
+      const binary = yield* Call.responseJson(
+        HttpClientResponse.fromWeb(HttpClientRequest.get("https://api.example/x"), new Response(bytes)),
+        bytes
+      )
+      expect(binary).toMatchObject({ bodyFormat: "base64", body: "/wD+" })
     }))
 })

@@ -32,16 +32,24 @@ describe("bad input: one line on stderr, a non-zero exit", () => {
       expectOneLine(
         yield* runCli(["token", "--sandbox", "stripe"]),
         2,
-        "Unknown provider \"stripe\": expected one of nora, norce, nomba, token-project, oauth2"
+        "tollgate: unknown provider \"stripe\": expected one of nora, norce, nomba, token-project, oauth2"
       )
       expectOneLine(
         yield* runCli(["call", "github", "GET", "/"]),
         2,
-        /^Unknown provider "github"/
+        /^tollgate: unknown provider "github"/
       )
-      expectOneLine(yield* runCli(["mint", "nora"]), 2, /^Invalid subcommand for tollgate/)
-      expectOneLine(yield* runCli(["token"]), 2, "Missing argument <provider>")
-      expectOneLine(yield* runCli([]), 2, /^usage: tollgate <token\|call\|load>/)
+      expectOneLine(yield* runCli(["mint", "nora"]), 2, "tollgate: unknown command: use token, call, load")
+      expectOneLine(
+        yield* runCli(["token"]),
+        2,
+        "tollgate: missing argument <provider>: one of nora, norce, nomba, token-project, oauth2"
+      )
+      expectOneLine(
+        yield* runCli([]),
+        2,
+        "tollgate: missing command: use token, call or load (tollgate --help explains each)"
+      )
     }))
 
   it.live("missing variables name every one that is missing", () =>
@@ -60,7 +68,7 @@ describe("bad input: one line on stderr, a non-zero exit", () => {
       expectOneLine(
         yield* runCli(["load", "token-project", "/x"], { env: { TOKEN_PROJECT_KEY: "k", TOKEN_PROJECT_SECRET: " " } }),
         2,
-        /^tollgate: .*TOKEN_PROJECT_SECRET is set but empty/
+        /^tollgate: .*TOKEN_PROJECT_SECRET: set but empty/
       )
       expectOneLine(
         yield* runCli(["token", "norce"], {
@@ -247,7 +255,16 @@ describe("bad input: one line on stderr, a non-zero exit", () => {
     Effect.gen(function*() {
       for (const flag of ["--client-secret", "--secret", "--password"]) {
         const result = yield* runCli(["token", "oauth2", flag, wrongSecret, "--token-url", "https://a.example/t"])
-        expectOneLine(result, 2, `Received unknown argument: '${flag}'`)
+        expectOneLine(result, 2, `tollgate: unknown flag ${flag} (--help lists the flags)`)
+        // The message names the flag, not what follows its `=`.
+        const inline = yield* runCli([
+          "token",
+          "oauth2",
+          `${flag}=${wrongSecret}`,
+          "--token-url",
+          "https://a.example/t"
+        ])
+        expectOneLine(inline, 2, `tollgate: unknown flag ${flag} (--help lists the flags)`)
       }
       const help = yield* runCli(["token", "--help"])
       expect(help.stdout).not.toMatch(/--client-secret|--secret\s/)

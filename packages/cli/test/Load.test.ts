@@ -118,7 +118,7 @@ describe("tollgate load --sandbox", () => {
     Effect.gen(function*() {
       const zero = yield* runCli(["load", "--sandbox", "nora", "/api/forms", "--requests", "0"])
       expect(zero.exitCode).toBe(2)
-      expect(lines(zero.stderr)).toEqual(["tollgate: --requests must be a whole number from 1 to 1000000"])
+      expect(lines(zero.stderr)).toEqual(["tollgate: --requests must be a whole number from 1 to 1000000, got 0"])
       const concurrency = yield* runCli(["load", "--sandbox", "nora", "/api/forms", "--concurrency", "-1"])
       expect(concurrency.exitCode).toBe(2)
       expect(lines(concurrency.stderr)).toHaveLength(1)

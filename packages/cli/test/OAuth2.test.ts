@@ -7,7 +7,8 @@ import { jwtPattern, leaks, lines, runCli } from "./utils.js"
 const { clientId, clientSecret } = NorceSandbox.defaultCredentials
 
 // The Norce emulator on loopback, as any standards-compliant authorization server would be.
-const norceServer = Effect.map(Sandbox.make(), (sandbox) => ({
+// The generic provider meets the Norce emulator as a plain RFC 6749 server: HTTP Basic and a default scope.
+const norceServer = Effect.map(Sandbox.make({ norce: { acceptBasicAuth: true, requireScope: false } }), (sandbox) => ({
   tokenUrl: `${sandbox.norce.baseUrl}${NorceSandbox.tokenPaths.commerce}`,
   baseUrl: sandbox.norce.baseUrl
 }))

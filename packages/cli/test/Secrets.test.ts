@@ -9,7 +9,8 @@ import { jwtPattern, leaks, runCli, sandboxSecrets } from "./utils.js"
 describe("no secret in any output", () => {
   it.scopedLive("client secrets never, tokens only with --reveal or --header, logs included", () =>
     Effect.gen(function*() {
-      const sandbox = yield* Sandbox.make()
+      // The generic oauth2 provider meets the Norce emulator as a plain RFC 6749 server (HTTP Basic, default scope).
+      const sandbox = yield* Sandbox.make({ norce: { acceptBasicAuth: true, requireScope: false } })
       const tokenUrl = `${sandbox.norce.baseUrl}${NorceSandbox.tokenPaths.commerce}`
       const userSecret = "user-secret-value-7d1e"
       const noraEnv = {

@@ -30,15 +30,22 @@ const tollgate = (
 describe("tollgate as a real process", () => {
   it.live("token, call, load, bad input, help: exit codes and streams", () =>
     Effect.gen(function*() {
-      const [token, notFound, stdinSecret, unknown, unconfigured, load, help] = yield* Effect.all([
-        tollgate(["token", "--sandbox", "nora"]),
-        tollgate(["call", "--sandbox", "nora", "GET", "/api/forms/frm_missing"]),
-        tollgate(["token", "--sandbox", "oauth2", "--secret-stdin", "--header"], { stdin: "norce-sandbox-secret\n" }),
-        tollgate(["token", "stripe"]),
-        tollgate(["call", "nora", "GET", "/api/forms"], { env: { NORA_CLIENT_SECRET: "a-real-looking-secret" } }),
-        tollgate(["load", "--sandbox", "nora", "/api/forms", "--requests", "70", "--concurrency", "10"]),
-        tollgate(["--help"])
-      ], { concurrency: "unbounded" })
+      const [token, notFound, stdinSecret, unknown, unconfigured, load, help, json, badCount, completions] =
+        yield* Effect
+          .all([
+            tollgate(["token", "--sandbox", "nora"]),
+            tollgate(["call", "--sandbox", "nora", "GET", "/api/forms/frm_missing"]),
+            tollgate(["token", "--sandbox", "oauth2", "--secret-stdin", "--header"], {
+              stdin: "norce-sandbox-secret\n"
+            }),
+            tollgate(["token", "stripe"]),
+            tollgate(["call", "nora", "GET", "/api/forms"], { env: { NORA_CLIENT_SECRET: "a-real-looking-secret" } }),
+            tollgate(["load", "--sandbox", "nora", "/api/forms", "--requests", "70", "--concurrency", "10"]),
+            tollgate(["--help"]),
+            tollgate(["call", "--sandbox", "nomba", "GET", "/v1/accounts", "--json", "--log-level", "error"]),
+            tollgate(["load", "--sandbox", "nora", "/api/forms", "-n", "many"]),
+            tollgate(["--completions", "bash"])
+          ], { concurrency: "unbounded" })
 
       expect(token.exitCode).toBe(0)
       expect(token.stderr).toBe("")
@@ -57,7 +64,7 @@ describe("tollgate as a real process", () => {
       expect(unknown.exitCode).toBe(2)
       expect(unknown.stdout).toBe("")
       expect(lines(unknown.stderr)).toEqual([
-        "Unknown provider \"stripe\": expected one of nora, norce, nomba, token-project, oauth2"
+        "tollgate: unknown provider \"stripe\": expected one of nora, norce, nomba, token-project, oauth2"
       ])
 
       expect(unconfigured.exitCode).toBe(2)
@@ -74,5 +81,17 @@ describe("tollgate as a real process", () => {
 
       expect(help.exitCode).toBe(0)
       expect(lines(help.stdout).join("\n")).toContain("token <provider>")
+
+      expect(json.exitCode).toBe(0)
+      expect(json.stderr).toBe("")
+      expect(JSON.parse(json.stdout)).toMatchObject({ provider: "nomba", status: 200, body: { code: "00" } })
+
+      expect(badCount.exitCode).toBe(2)
+      expect(badCount.stdout).toBe("")
+      expect(lines(badCount.stderr)).toEqual(["tollgate: -n expects a whole number, got \"many\""])
+
+      expect(completions.exitCode).toBe(0)
+      expect(completions.stdout).toMatch(/^complete -F _tollgate_bash_completions .* tollgate$/m)
+      expect(completions.stdout).toMatch(/opts="[^"]* nora norce nomba token-project oauth2"/)
     }), 90_000)
 })

@@ -367,13 +367,15 @@ export const layer = (
  * @since 0.1.0
  * @category config
  */
-export const config: Config.Config<Options> = Config.all({
-  clientId: Provider.required("NOMBA_CLIENT_ID"),
-  clientSecret: Provider.secret("NOMBA_CLIENT_SECRET"),
-  accountId: Provider.required("NOMBA_ACCOUNT_ID"),
-  baseUrl: Provider.baseUrl("NOMBA_BASE_URL", defaultBaseUrl),
-  allowInsecureLoopback: Provider.allowInsecureLoopback
-})
+export const config: Config.Config<Options> = Config.map(
+  Config.all({
+    clientId: Provider.required("NOMBA_CLIENT_ID"),
+    clientSecret: Provider.secret("NOMBA_CLIENT_SECRET"),
+    accountId: Provider.required("NOMBA_ACCOUNT_ID"),
+    connection: Provider.connection("NOMBA_BASE_URL", defaultBaseUrl)
+  }),
+  ({ connection, ...rest }): Options => ({ ...rest, ...connection })
+)
 
 /**
  * `layer` with options from the environment (see `config`); a bad environment fails the Layer when it

@@ -1,6 +1,7 @@
 /**
  * Nora (Formflow): a JSON token endpoint that exchanges `clientId`, `clientSecret` and `organizationId`
- * for a one-hour Bearer token, and an API limited to 60 requests per minute.
+ * for a one-hour Bearer token, and an API limited to 60 requests per minute. The docs do not say whether
+ * `POST /api/token` counts against that limit; Tollgate counts it (one request an hour costs nothing).
  *
  * Use `layerConfig()` in a service (credentials from `NORA_*` variables), `layer(options)` when the
  * options come from elsewhere, and the Tags to reach the client, the token cache or the limiter.
@@ -53,7 +54,9 @@ export const tokenPath = "/api/token"
 export const maxLifetime: Duration.Duration = Duration.hours(1)
 
 /**
- * "60 requests per minute", enforced as a sliding window so no minute at the server ever sees 61.
+ * "60 requests per minute", enforced as a sliding window so no minute at the server ever sees 61, token
+ * requests included: the token cache takes its permits from the same limiter (so does a `limits` you
+ * configure instead).
  *
  * @since 0.1.0
  * @category constants
@@ -237,7 +240,14 @@ export const make = (
   Effect.gen(function*() {
     const baseUrl = yield* Provider.url("baseUrl", options.baseUrl ?? defaultBaseUrl, options.allowInsecureLoopback)
     const source = yield* tokenSource({ ...options, baseUrl, timeout: options.tokenTimeout })
-    return yield* Provider.build({ provider, source, baseUrl, limits: defaultLimits, tuning: options })
+    return yield* Provider.build({
+      provider,
+      source,
+      baseUrl,
+      limits: defaultLimits,
+      tokenRequestsCount: true,
+      tuning: options
+    })
   })
 
 /**
@@ -259,13 +269,15 @@ export const layer = (
  * @since 0.1.0
  * @category config
  */
-export const config: Config.Config<Options> = Config.all({
-  clientId: Provider.required("NORA_CLIENT_ID"),
-  clientSecret: Provider.secret("NORA_CLIENT_SECRET"),
-  organizationId: Provider.required("NORA_ORGANIZATION_ID"),
-  baseUrl: Provider.baseUrl("NORA_BASE_URL", defaultBaseUrl),
-  allowInsecureLoopback: Provider.allowInsecureLoopback
-})
+export const config: Config.Config<Options> = Config.map(
+  Config.all({
+    clientId: Provider.required("NORA_CLIENT_ID"),
+    clientSecret: Provider.secret("NORA_CLIENT_SECRET"),
+    organizationId: Provider.required("NORA_ORGANIZATION_ID"),
+    connection: Provider.connection("NORA_BASE_URL", defaultBaseUrl)
+  }),
+  ({ connection, ...rest }): Options => ({ ...rest, ...connection })
+)
 
 /**
  * `layer` with options from the environment (see `config`). A missing, empty or invalid variable fails

@@ -1,8 +1,8 @@
 /**
  * Norce Commerce and Norce Storm: standard OAuth2 client credentials (form-encoded, the client's id and
- * secret in the body, a space-delimited scope of `playground`, `stage` and `prod`), a token endpoint
- * limited to 3 requests per minute per IP with a burst of 20 more, and API requests that carry the
- * `ApplicationId` header. The API's own limits are not documented.
+ * secret in the body, a space-delimited scope, by default the environment: `playground`, `stage` or
+ * `prod`), a token endpoint limited to 3 requests per minute per IP with a burst of 20 more, and API
+ * requests that carry the `ApplicationId` header. The API's own limits are not documented.
  *
  * Commerce's token endpoint lives on the client's host,
  * `https://[clientname].api-[region].[environment].norce.tech/identity/1.0/connect/token` (no environment
@@ -30,7 +30,7 @@ import * as Provider from "./internal/provider.js"
 export const provider = "norce"
 
 /**
- * A Norce environment, which is also a scope value.
+ * A Norce environment: a segment of the Commerce host, and the default scope.
  *
  * @since 0.1.0
  * @category models
@@ -38,7 +38,8 @@ export const provider = "norce"
 export type Environment = "playground" | "stage" | "prod"
 
 /**
- * The scope values the token endpoint accepts.
+ * The environments, which the docs' parameter table also lists as the scope values. Other scopes are
+ * accepted too: the docs' own examples use `lab` and `production`.
  *
  * @since 0.1.0
  * @category constants
@@ -84,7 +85,8 @@ export const defaultRegion = "se"
 /**
  * "Max 3 requests per minute per IP address, with a possibility to burst 20 more." The token cache
  * takes a permit from this bucket before every token request, so a crash loop or a fleet starting at
- * once never gets the account throttled.
+ * once never gets the account throttled. It reads the sentence strictly: a burst of 20 in all (not 3 + 20),
+ * refilled at 3 per minute, so it stays within either reading of the docs.
  *
  * @since 0.1.0
  * @category constants
@@ -160,8 +162,12 @@ export interface Credentials {
 export interface SourceOptions extends Omit<Credentials, "applicationId"> {
   /** Default: "commerce". */
   readonly platform?: Platform | undefined
-  /** Space-delimited `playground`, `stage`, `prod`, or a list of them. Default: the environment. */
-  readonly scope?: string | ReadonlyArray<Environment> | undefined
+  /**
+   * Space-delimited scope values, or a list of them: `playground`, `stage`, `prod` (the docs' table),
+   * `lab`, `production` (the docs' examples), or any other RFC 6749 scope your integration user has.
+   * Default: the environment.
+   */
+  readonly scope?: string | ReadonlyArray<string> | undefined
   /** Commerce: the client's name, the first label of its host. Not needed with `baseUrl` or `tokenUrl`. */
   readonly clientName?: string | undefined
   /** Commerce: default "se". */
@@ -285,9 +291,14 @@ export const variables = {
   tokenUrl: "NORCE_TOKEN_URL"
 } as const
 
+// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), printable ASCII but space, `"` and `\`.
+const scopeToken = /^[\x21\x23-\x5B\x5D-\x7E]+$/
+
 /**
- * Checks a scope: one or more of `playground`, `stage`, `prod`, space-delimited, and returns it
- * normalised (single spaces).
+ * Checks a scope: one or more RFC 6749 scope values (printable ASCII without `"` or `\`), space-delimited,
+ * and returns it normalised (single spaces). The docs list `playground`, `stage` and `prod` and use
+ * `lab` and `production` in their examples; which ones an integration user may request is the token
+ * endpoint's to say (`invalid_scope`).
  *
  * @since 0.1.0
  * @category validation
@@ -299,18 +310,22 @@ export const validateScope = (
   const values = (typeof scope === "string" ? scope.split(/\s+/) : scope.flatMap((s) => s.split(/\s+/)))
     .filter((s) => s.length > 0)
   if (values.length === 0) {
-    return Either.left(ConfigError.InvalidData([name], "expected a space-delimited scope: playground, stage or prod"))
+    return Either.left(
+      ConfigError.InvalidData([name], "expected a space-delimited scope, such as playground, stage or prod")
+    )
   }
-  const unknown = values.filter((value) => !(environments as ReadonlyArray<string>).includes(value))
-  if (unknown.length > 0) {
+  const malformed = values.filter((value) => !scopeToken.test(value))
+  if (malformed.length > 0) {
     return Either.left(
       ConfigError.InvalidData(
         [name],
-        `expected playground, stage or prod, space-delimited (got ${JSON.stringify(unknown.join(" ").slice(0, 40))})`
+        `expected scope values of printable ASCII without quotes or backslashes (RFC 6749 §3.3), got ${
+          JSON.stringify(malformed[0]!.slice(0, 40))
+        }`
       )
     )
   }
-  return Either.right(values.join(" "))
+  return Either.right([...new Set(values)].join(" "))
 }
 
 const isEnvironment = (value: string): value is Environment => (environments as ReadonlyArray<string>).includes(value)
@@ -318,8 +333,8 @@ const isEnvironment = (value: string): value is Environment => (environments as 
 const hostLabel = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i
 
 /**
- * Where the token endpoint and the API are, and the scope, from the options: every check `make` runs
- * before anything is sent. Errors name the settings by `names`.
+ * Where the token endpoint and the API are, and the scope (default: the environment), from the options:
+ * every check `make` runs before anything is sent. Errors name the settings by `names`.
  *
  * @since 0.1.0
  * @category validation
@@ -387,14 +402,14 @@ const requireApiUrl = (
           [names.baseUrl],
           (options.platform ?? "commerce") === "storm"
             ? "Norce Storm needs the API's base URL"
-            : `Norce Commerce needs ${names.clientName} or ${names.baseUrl} for the API`
+            : `Norce Commerce needs the API's base URL, or ${names.clientName} to build it`
         )
       )
   })
 
 /**
  * Norce's token source: core's OAuth2 client credentials with `client_secret_post` (the docs: "send
- * client credentials in the body"), the validated scope, the resolved token URL. `invalid_client` is
+ * client credentials in the body"), the validated scope (always sent: the docs give it no default), the resolved token URL. `invalid_client` is
  * `InvalidCredentials`; `invalid_scope` and other §5.2 codes are `ProviderError`; a 429 from the
  * endpoint is `TokenEndpointUnavailable` with its retry instant. Invalid options are a defect here;
  * `make` and `layer` report them as a `ConfigError` first.
@@ -419,8 +434,8 @@ export const tokenSource = (options: SourceOptions): Effect.Effect<TokenSource.S
 
 /**
  * The token cache (paced by `tokenEndpointLimits`), the limiter and the client, alive for the current
- * scope. Fails with a `ConfigError` for an unknown scope or environment, a missing client name, or an
- * unacceptable URL; Storm needs `baseUrl` for its API.
+ * scope. Fails with a `ConfigError` for a malformed scope, an unknown environment, a missing client
+ * name, or an unacceptable URL; Storm needs `baseUrl` for its API.
  *
  * @since 0.1.0
  * @category constructors
@@ -456,8 +471,8 @@ export const layer = (
 /**
  * The options from the environment: `NORCE_CLIENT_ID`, `NORCE_CLIENT_SECRET` (redacted),
  * `NORCE_APPLICATION_ID` (required, non-empty); `NORCE_PLATFORM` (`commerce`, the default, or `storm`);
- * `NORCE_ENVIRONMENT` (`playground`, `stage` or `prod`, default `prod`); `NORCE_SCOPE` (default: the
- * environment); `NORCE_CLIENT_NAME` and `NORCE_REGION` (default `se`) to build the Commerce host;
+ * `NORCE_ENVIRONMENT` (`playground`, `stage` or `prod`, default `prod`); `NORCE_SCOPE` (space-delimited,
+ * default: the environment); `NORCE_CLIENT_NAME` and `NORCE_REGION` (default `se`) to build the Commerce host;
  * `NORCE_BASE_URL` and `NORCE_TOKEN_URL` to override it (`NORCE_BASE_URL` is required for Storm); and
  * `TOLLGATE_ALLOW_INSECURE_LOOPBACK`. Every inconsistency is a `ConfigError` naming the variable.
  *

@@ -1,8 +1,9 @@
 /**
  * The Token project APIs: an app key and secret, sent as query parameters to `POST /auth/token`, buy a
  * JWT Bearer token that carries `iat` but no `exp` and stays valid until the app is deleted. Every
- * endpoint is limited on its own, 10 requests over any 2 minutes, reported by `X-RateLimit-*` headers
- * whose reset is in epoch seconds, with 429 bodies `{"errors":[{"code":88,…}]}`.
+ * endpoint is limited on its own ("the most common" limit is 10 requests over any 2 minutes), reported by
+ * `X-RateLimit-*` headers, with 429 bodies `{"errors":[{"code":88,…}]}`. The docs call `X-RateLimit-Reset`
+ * both "the remaining window" and "UTC epoch seconds": it is read either way (`auto`).
  *
  * @since 0.1.0
  */
@@ -326,7 +327,8 @@ export const make = (
       baseUrl,
       limits: defaultLimits,
       keyOf: options.endpointOf ?? endpointKey,
-      resetFormat: "epoch-seconds",
+      // Epoch seconds or seconds until the reset, whichever the number is: the docs say both.
+      resetFormat: "auto",
       tuning: options
     })
   })
@@ -362,17 +364,20 @@ export const config: Config.Config<Options> = Config.map(
   Config.all({
     key: Provider.required("TOKEN_PROJECT_KEY"),
     secret: Provider.secret("TOKEN_PROJECT_SECRET"),
-    baseUrl: Provider.baseUrl("TOKEN_PROJECT_BASE_URL", defaultBaseUrl),
+    connection: Provider.connection("TOKEN_PROJECT_BASE_URL", defaultBaseUrl),
     defaultLifetime: Config.mapOrFail(
       Provider.optionalDuration("TOKEN_PROJECT_TOKEN_LIFETIME"),
       (lifetime) =>
         Option.isNone(lifetime)
           ? Either.right(lifetime)
           : Either.map(validLifetime("TOKEN_PROJECT_TOKEN_LIFETIME", lifetime.value), Option.some)
-    ),
-    allowInsecureLoopback: Provider.allowInsecureLoopback
+    )
   }),
-  ({ defaultLifetime, ...rest }): Options => ({ ...rest, defaultLifetime: Option.getOrUndefined(defaultLifetime) })
+  ({ connection, defaultLifetime, ...rest }): Options => ({
+    ...rest,
+    ...connection,
+    defaultLifetime: Option.getOrUndefined(defaultLifetime)
+  })
 )
 
 /**

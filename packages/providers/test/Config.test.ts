@@ -172,11 +172,11 @@ describe("layerConfig", () => {
 
   describe("Norce specifics", () => {
     const env = cases[1]!.env
-    it.effect("NORCE_SCOPE and NORCE_ENVIRONMENT must be playground, stage or prod", () =>
+    it.effect("NORCE_SCOPE must be RFC 6749 scope values; NORCE_ENVIRONMENT playground, stage or prod", () =>
       Effect.gen(function*() {
         for (
           const [variable, value] of [
-            ["NORCE_SCOPE", "production"],
+            ["NORCE_SCOPE", "lab \"x\""],
             ["NORCE_SCOPE", ""],
             ["NORCE_ENVIRONMENT", "dev"],
             ["NORCE_PLATFORM", "magento"],
@@ -187,8 +187,10 @@ describe("layerConfig", () => {
           expect(String(configError(exit))).toContain(variable)
           expect(renderings(exit)).not.toContain(secrets.norce)
         }
-        const ok = yield* build(Norce.layerConfig(), { ...env, NORCE_SCOPE: "stage prod" })
-        expect(Exit.isSuccess(ok.exit)).toBe(true)
+        for (const scope of ["stage prod", "lab", "production"]) {
+          const ok = yield* build(Norce.layerConfig(), { ...env, NORCE_SCOPE: scope })
+          expect(Exit.isSuccess(ok.exit)).toBe(true)
+        }
       }))
 
     it.effect("Commerce needs NORCE_CLIENT_NAME unless NORCE_BASE_URL is set; Storm needs NORCE_BASE_URL", () =>
@@ -257,6 +259,62 @@ describe("layerConfig", () => {
         const fine = yield* build(TokenProject.layerConfig({ defaultLifetime: "1 millis" }), env)
         expect(Exit.isSuccess(fine.exit)).toBe(true)
       }))
+  })
+
+  describe("every error names its variable once", () => {
+    // Each variable of each provider, with the values that make it fail: unset (where required), empty,
+    // and malformed. The error's path is the variable, once; the messages Tollgate writes do not repeat it
+    // (an unset variable keeps the config provider's own message, "Expected X to exist in …").
+    const bad: ReadonlyArray<readonly [Case["name"], string, ReadonlyArray<string | undefined>]> = [
+      ["Nora", "NORA_CLIENT_ID", [undefined, "", " "]],
+      ["Nora", "NORA_CLIENT_SECRET", [undefined, "", " "]],
+      ["Nora", "NORA_ORGANIZATION_ID", [undefined, ""]],
+      ["Nora", "NORA_BASE_URL", ["", "nora.example", "http://nora.example", "http://127.0.0.1:1"]],
+      ["Nora", "TOLLGATE_ALLOW_INSECURE_LOOPBACK", ["maybe"]],
+      ["Norce", "NORCE_CLIENT_ID", [undefined, ""]],
+      ["Norce", "NORCE_CLIENT_SECRET", [undefined, ""]],
+      ["Norce", "NORCE_APPLICATION_ID", [undefined, ""]],
+      ["Norce", "NORCE_PLATFORM", ["", "magento"]],
+      ["Norce", "NORCE_SCOPE", ["", "a\\b"]],
+      ["Norce", "NORCE_ENVIRONMENT", ["", "dev"]],
+      ["Norce", "NORCE_CLIENT_NAME", [undefined, "", "a/b"]],
+      ["Norce", "NORCE_REGION", ["", "se/.."]],
+      ["Norce", "NORCE_BASE_URL", ["", "ftp://norce.example"]],
+      ["Norce", "NORCE_TOKEN_URL", ["", "identity.storm.io"]],
+      ["Norce", "TOLLGATE_ALLOW_INSECURE_LOOPBACK", ["maybe"]],
+      ["Nomba", "NOMBA_CLIENT_ID", [undefined, ""]],
+      ["Nomba", "NOMBA_CLIENT_SECRET", [undefined, ""]],
+      ["Nomba", "NOMBA_ACCOUNT_ID", [undefined, ""]],
+      ["Nomba", "NOMBA_BASE_URL", ["", "http://nomba.example"]],
+      ["Nomba", "TOLLGATE_ALLOW_INSECURE_LOOPBACK", ["maybe"]],
+      ["TokenProject", "TOKEN_PROJECT_KEY", [undefined, ""]],
+      ["TokenProject", "TOKEN_PROJECT_SECRET", [undefined, ""]],
+      ["TokenProject", "TOKEN_PROJECT_BASE_URL", ["", "ftp://tp.example"]],
+      ["TokenProject", "TOKEN_PROJECT_TOKEN_LIFETIME", ["", "soon", "0 seconds"]],
+      ["TokenProject", "TOLLGATE_ALLOW_INSECURE_LOOPBACK", ["maybe"]]
+    ]
+    const occurrences = (text: string, word: string) => text.split(new RegExp(`\\b${word}\\b`)).length - 1
+
+    for (const [name, variable, values] of bad) {
+      it.effect(`${name}: ${variable}`, () =>
+        Effect.gen(function*() {
+          const c = cases.find((c) => c.name === name)!
+          for (const value of values) {
+            const { [variable]: _, ...rest } = c.env
+            const env = value === undefined ? rest : { ...rest, [variable]: value }
+            const { exit } = yield* build(c.layer, env)
+            const error = configError(exit)
+            const shown = String(error)
+            expect(error, shown).toMatchObject({ path: [variable] })
+            const providers = `Expected ${variable} to exist in the provided map`
+            if (value === undefined && (error as { readonly message?: string }).message === providers) {
+              expect(error).toMatchObject({ _op: "MissingData" })
+            } else {
+              expect(occurrences(shown, variable), `${variable}=${JSON.stringify(value)}: ${shown}`).toBe(1)
+            }
+          }
+        }))
+    }
   })
 
   describe("secrets", () => {

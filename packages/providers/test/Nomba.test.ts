@@ -1,6 +1,7 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
+import { NombaSandbox, Sandbox } from "@tollgate/testing"
 import { Duration, Effect, Exit, Option, Redacted, Scope, TestClock } from "effect"
 import * as Nomba from "../src/Nomba.js"
 import * as Loopback from "./utils/Loopback.js"
@@ -342,5 +343,46 @@ describe("Nomba", () => {
         const token = yield* source.fetch
         expect(Duration.toMinutes(Option.getOrThrow(token.lifetime))).toBe(30)
       }))
+  })
+
+  describe("against the emulator, in virtual time", () => {
+    for (const refreshTokens of ["reuse", "rotate"] as const) {
+      it.effect(
+        `two hours of refreshes when the emulator ${
+          refreshTokens === "reuse"
+            ? "answers with the same refresh token (the docs' example)"
+            : "rotates refresh tokens"
+        }`,
+        () =>
+          Effect.gen(function*() {
+            const emulator = yield* NombaSandbox.make({ refreshTokens })
+            const scope = yield* Scope.make()
+            const { client, tokens } = yield* Nomba.make({
+              clientId: emulator.credentials.clientId,
+              clientSecret: Redacted.make(emulator.credentials.clientSecret),
+              accountId: emulator.credentials.accountId,
+              baseUrl: "https://nomba.sandbox.test"
+            }).pipe(
+              Effect.provideService(HttpClient.HttpClient, Sandbox.makeClient(() => emulator.app)),
+              Scope.extend(scope)
+            )
+            const refreshTokensSeen = new Set<string>()
+            for (let minute = 0; minute < 120; minute++) {
+              expect((yield* client.get("/v1/accounts")).status).toBe(200)
+              const held = Option.getOrThrow(yield* tokens.current)
+              refreshTokensSeen.add(Redacted.value(Option.getOrThrow(held.refreshToken)))
+              yield* TestClock.adjust("1 minute")
+            }
+            const recording = yield* emulator.recording
+            // One issue, then only refreshes, every one accepted: the client took whichever refresh token came back.
+            expect(recording.tokenCounts).toMatchObject({ issue: 1, refused: 0 })
+            expect(recording.tokenCounts.refresh).toBeGreaterThanOrEqual(4)
+            expect(recording.unauthorized.api).toBe(0)
+            expect(refreshTokensSeen.size).toBe(refreshTokens === "reuse" ? 1 : recording.tokenCounts.refresh + 1)
+            yield* Scope.close(scope, Exit.void)
+            expect((yield* emulator.recording).tokenCounts.revoke).toBe(1)
+          })
+      )
+    }
   })
 })

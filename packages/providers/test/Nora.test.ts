@@ -2,6 +2,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as RateLimiter from "@tollgate/core/RateLimiter"
+import { NoraSandbox, Sandbox } from "@tollgate/testing"
 import { Cause, Duration, Effect, Exit, Fiber, Layer, Option, Redacted, TestClock } from "effect"
 import * as Nora from "../src/Nora.js"
 import * as Loopback from "./utils/Loopback.js"
@@ -140,7 +141,7 @@ describe("Nora", () => {
         expect(Duration.toSeconds(Option.getOrThrow(held.lifetime))).toBe(3600)
       }))
 
-    it.scoped("at most 60 API requests per minute by default; the limit is overridable", () =>
+    it.scoped("at most 60 requests per minute by default, the token request included; the limit is overridable", () =>
       Effect.gen(function*() {
         const memory = memoryNora()
         const { client, limiter } = yield* Nora.make(credentials).pipe(
@@ -153,12 +154,13 @@ describe("Nora", () => {
         )
         yield* TestClock.adjust("1 second")
         const api = () => memory.seen.filter((r) => r.url.pathname === "/api/forms")
-        expect(api()).toHaveLength(60)
+        expect(memory.seen.filter((r) => r.url.pathname === "/api/token")).toHaveLength(1)
+        expect(api()).toHaveLength(59)
         yield* TestClock.adjust("1 minute")
         yield* Effect.forEach(fibers, Fiber.join)
         expect(api()).toHaveLength(61)
-        expect(api()[60]!.at).toBeGreaterThanOrEqual(60_000)
-        expect((yield* limiter.stats).waited).toBe(1)
+        expect(api()[59]!.at).toBeGreaterThanOrEqual(60_000)
+        expect((yield* limiter.stats).waited).toBe(2)
 
         const other = memoryNora()
         const unlimited = yield* Nora.make({ ...credentials, limits: RateLimiter.unlimited }).pipe(
@@ -203,7 +205,94 @@ describe("Nora", () => {
             Nora.layer(credentials).pipe(Layer.provide(Layer.succeed(HttpClient.HttpClient, memory.client)))
           )
         )
-        expect(result).toMatchObject({ stats: { fetches: 1 }, granted: 1 })
+        // Two permits: the token request's and the API request's.
+        expect(result).toMatchObject({ stats: { fetches: 1 }, granted: 2 })
+      }))
+  })
+
+  describe("token requests count against the 60 per minute, against the emulator that counts them", () => {
+    /** The most requests (API and token) the emulator saw in any interval of a minute. */
+    const busiestMinute = (recording: {
+      readonly arrivals: ReadonlyArray<{ readonly at: number }>
+      readonly tokenRequests: ReadonlyArray<{ readonly at: number }>
+    }) => {
+      const times = [...recording.arrivals, ...recording.tokenRequests].map((r) => r.at).sort((a, b) => a - b)
+      let max = 0
+      for (let i = 0, j = 0; i < times.length; i++) {
+        while (times[i]! - times[j]! >= 60_000) j++
+        max = Math.max(max, i - j + 1)
+      }
+      return max
+    }
+
+    /** `n` concurrent requests through Nora's client, run to the end on TestClock; `during` runs after `at`. */
+    const run = (
+      n: number,
+      emulatorOptions?: NoraSandbox.Options,
+      during?: {
+        readonly at: Duration.DurationInput
+        readonly effect: (nora: NoraSandbox.NoraSandbox) => Effect.Effect<unknown>
+      }
+    ) =>
+      Effect.gen(function*() {
+        const nora = yield* NoraSandbox.make(emulatorOptions)
+        const { client } = yield* Nora.make({
+          clientId: nora.credentials.clientId,
+          clientSecret: Redacted.make(nora.credentials.clientSecret),
+          organizationId: nora.credentials.organizationId,
+          baseUrl: "https://nora.sandbox.test"
+        }).pipe(Effect.provideService(HttpClient.HttpClient, Sandbox.makeClient(() => nora.app)))
+        const fiber = yield* Effect.fork(
+          Effect.forEach(Array.from({ length: n }), () =>
+            Effect.flatMap(client.get("/api/forms"), (r) => Effect.succeed(r.status)), {
+            concurrency: "unbounded"
+          })
+        )
+        let elapsed = 0
+        while (fiber.unsafePoll() === null && elapsed < 60 * 60_000) {
+          if (during !== undefined && elapsed === Duration.toMillis(during.at)) {
+            yield* during.effect(nora)
+          }
+          yield* TestClock.adjust("1 second")
+          elapsed += 1_000
+        }
+        if (fiber.unsafePoll() === null) {
+          yield* Fiber.interrupt(fiber)
+          return yield* Effect.dieMessage("the requests were still waiting after an hour: a deadlock")
+        }
+        const statuses = yield* Fiber.join(fiber)
+        return { statuses, recording: yield* nora.recording }
+      })
+
+    it.scoped("a cold start of 500 callers: one token request, no 429, never 61 in a minute", () =>
+      Effect.gen(function*() {
+        const { recording, statuses } = yield* run(500)
+        expect(statuses.every((s) => s === 200)).toBe(true)
+        expect(recording.tokenCounts.issue).toBe(1)
+        expect(recording.rateLimited).toEqual({ token: 0, api: 0 })
+        expect(busiestMinute(recording)).toBe(60)
+      }))
+
+    it.scoped("a token revoked under a backlog of 300: renewed once, no deadlock, no 429", () =>
+      Effect.gen(function*() {
+        const { recording, statuses } = yield* run(300, undefined, {
+          at: "90 seconds",
+          effect: (nora) => nora.revokeAll
+        })
+        expect(statuses.every((s) => s === 200)).toBe(true)
+        expect(recording.tokenCounts.issue).toBe(2)
+        expect(recording.rateLimited).toEqual({ token: 0, api: 0 })
+        expect(busiestMinute(recording)).toBeLessThanOrEqual(60)
+      }))
+
+    it.scoped("a backlog that outlasts the token (2-minute tokens, 7 minutes of requests): no deadlock, no 429", () =>
+      Effect.gen(function*() {
+        const { recording, statuses } = yield* run(420, { tokenLifetimeSeconds: 120 })
+        expect(statuses.every((s) => s === 200)).toBe(true)
+        expect(recording.tokenCounts.issue).toBeGreaterThanOrEqual(4)
+        expect(recording.rateLimited).toEqual({ token: 0, api: 0 })
+        expect(recording.unauthorized.api).toBe(0)
+        expect(busiestMinute(recording)).toBeLessThanOrEqual(60)
       }))
   })
 })

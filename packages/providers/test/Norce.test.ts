@@ -2,7 +2,8 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as RateLimiter from "@tollgate/core/RateLimiter"
-import { ConfigError, Effect, Either, Fiber, Option, Redacted, TestClock } from "effect"
+import { NorceSandbox, Sandbox } from "@tollgate/testing"
+import { Clock, ConfigError, Effect, Either, Fiber, Option, Redacted, TestClock } from "effect"
 import * as Norce from "../src/Norce.js"
 import * as Loopback from "./utils/Loopback.js"
 import * as Memory from "./utils/Memory.js"
@@ -114,15 +115,19 @@ describe("Norce", () => {
         return Either.flip(result).pipe(Either.getOrThrow)
       })
 
-    it.scoped("a scope other than playground, stage or prod is a typed ConfigError", () =>
+    it.scoped("any RFC 6749 scope is accepted (the docs use lab and production too); empty or malformed is a ConfigError", () =>
       Effect.gen(function*() {
-        for (const scope of ["production", "", "stage lab", "   "]) {
+        for (const scope of ["", "   ", "lab \"quoted\"", "back\\slash", "ünïcode", "tab\u0007bell"]) {
           const error = yield* failure({ ...credentials, clientName: "acme", scope })
           expect(ConfigError.isConfigError(error)).toBe(true)
           expect(String(error)).toContain("scope")
           expect(String(error)).not.toContain(secret)
         }
         expect(Norce.validateScope("NORCE_SCOPE", " stage  prod ")).toEqual(Either.right("stage prod"))
+        expect(Norce.validateScope("NORCE_SCOPE", "lab")).toEqual(Either.right("lab"))
+        expect(Norce.validateScope("NORCE_SCOPE", ["production", "lab", "lab"])).toEqual(Either.right("production lab"))
+        expect(Norce.validateScope("NORCE_SCOPE", "api:read my-scope")).toEqual(Either.right("api:read my-scope"))
+        expect(Norce.resolve({ clientName: "acme", environment: "stage" })).toMatchObject({ right: { scope: "stage" } })
       }))
 
     it.scoped("an unknown environment, a missing client name, a bad host label, Storm without an API URL", () =>
@@ -262,6 +267,61 @@ describe("Norce", () => {
       Effect.gen(function*() {
         const arrivals = yield* fetches({ tokenLimits: RateLimiter.unlimited })
         expect(arrivals.filter((at) => at === 0)).toHaveLength(30)
+      }))
+  })
+
+  describe("against the emulator, in virtual time", () => {
+    const against = (emulator: NorceSandbox.NorceSandbox, options: Partial<Norce.Options> = {}) =>
+      Norce.make({
+        clientId: emulator.credentials.clientId,
+        clientSecret: Redacted.make(emulator.credentials.clientSecret),
+        applicationId: emulator.credentials.applicationId,
+        baseUrl: "https://norce.sandbox.test",
+        ...options
+      }).pipe(Effect.provideService(HttpClient.HttpClient, Sandbox.makeClient(() => emulator.app)))
+
+    it.scoped("a client configured with scope lab or production gets a token from an emulator that grants them", () =>
+      Effect.gen(function*() {
+        const emulator = yield* NorceSandbox.make({
+          credentials: { ...NorceSandbox.defaultCredentials, scopes: ["lab", "production"] }
+        })
+        for (const scope of ["lab", "production", "lab production"]) {
+          const { client, tokens } = yield* against(emulator, { scope })
+          expect((yield* client.get("/commerce/metadata/1.1/GetApplication?format=json")).status).toBe(200)
+          expect(Option.getOrThrow(yield* tokens.current).scope).toEqual(Option.some(scope))
+        }
+        // The emulator's default client has the docs' table values: `lab` is refused there, typed.
+        const strict = yield* NorceSandbox.make()
+        const { tokens } = yield* against(strict, { scope: "lab" })
+        expect(yield* Effect.flip(tokens.get)).toMatchObject({ _tag: "ProviderError", code: "invalid_scope" })
+      }))
+
+    it.scoped("21 token requests at once: the guard keeps to the strict burst of 20; without it the 21st draws a 429", () =>
+      Effect.gen(function*() {
+        const burst = (options: Partial<Norce.Options>) =>
+          Effect.gen(function*() {
+            const emulator = yield* NorceSandbox.make()
+            const { tokens } = yield* against(emulator, options)
+            const start = yield* Clock.currentTimeMillis
+            // A crash loop: each token thrown away at once and a new one asked for.
+            const fiber = yield* Effect.fork(
+              Effect.forEach(Array.from({ length: 21 }), () => Effect.flatMap(tokens.get, tokens.invalidate), {
+                discard: true
+              }).pipe(Effect.either)
+            )
+            yield* TestClock.adjust("1 minute")
+            return { result: yield* Fiber.join(fiber), recording: yield* emulator.recording, start }
+          })
+        const guarded = yield* burst({})
+        expect(guarded.result._tag).toBe("Right")
+        expect(guarded.recording.rateLimited.token).toBe(0)
+        expect(guarded.recording.tokenRequests.filter((r) => r.at === guarded.start)).toHaveLength(20)
+        expect(guarded.recording.tokenCounts.granted).toBe(21)
+
+        const unguarded = yield* burst({ tokenLimits: RateLimiter.unlimited, tokenCache: { retry: { attempts: 1 } } })
+        expect(unguarded.recording.rateLimited.token).toBe(1)
+        expect(unguarded.recording.tokenRequests[20]).toMatchObject({ at: unguarded.start, status: 429 })
+        expect(unguarded.result).toMatchObject({ _tag: "Left", left: { _tag: "TokenEndpointUnavailable" } })
       }))
   })
 })

@@ -3,7 +3,8 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { describe, expect, it } from "@effect/vitest"
 import * as ApiClient from "@tollgate/core/ApiClient"
-import { Duration, Effect, Fiber, Option, Redacted, TestClock } from "effect"
+import { Sandbox, TokenProjectSandbox } from "@tollgate/testing"
+import { Clock, Duration, Effect, Fiber, Option, Redacted, TestClock } from "effect"
 import * as TokenProject from "../src/TokenProject.js"
 import * as Loopback from "./utils/Loopback.js"
 import * as Memory from "./utils/Memory.js"
@@ -286,27 +287,64 @@ describe("TokenProject", () => {
         expect(oneBudget.lanes).toBe(1)
       }))
 
-    it.scoped("X-RateLimit-Reset is read as epoch seconds, even when it is a small number", () =>
+    it.scoped("against the emulator in either reset format, an endpoint's own lower limit closes the gate in time", () =>
       Effect.gen(function*() {
-        const logic = tokenLogic()
-        const memory = memoryServer(logic, (_, n) =>
-          n === 2
-            ? {
-              status: 429,
-              headers: { "x-ratelimit-limit": "10", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "120" },
-              body: rateLimitBody
-            }
-            : { body: {} })
-        const { client } = yield* TokenProject.make(credentials).pipe(
-          Effect.provideService(HttpClient.HttpClient, memory.client)
-        )
-        yield* client.get("/notarizations/stamps")
-        yield* TestClock.adjust("1 minute")
-        const fiber = yield* Effect.fork(client.get("/notarizations/stamps"))
-        yield* TestClock.adjust("3 minutes")
-        yield* Fiber.join(fiber)
-        // Read as seconds-until-reset, 120 would have meant 180 s; as epoch seconds it is 120 s.
-        expect(memory.seen.map((r) => r.at)).toEqual([0, 0, 60_000, 120_000])
+        yield* TestClock.setTime(Date.UTC(2026, 0, 1))
+        for (const resetFormat of ["epoch-seconds", "delta-seconds"] as const) {
+          const emulator = yield* TokenProjectSandbox.make({
+            resetFormat,
+            endpointLimits: { "GET /storage/files": { limit: 5, windowMillis: 90_000 } }
+          })
+          const { client } = yield* TokenProject.make({
+            key: emulator.credentials.key,
+            secret: Redacted.make(emulator.credentials.secret),
+            baseUrl: "https://token-project.sandbox.test"
+          }).pipe(Effect.provideService(HttpClient.HttpClient, Sandbox.makeClient(() => emulator.app)))
+          const started = yield* Clock.currentTimeMillis
+          const fiber = yield* Effect.fork(
+            Effect.forEach(Array.from({ length: 12 }), () => Effect.map(client.get("/storage/files"), (r) => r.status))
+          )
+          yield* TestClock.adjust("10 minutes")
+          expect(yield* Fiber.join(fiber)).toEqual(Array.from({ length: 12 }, () => 200))
+          const recording = yield* emulator.recording
+          // "Remaining: 0" on the fifth answer closed the gate until the announced reset: no 429, nothing early.
+          expect(recording.rateLimited.api).toBe(0)
+          expect(recording.maxArrivalsInWindow(90_000).admitted).toBe(5)
+          expect(recording.arrivals[5]!.at - started).toBeGreaterThanOrEqual(90_000)
+        }
+      }))
+
+    it.scoped("X-RateLimit-Reset is read as epoch seconds or as seconds until the reset: the docs say both", () =>
+      Effect.gen(function*() {
+        // A realistic instant: what tells the two readings apart is that epoch seconds are large.
+        const start = Date.UTC(2026, 0, 1)
+        yield* TestClock.setTime(start)
+        for (const format of ["epoch", "delta"] as const) {
+          const logic = tokenLogic()
+          const memory = memoryServer(logic, (request, n) =>
+            n === 2
+              ? {
+                status: 429,
+                headers: {
+                  "x-ratelimit-limit": "10",
+                  "x-ratelimit-remaining": "0",
+                  // 90 seconds from the 429, each way (not the 2-minute window the client would fall back to).
+                  "x-ratelimit-reset": format === "epoch" ? String(request.at / 1000 + 90) : "90"
+                },
+                body: rateLimitBody
+              }
+              : { body: {} })
+          const { client } = yield* TokenProject.make(credentials).pipe(
+            Effect.provideService(HttpClient.HttpClient, memory.client)
+          )
+          const at = yield* Clock.currentTimeMillis
+          yield* client.get("/notarizations/stamps")
+          yield* TestClock.adjust("1 minute")
+          const fiber = yield* Effect.fork(client.get("/notarizations/stamps"))
+          yield* TestClock.adjust("3 minutes")
+          yield* Fiber.join(fiber)
+          expect(memory.seen.map((r) => r.at - at)).toEqual([0, 0, 60_000, 150_000])
+        }
       }))
   })
 })

@@ -6,7 +6,8 @@
  *   refresh_token, expiresAt } }`, `expiresAt` an absolute ISO instant 30 minutes after issue.
  * - `POST /v1/auth/token/refresh`, `Authorization: Bearer <access token>` (it may have expired, not been
  *   revoked), header `accountId`, JSON `{ grant_type: "refresh_token", refresh_token }` → the same envelope
- *   with new tokens; a refresh token is single-use.
+ *   with a new access token and, as the docs' example shows, the same refresh token, which stays valid
+ *   (`refreshTokens: "rotate"` issues a new single-use one instead).
  * - `POST /v1/auth/token/revoke`, header `accountId`, JSON `{ clientId, access_token }` →
  *   `{ code: "00", description: "Token revoked successfully" }`; the token (and its refresh token) then
  *   gets 401. Revoking an unknown, expired or already revoked token succeeds (RFC 7009).
@@ -15,7 +16,8 @@
  * unspecified) and, as the docs allow, HTTP 200 by default for credential and refresh failures, so clients
  * must read `code`; every status is configurable. API routes (`GET /v1/accounts`, `GET /v1/accounts/balance`,
  * `POST /v1/transfers/bank`) take the Bearer token and the `accountId` header. No limit is documented; an
- * optional sliding window can be turned on.
+ * optional sliding window can be turned on. Each reading of the docs it chooses is a row of
+ * `packages/testing/INTERPRETATIONS.md` (NOMBA-…).
  *
  * @since 0.1.0
  */
@@ -110,6 +112,12 @@ export interface Options extends Emulator.Options {
   readonly errorStatus?: Partial<ErrorStatus> | undefined
   /** An API limit per account, before the time scale (default none: the docs document none). */
   readonly rateLimit?: { readonly limit: number; readonly windowMillis: number } | undefined
+  /**
+   * What a refresh does to the refresh token it was sent. `reuse` (default): the answer carries the same
+   * refresh token, which stays valid, as the docs' refresh example shows. `rotate`: a new refresh token,
+   * the one sent being used up (single use, OAuth 2.0 Security BCP §4.14) (NOMBA-1).
+   */
+  readonly refreshTokens?: "reuse" | "rotate" | undefined
 }
 
 /**
@@ -125,12 +133,14 @@ export interface NombaSandbox extends Emulator.Emulator<Credentials> {
   readonly errorStatus: ErrorStatus
   /** The API limit after the time scale, if any. */
   readonly rateLimit: { readonly limit: number; readonly windowMillis: number } | undefined
+  readonly refreshTokens: "reuse" | "rotate"
 }
 
 interface RefreshRecord {
   readonly clientId: string
   readonly accountId: string
-  readonly accessJti: string
+  /** The access token last issued with it: revoking that one revokes the refresh token too. */
+  accessJti: string
   used: boolean
 }
 
@@ -141,6 +151,7 @@ const envelope = (
   headers?: Record<string, string>
 ): HttpServerResponse.HttpServerResponse => Http.json(status, { code, description }, headers)
 
+// Interpretation NOMBA-7: expiresAt to the second, without milliseconds, as in the docs' example.
 const isoSeconds = (millis: number): string =>
   new Date(Math.floor(millis / 1000) * 1000).toISOString().replace(".000Z", "Z")
 
@@ -156,16 +167,19 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
     const credentials = options?.credentials ?? defaultCredentials
     const clients = [credentials, ...(options?.clients ?? [])]
     const tokenLifetimeMillis = kernel.scaled((options?.tokenLifetimeSeconds ?? documented.tokenLifetimeSeconds) * 1000)
+    // Interpretation NOMBA-4: only "00" is documented; the other codes and the HTTP statuses are ours.
     const errorStatus: ErrorStatus = {
       credentials: options?.errorStatus?.credentials ?? 200,
       request: options?.errorStatus?.request ?? 400,
       refresh: options?.errorStatus?.refresh ?? 200
     }
+    // Interpretation NOMBA-8: no limit is documented, so none by default.
     const rateLimit = options?.rateLimit === undefined
       ? undefined
       : { limit: options.rateLimit.limit, windowMillis: kernel.scaled(options.rateLimit.windowMillis) }
     const log = rateLimit === undefined ? undefined : new SlidingLog(rateLimit.limit, rateLimit.windowMillis)
     const refreshTokens = new Map<string, RefreshRecord>()
+    const refreshMode = options?.refreshTokens ?? "reuse"
 
     const refused = (status: number, code: string, description: string, reason: string): Handled => ({
       response: envelope(status, code, description),
@@ -181,7 +195,8 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
       return parsed !== undefined && Http.isRecord(parsed.value) ? parsed.value : undefined
     })
 
-    const grant = (client: Credentials) =>
+    /** Issues an access token, with a new refresh token or, on a refresh in `reuse` mode, the one sent. */
+    const grant = (client: Credentials, reused?: { readonly token: string; readonly record: RefreshRecord }) =>
       Effect.gen(function*() {
         const { record, token } = yield* kernel.issue({
           subject: client.clientId,
@@ -190,13 +205,19 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
           claims: { sub: client.clientId, accountId: client.accountId, businessId: client.businessId },
           data: { accountId: client.accountId }
         })
-        const refreshToken = `01${yield* randomString(24)}${record.issuedAt + kernel.skewMillis}`
-        refreshTokens.set(refreshToken, {
-          clientId: client.clientId,
-          accountId: client.accountId,
-          accessJti: record.jti,
-          used: false
-        })
+        let refreshToken: string
+        if (reused !== undefined) {
+          refreshToken = reused.token
+          reused.record.accessJti = record.jti
+        } else {
+          refreshToken = `01${yield* randomString(24)}${record.issuedAt + kernel.skewMillis}`
+          refreshTokens.set(refreshToken, {
+            clientId: client.clientId,
+            accountId: client.accountId,
+            accessJti: record.jti,
+            used: false
+          })
+        }
         return {
           response: Http.json(200, {
             code: codes.success,
@@ -215,6 +236,7 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
     const issueToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
       const accountId = request.headers["accountid"]
+      // Interpretation NOMBA-5: every documented request sends accountId, so every token request needs it.
       if (accountId === undefined || accountId === "") return badRequest("The accountId header is required")
       const body = yield* jsonBody
       if (body === undefined) return badRequest("The request body must be a JSON object")
@@ -244,6 +266,8 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
       const request = yield* HttpServerRequest.HttpServerRequest
       const accountId = request.headers["accountid"]
       if (accountId === undefined || accountId === "") return badRequest("The accountId header is required")
+      // Interpretation NOMBA-3: the Bearer access token may have expired ("refresh the token when it expires"),
+      // not been revoked.
       const bearer = /^Bearer +(\S+) *$/i.exec(request.headers["authorization"] ?? "")?.[1]
       const access = bearer === undefined ? undefined : kernel.recordOf(bearer)
       if (access === undefined || access.revoked) {
@@ -261,6 +285,8 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
       if (typeof body.refresh_token !== "string" || body.refresh_token === "") {
         return badRequest("refresh_token is required")
       }
+      // Interpretation NOMBA-2: a refresh token does not expire; it ends with its access token's revocation or,
+      // rotated, with its use. Interpretation NOMBA-9: the previous access token stays valid until it expires.
       const stored = refreshTokens.get(body.refresh_token)
       if (stored === undefined || stored.used || stored.clientId !== access.subject) {
         return refused(
@@ -274,6 +300,8 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
         return refused(errorStatus.credentials, codes.invalidAccount, "Invalid accountId", "invalid accountId")
       }
       const client = clients.find((c) => c.clientId === stored.clientId)!
+      // Interpretation NOMBA-1: the docs' example answers a refresh with the refresh token it was sent.
+      if (refreshMode === "reuse") return yield* grant(client, { token: body.refresh_token, record: stored })
       stored.used = true
       return yield* grant(client)
     })
@@ -294,6 +322,8 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
       if (client.accountId !== accountId) {
         return refused(errorStatus.credentials, codes.invalidAccount, "Invalid accountId", "invalid accountId")
       }
+      // Interpretation NOMBA-6: revoking an unknown or dead token succeeds (RFC 7009 §2.2), and revokes the
+      // refresh token issued with it; a token of another client is refused.
       const record = kernel.recordOf(body.access_token)
       if (record !== undefined && record.subject !== client.clientId) {
         return refused(
@@ -338,6 +368,7 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
         if (accountId === undefined || accountId === "") {
           return { response: envelope(400, codes.badRequest, "The accountId header is required"), client }
         }
+        // Interpretation NOMBA-10: the API routes and this 403 are the sandbox's own.
         if (accountId !== check.record.data.accountId) {
           return {
             response: envelope(403, codes.invalidAccount, "The token does not belong to this accountId"),
@@ -418,6 +449,7 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
       )
     )
 
+    // Interpretation ALL-2: unknown routes answer 404 in the provider's own error shape.
     const app = kernel.app(router, () => envelope(404, codes.notFound, "Resource not found"))
 
     return {
@@ -428,6 +460,7 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
       tokenLifetimeMillis,
       errorStatus,
       rateLimit,
+      refreshTokens: refreshMode,
       recording: Effect.sync(() => kernel.snapshot()),
       resetRecording: Effect.sync(() => kernel.resetRecording()),
       observeArrivals: (observer, options) => kernel.observe(observer, options),

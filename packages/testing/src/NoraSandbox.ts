@@ -4,8 +4,10 @@
  * `{ token, expires_in: 3600, token_type: "Bearer" }`, answering 400 for a missing or invalid parameter or
  * content type and 401 for wrong credentials. API routes take `Authorization: Bearer <token>` and are
  * limited to 60 requests per minute per client, enforced as a strict sliding log (no interval of 60 s
- * ever admits more than 60); beyond it they answer 429 `{"statusCode":429,"message":"Too Many Requests"}`,
- * without `Retry-After` unless asked (the docs give none).
+ * ever admits more than 60), token requests included unless `countTokenRequests: false`; beyond it they
+ * answer 429 `{"statusCode":429,"message":"Too Many Requests"}`, without `Retry-After` unless asked (the
+ * docs give none). Each reading of the docs it chooses is a row of `packages/testing/INTERPRETATIONS.md`
+ * (NORA-…).
  *
  * Routes: `POST /api/token`, `GET /api/forms`, `GET /api/forms/:formId`, `POST /api/forms/:formId/submissions`.
  * Error bodies follow the NestJS shape the OpenAPI operation id (`TokenController_getToken`) suggests.
@@ -71,6 +73,12 @@ export interface Options extends Emulator.Options {
   readonly rateLimit?: { readonly limit: number; readonly windowMillis: number } | undefined
   /** Send `Retry-After` (whole seconds until a slot frees) with 429s. Default false: the docs give none. */
   readonly retryAfter?: boolean | undefined
+  /**
+   * Count token requests against the client's limit. Default true: "the API enforces a rate limit of 60
+   * requests per minute", and `POST /api/token` is part of the API (NORA-1). A token request is counted
+   * when its `clientId` names a client, whatever the outcome.
+   */
+  readonly countTokenRequests?: boolean | undefined
 }
 
 /**
@@ -85,6 +93,8 @@ export interface NoraSandbox extends Emulator.Emulator<Credentials> {
   readonly tokenLifetimeSeconds: number
   /** The enforced limit, after the time scale. */
   readonly rateLimit: { readonly limit: number; readonly windowMillis: number }
+  /** Whether token requests count against `rateLimit`. */
+  readonly countTokenRequests: boolean
 }
 
 interface Form {
@@ -112,6 +122,7 @@ const forms: ReadonlyArray<Form> = [
   }
 ]
 
+// Interpretation NORA-4: 400 and 401 in the NestJS shape the OpenAPI operation id suggests.
 const badRequest = (message: string | ReadonlyArray<string>, reason: string): Handled => ({
   response: Http.json(400, { statusCode: 400, message, error: "Bad Request" }),
   reason
@@ -128,6 +139,7 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
     const kernel = yield* Kernel.make("nora", options)
     const credentials = options?.credentials ?? defaultCredentials
     const clients = [credentials, ...(options?.clients ?? [])]
+    // Interpretation NORA-7: 3600 s, in `expires_in` and as the JWT's exp.
     const tokenLifetimeSeconds = Http.shownSeconds(
       (options?.tokenLifetimeSeconds ?? documented.tokenLifetimeSeconds) / kernel.timeScale
     )
@@ -137,9 +149,19 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
     }
     const log = new SlidingLog(rateLimit.limit, rateLimit.windowMillis)
     const retryAfter = options?.retryAfter ?? false
+    const countTokenRequests = options?.countTokenRequests ?? true
+
+    // Interpretation NORA-3: the docs give the status only; the NestJS body and Retry-After are ours.
+    const tooManyRequests = (decision: { readonly resetAt: number }, now: number) =>
+      Http.json(
+        429,
+        { statusCode: 429, message: "Too Many Requests" },
+        retryAfter ? { "retry-after": String(Math.max(1, Math.ceil((decision.resetAt - now) / 1000))) } : {}
+      )
 
     const issueToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
+      // Interpretation NORA-5: Content-Type must be JSON; Accept is not checked (absent, it means any type).
       if (Http.mediaType(request) !== "application/json") {
         return badRequest("Content-Type must be application/json", "wrong content type")
       }
@@ -155,6 +177,15 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
           : []
       )
       if (problems.length > 0) return badRequest(problems, "missing or invalid parameters")
+      // Interpretation NORA-1: a token request counts against the limit of the client it names.
+      const named = clients.find((c) => Http.safeEqual(c.clientId, body.clientId as string))
+      if (countTokenRequests && named !== undefined) {
+        const now = yield* Clock.currentTimeMillis
+        const decision = log.take(named.clientId, now)
+        if (!decision.admitted) {
+          return { response: tooManyRequests(decision, now), outcome: "refused", reason: "rate limited" }
+        }
+      }
       const client = clients.find((c) =>
         Http.safeEqual(c.clientId, body.clientId as string) &&
         Http.safeEqual(c.clientSecret, body.clientSecret as string) &&
@@ -192,6 +223,7 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         const now = yield* Clock.currentTimeMillis
+        // Interpretation NORA-6: any token but a valid one is a 401 with a Bearer challenge (RFC 6750).
         const check = kernel.checkBearer(request, now)
         if (check._tag !== "Valid") {
           return {
@@ -203,17 +235,9 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
           }
         }
         const client = check.record.subject
+        // Interpretation NORA-2: "60 requests per minute" per client, over any 60 s (a sliding log).
         const decision = log.take(client, now)
-        if (!decision.admitted) {
-          const headers: Record<string, string> = retryAfter
-            ? { "retry-after": String(Math.max(1, Math.ceil((decision.resetAt - now) / 1000))) }
-            : {}
-          return {
-            response: Http.json(429, { statusCode: 429, message: "Too Many Requests" }, headers),
-            client,
-            admitted: false
-          }
-        }
+        if (!decision.admitted) return { response: tooManyRequests(decision, now), client, admitted: false }
         const handled = yield* handler(client)
         return { ...handled, client, admitted: true }
       })
@@ -222,6 +246,7 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
       response: Http.json(404, { statusCode: 404, message: `Form ${formId ?? ""} not found`, error: "Not Found" })
     })
 
+    // Interpretation NORA-8: the docs document no API routes; these forms are the sandbox's own.
     const router = HttpRouter.empty.pipe(
       HttpRouter.post("/api/token", kernel.token("issue", "POST /api/token", issueToken)),
       HttpRouter.get(
@@ -281,6 +306,7 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
       )
     )
 
+    // Interpretation ALL-2: unknown routes answer 404 in the provider's own error shape.
     const app = kernel.app(
       router,
       (request) =>
@@ -298,6 +324,7 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
       timeScale: kernel.timeScale,
       tokenLifetimeSeconds,
       rateLimit,
+      countTokenRequests,
       recording: Effect.sync(() => kernel.snapshot()),
       resetRecording: Effect.sync(() => kernel.resetRecording()),
       observeArrivals: (observer, options) => kernel.observe(observer, options),

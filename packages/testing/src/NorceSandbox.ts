@@ -1,21 +1,25 @@
 /**
- * An emulator of Norce Commerce (and Norce Storm) OAuth2, to the letter of its docs and of RFC 6749.
+ * An emulator of Norce Commerce (and Norce Storm) OAuth2, to the letter of its docs and of RFC 6749. Where
+ * the docs can be read two ways it takes the strictest reading, with an option for the lenient one; each
+ * choice is a row of `packages/testing/INTERPRETATIONS.md` (NORCE-…).
  *
  * Token endpoint: `POST /identity/1.0/connect/token` (Commerce; the real host is
  * `[clientname].api-[region].[environment].norce.tech`, the sandbox serves the path on its base URL) and
  * `POST /1.0/connect/token` (Storm's `identity.storm.io`). It takes `application/x-www-form-urlencoded`
- * `grant_type=client_credentials`, `client_id`, `client_secret` in the body (as the docs say) or the
- * client in HTTP Basic (RFC 6749 §2.3.1: id and secret form-urlencoded, then base64), and `scope`, a
- * space-delimited subset of `playground`, `stage`, `prod` that the client is allowed. It answers
- * `{ access_token, expires_in: 600, token_type: "Bearer", scope }`, or an RFC 6749 §5.2 error
- * `{ error, error_description }`: `invalid_request`, `invalid_client` (400 when the credentials came in the
- * body, 401 with `WWW-Authenticate: Basic` when Basic was used), `unsupported_grant_type`, `invalid_scope`.
- * The token endpoint is limited to "3 requests per minute per IP address, with a possibility to burst 20
- * more": a token bucket of 23 refilled continuously at 3 per minute, per client IP; beyond it, 429.
+ * `grant_type=client_credentials`, `client_id` and `client_secret` in the body ("send client credentials in
+ * the body"; HTTP Basic only with `acceptBasicAuth`), and `scope`, required (unless `requireScope: false`),
+ * a space-delimited subset of the scopes the client is allowed (by default the docs' `playground`, `stage`,
+ * `prod`). It answers `{ access_token, expires_in: 600, token_type: "Bearer", scope }`, or an RFC 6749
+ * §5.2 error `{ error, error_description }`: `invalid_request`, `invalid_client` (400 when the credentials
+ * came in the body, 401 with `WWW-Authenticate: Basic` when an `Authorization` header was used),
+ * `unsupported_grant_type`, `invalid_scope`. The token endpoint is limited to "3 requests per minute per IP
+ * address, with a possibility to burst 20 more": a token bucket of 20 refilled continuously at 3 per
+ * minute, per client IP (23 with `burstOnTopOfRate`); beyond it, 429.
  *
  * API: `GET /commerce/metadata/1.1/GetApplication?format=json`, `GET /commerce/products/1.1/GetProduct?id=…`
  * and `GET /commerce/products/1.1/ListProducts`, each requiring the Bearer token and the `ApplicationId`
- * header (missing: 400, not one of the client's applications: 403). The API has no documented limit.
+ * header (missing: 400, not one of the client's applications: 403). The API has no documented limit: none
+ * by default, or a sliding window per client with `rateLimit`.
  *
  * @since 0.1.0
  */
@@ -25,7 +29,7 @@ import type * as Emulator from "./Emulator.js"
 import * as Http from "./internal/http.js"
 import type { Handled } from "./internal/kernel.js"
 import { Kernel } from "./internal/kernel.js"
-import { TokenBucket } from "./internal/limiters.js"
+import { SlidingLog, TokenBucket } from "./internal/limiters.js"
 
 /**
  * A Norce OAuth2 integration user.
@@ -43,7 +47,8 @@ export interface Credentials {
 }
 
 /**
- * The test credentials the emulator accepts by default (not secret).
+ * The test credentials the emulator accepts by default (not secret). Their scopes are the values the
+ * docs' parameter table lists (NORCE-7); give a client `["lab", "production"]` to accept the examples'.
  *
  * @since 0.1.0
  * @category constants
@@ -87,17 +92,35 @@ export interface Options extends Emulator.Options {
   readonly clients?: ReadonlyArray<Credentials> | undefined
   /** `expires_in` before the time scale (default 600 s, the docs' example; "Norce might change this value"). */
   readonly tokenLifetimeSeconds?: number | undefined
-  /** The token endpoint bucket before the time scale (default 3 per minute plus a burst of 20). */
+  /**
+   * The token endpoint bucket before the time scale: refilled at `perMinute`, holding `burst` (default 3
+   * per minute, burst 20). Set it to make the real limit differ from the documented one.
+   */
   readonly tokenRateLimit?: { readonly perMinute: number; readonly burst: number } | undefined
+  /**
+   * Read "3 requests per minute […] with a possibility to burst 20 more" as 20 on top of the 3 (a bucket
+   * of 23) instead of a bucket of 20. Default false: the strictest reading (NORCE-1).
+   */
+  readonly burstOnTopOfRate?: boolean | undefined
   /**
    * The key of the per-IP bucket. Default: the request's remote address (`127.0.0.1` on loopback; the
    * in-memory client sets one too), without an IPv4-mapped IPv6 prefix.
    */
   readonly clientIp?: ((request: HttpServerRequest.HttpServerRequest) => string) | undefined
-  /** Refuse requests without `scope` (`invalid_scope`). Default false: all the client's scopes are granted. */
+  /**
+   * Refuse requests without `scope` (`invalid_scope`). Default true: the docs give `scope` no default.
+   * With false, a request without one is granted all the client's scopes (NORCE-6).
+   */
   readonly requireScope?: boolean | undefined
+  /**
+   * Accept the client in HTTP Basic (RFC 6749 §2.3.1: id and secret form-urlencoded, then base64) as well
+   * as in the body. Default false: the docs say "send client credentials in the body" (NORCE-5).
+   */
+  readonly acceptBasicAuth?: boolean | undefined
   /** Send `Retry-After` with token endpoint 429s. Default false: the docs give none. */
   readonly retryAfter?: boolean | undefined
+  /** An API limit per client, before the time scale (default none: the docs document none for the API). */
+  readonly rateLimit?: { readonly limit: number; readonly windowMillis: number } | undefined
 }
 
 /**
@@ -112,6 +135,8 @@ export interface NorceSandbox extends Emulator.Emulator<Credentials> {
   readonly tokenLifetimeSeconds: number
   /** The token endpoint bucket: capacity, and milliseconds per refilled token after the time scale. */
   readonly tokenRateLimit: { readonly capacity: number; readonly refillIntervalMillis: number }
+  /** The API limit after the time scale, if any. */
+  readonly rateLimit: { readonly limit: number; readonly windowMillis: number } | undefined
 }
 
 const products = [
@@ -160,6 +185,10 @@ const basicAuth = (request: HttpServerRequest.HttpServerRequest): ClientAuth => 
   return id === undefined || secret === undefined ? { _tag: "Malformed" } : { _tag: "Basic", id, secret }
 }
 
+// RFC 6749 §3.3: scope = scope-token *( SP scope-token ), scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+// Interpretation NORCE-7: scope values are RFC 6749 §3.3 scope-tokens separated by single spaces.
+const scopeSyntax = /^[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*$/
+
 const defaultClientIp = (request: HttpServerRequest.HttpServerRequest): string =>
   Option.getOrElse(request.remoteAddress, () => "unknown").replace(/^::ffff:/, "")
 
@@ -174,25 +203,37 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
     const kernel = yield* Kernel.make("norce", options)
     const credentials = options?.credentials ?? defaultCredentials
     const clients = [credentials, ...(options?.clients ?? [])]
+    // Interpretation NORCE-9: 600 s, the example's `expires_in`, not the 3600 s of "Rate limitations".
     const tokenLifetimeSeconds = Http.shownSeconds(
       (options?.tokenLifetimeSeconds ?? documented.tokenLifetimeSeconds) / kernel.timeScale
     )
     const perMinute = options?.tokenRateLimit?.perMinute ?? documented.tokenRequestsPerMinute
+    const burst = options?.tokenRateLimit?.burst ?? documented.tokenBurst
+    // Interpretation NORCE-1: "a possibility to burst 20 more" is a bucket of 20 (strict), or of 3 + 20.
+    // Interpretation NORCE-2: refilled continuously, one token every 20 s, rather than 3 at each minute.
     const tokenRateLimit = {
-      capacity: perMinute + (options?.tokenRateLimit?.burst ?? documented.tokenBurst),
+      capacity: burst + (options?.burstOnTopOfRate === true ? perMinute : 0),
       refillIntervalMillis: kernel.scaled(60_000 / perMinute)
     }
     const bucket = new TokenBucket(tokenRateLimit.capacity, tokenRateLimit.refillIntervalMillis)
     const clientIp = options?.clientIp ?? defaultClientIp
-    const requireScope = options?.requireScope ?? false
+    const requireScope = options?.requireScope ?? true
+    const acceptBasicAuth = options?.acceptBasicAuth ?? false
     const retryAfter = options?.retryAfter ?? false
+    // Interpretation NORCE-11: the API documents no limit; one can be set, as a strict sliding window.
+    const rateLimit = options?.rateLimit === undefined
+      ? undefined
+      : { limit: options.rateLimit.limit, windowMillis: kernel.scaled(options.rateLimit.windowMillis) }
+    const log = rateLimit === undefined ? undefined : new SlidingLog(rateLimit.limit, rateLimit.windowMillis)
 
     const issueToken = (path: string): Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> =>
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         const now = yield* Clock.currentTimeMillis
+        // Interpretation NORCE-3: keyed on the client's address; every request counts, refused or not.
         const decision = bucket.take(clientIp(request), now)
         if (!decision.admitted) {
+          // Interpretation NORCE-4: the docs give the status only; the body and Retry-After are ours.
           const headers: Record<string, string> = retryAfter
             ? { "retry-after": String(Math.max(1, Math.ceil(decision.retryAfterMillis / 1000))) }
             : {}
@@ -200,9 +241,7 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
             ...oauthError(
               429,
               "too_many_requests",
-              `Max ${perMinute} token requests per minute per IP address, with a possibility to burst ${
-                tokenRateLimit.capacity - perMinute
-              } more`,
+              `Max ${perMinute} token requests per minute per IP address, with a possibility to burst ${burst}`,
               headers
             ),
             reason: "rate limited"
@@ -222,13 +261,23 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
           return oauthError(400, "invalid_request", "The grant_type parameter is missing")
         }
         const basic = basicAuth(request)
-        if (basic._tag === "Malformed") {
-          return oauthError(400, "invalid_request", "The Authorization header is not valid HTTP Basic")
-        }
         const bodyId = params.get("client_id")
         const bodySecret = params.get("client_secret")
-        if (basic._tag === "Basic" && bodySecret !== null) {
+        if (basic._tag !== "None" && bodySecret !== null) {
           return oauthError(400, "invalid_request", "Use only one client authentication method")
+        }
+        // Interpretation NORCE-5: the docs say "send client credentials in the body"; an Authorization
+        // header is an unsupported authentication method (RFC 6749 §5.2: 401 for a header attempt).
+        if (basic._tag !== "None" && !acceptBasicAuth) {
+          return oauthError(
+            401,
+            "invalid_client",
+            "Send client_id and client_secret in the body; HTTP Basic client authentication is not accepted",
+            { "www-authenticate": "Basic realm=\"norce-identity\", charset=\"UTF-8\"" }
+          )
+        }
+        if (basic._tag === "Malformed") {
+          return oauthError(400, "invalid_request", "The Authorization header is not valid HTTP Basic")
         }
         if (basic._tag === "Basic" && bodyId !== null && bodyId !== basic.id) {
           return oauthError(400, "invalid_request", "client_id does not match the authenticated client")
@@ -239,6 +288,7 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
           ? undefined
           : clients.find((c) => Http.safeEqual(c.clientId, id) && Http.safeEqual(c.clientSecret, secret))
         if (client === undefined) {
+          // Interpretation NORCE-8: RFC 6749 §5.2's default 400 for credentials in the body, 401 for a header.
           return basic._tag === "Basic"
             ? oauthError(401, "invalid_client", "Client authentication failed", {
               "www-authenticate": "Basic realm=\"norce-identity\", charset=\"UTF-8\""
@@ -249,20 +299,30 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
           return oauthError(400, "unsupported_grant_type", "Only the client_credentials grant is supported")
         }
         const scopeParam = params.get("scope")
-        const requested = scopeParam === null ? [] : scopeParam.split(" ").filter((s) => s !== "")
-        if (requested.length === 0 && (requireScope || scopeParam !== null)) {
-          return oauthError(400, "invalid_scope", "A scope is required: playground, stage or prod")
+        // Interpretation NORCE-6: the docs give `scope` no default, so it is required.
+        if (scopeParam === null && requireScope) {
+          return oauthError(400, "invalid_scope", `A scope is required: ${client.scopes.join(", ")}`)
         }
+        if (scopeParam !== null && !scopeSyntax.test(scopeParam)) {
+          return oauthError(
+            400,
+            "invalid_scope",
+            "The scope must be space-delimited scope values (RFC 6749 §3.3), such as playground"
+          )
+        }
+        const requested = scopeParam === null ? [] : scopeParam.split(" ")
         const denied = requested.filter((s) => !client.scopes.includes(s))
         if (denied.length > 0) {
           return oauthError(400, "invalid_scope", `The client is not allowed the scope ${denied.join(" ")}`)
         }
+        // Interpretation NORCE-7: each client may request the scopes it was given (by default the docs' table).
         const granted = requested.length > 0 ? [...new Set(requested)] : [...client.scopes]
         const { token } = yield* kernel.issue({
           subject: client.clientId,
           lifetimeMillis: tokenLifetimeSeconds * 1000,
           exp: true,
           claims: {
+            // Interpretation NORCE-12: Storm's endpoint on the same emulator; the claims are the sandbox's.
             iss: path === tokenPaths.storm
               ? "https://identity.storm.io/1.0/"
               : "https://sandbox.norce.tech/identity/1.0/",
@@ -286,7 +346,7 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
     const apiError = (status: number, error: string, description: string, headers?: Record<string, string>) =>
       Http.json(status, { error, error_description: description }, headers)
 
-    /** Authentication, then the ApplicationId header, then the route. */
+    /** Authentication, then the ApplicationId header, then the optional limit, then the route. */
     const guarded = <R>(
       handler: (query: URLSearchParams, applicationId: string) => Effect.Effect<Handled, never, R>
     ): Effect.Effect<Handled, never, R | HttpServerRequest.HttpServerRequest> =>
@@ -306,6 +366,7 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
           }
         }
         const client = check.record.subject
+        // Interpretation NORCE-10: the docs require the header; what answers its absence is ours.
         const applicationId = request.headers["applicationid"]?.trim()
         if (applicationId === undefined || applicationId === "") {
           return {
@@ -323,6 +384,13 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
         const format = query.get("format")
         if (format !== null && format.toLowerCase() !== "json") {
           return { response: apiError(400, "unsupported_format", "The sandbox only answers format=json"), client }
+        }
+        if (log !== undefined && !log.take(client, now).admitted) {
+          return {
+            response: apiError(429, "too_many_requests", "Too many requests"),
+            client,
+            admitted: false
+          }
         }
         const handled = yield* handler(query, applicationId)
         return { ...handled, client, admitted: true }
@@ -382,6 +450,7 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
       )
     )
 
+    // Interpretation ALL-2: unknown routes answer 404 in the provider's own error shape.
     const app = kernel.app(
       router,
       (request) => Http.json(404, { error: "not_found", error_description: `No route ${Http.pathOf(request.url)}` })
@@ -394,6 +463,7 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
       timeScale: kernel.timeScale,
       tokenLifetimeSeconds,
       tokenRateLimit,
+      rateLimit,
       recording: Effect.sync(() => kernel.snapshot()),
       resetRecording: Effect.sync(() => kernel.resetRecording()),
       observeArrivals: (observer, options) => kernel.observe(observer, options),

@@ -8,11 +8,14 @@
  * on 401. Deleting the app (`deleteApp`) revokes all its tokens at once.
  *
  * API calls (`GET /notarizations/stamps`, `POST /notarizations/stamps`, `GET /storage/files`) are limited
- * per endpoint (method and path template) per app to 10 requests over any 2-minute interval (a strict
- * sliding log; refused requests are not counted). Every API response carries `X-RateLimit-Limit`,
- * `X-RateLimit-Remaining` and `X-RateLimit-Reset` (UTC epoch seconds, rounded up, when the window frees a
- * slot); beyond the limit: 429 `{"errors":[{"code":88,"message":"Rate limit exceeded"}]}` with the same
- * headers. Other error bodies use the same `errors` shape with codes of the sandbox's own choosing.
+ * per endpoint (method and path template) per app, by default to "the most common" limit, 10 requests
+ * over any 2-minute interval (a strict sliding log; refused requests are not counted); `endpointLimits`
+ * gives an endpoint its own. Every API response carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
+ * `X-RateLimit-Reset` (by default UTC epoch seconds, rounded up, when the window frees a slot; seconds
+ * until then with `resetFormat: "delta-seconds"`); beyond the limit: 429
+ * `{"errors":[{"code":88,"message":"Rate limit exceeded"}]}` with the same headers. Other error bodies use
+ * the same `errors` shape with codes of the sandbox's own choosing. Each reading of the docs it chooses is
+ * a row of `packages/testing/INTERPRETATIONS.md` (TP-…).
  *
  * @since 0.1.0
  */
@@ -68,6 +71,40 @@ export const documented = {
 export const rateLimitedBody = { errors: [{ code: 88, message: "Rate limit exceeded" }] } as const
 
 /**
+ * The API routes the sandbox serves, each an endpoint with its own limit.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const routes = ["GET /notarizations/stamps", "POST /notarizations/stamps", "GET /storage/files"] as const
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Route = (typeof routes)[number]
+
+/**
+ * A rate limit: `limit` requests over any interval of `windowMillis` (before the time scale).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Limit {
+  readonly limit: number
+  readonly windowMillis: number
+}
+
+/**
+ * How `X-RateLimit-Reset` is written: the docs call it both "the remaining window" and "UTC epoch
+ * seconds" (TP-1).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ResetFormat = "epoch-seconds" | "delta-seconds"
+
+/**
  * @since 0.1.0
  * @category models
  */
@@ -77,8 +114,19 @@ export interface Options extends Emulator.Options {
   readonly clients?: ReadonlyArray<Credentials> | undefined
   /** A server-side token lifetime before the time scale (default none: tokens never expire). */
   readonly tokenLifetimeSeconds?: number | undefined
-  /** The per-endpoint limit before the time scale (default 10 per 120 000 ms, as documented). */
-  readonly rateLimit?: { readonly limit: number; readonly windowMillis: number } | undefined
+  /**
+   * The limit of every endpoint without one in `endpointLimits`, before the time scale (default 10 per
+   * 120 000 ms, "the most common request limit"). Set it to make the real limit differ from the
+   * documented one.
+   */
+  readonly rateLimit?: Limit | undefined
+  /**
+   * Endpoints with a limit of their own, by route, e.g. `{ "POST /notarizations/stamps": { limit: 5,
+   * windowMillis: 60_000 } }` (TP-3). `X-RateLimit-Limit` announces each endpoint's own.
+   */
+  readonly endpointLimits?: Readonly<Partial<Record<Route, Limit>>> | undefined
+  /** Default `epoch-seconds`, the unit the docs name (TP-1). */
+  readonly resetFormat?: ResetFormat | undefined
 }
 
 /**
@@ -89,8 +137,11 @@ export interface Options extends Emulator.Options {
  */
 export interface TokenProjectSandbox extends Emulator.Emulator<Credentials> {
   readonly provider: "token-project"
-  /** The enforced per-endpoint limit, after the time scale. */
-  readonly rateLimit: { readonly limit: number; readonly windowMillis: number }
+  /** The limit of endpoints without their own, after the time scale. */
+  readonly rateLimit: Limit
+  /** The limit each route enforces, after the time scale. */
+  readonly endpointLimits: Readonly<Record<Route, Limit>>
+  readonly resetFormat: ResetFormat
   /** The server-side token lifetime in milliseconds after the time scale, if any. */
   readonly tokenLifetimeMillis: number | undefined
   /**
@@ -102,6 +153,7 @@ export interface TokenProjectSandbox extends Emulator.Emulator<Credentials> {
   readonly restoreApp: (key?: string) => Effect.Effect<void>
 }
 
+// Interpretation TP-8: only code 88 is documented; the other codes keep its `errors` shape.
 const errors = (code: number, message: string) => ({ errors: [{ code, message }] })
 
 /**
@@ -119,11 +171,30 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
     const tokenLifetimeMillis = options?.tokenLifetimeSeconds === undefined
       ? undefined
       : kernel.scaled(options.tokenLifetimeSeconds * 1000)
-    const rateLimit = {
-      limit: options?.rateLimit?.limit ?? documented.limit,
-      windowMillis: kernel.scaled(options?.rateLimit?.windowMillis ?? documented.windowMillis)
+    // Interpretation TP-2: Remaining counts the endpoint's own window (2 minutes), not the "15-minute window".
+    const scaledLimit = (limit: Limit): Limit => ({
+      limit: limit.limit,
+      windowMillis: kernel.scaled(limit.windowMillis)
+    })
+    const rateLimit = scaledLimit(options?.rateLimit ?? documented)
+    const unknownRoutes = Object.keys(options?.endpointLimits ?? {}).filter((r) =>
+      !(routes as ReadonlyArray<string>).includes(r)
+    )
+    if (unknownRoutes.length > 0) {
+      throw new RangeError(`endpointLimits names routes the sandbox does not serve: ${unknownRoutes.join(", ")}`)
     }
-    const log = new SlidingLog(rateLimit.limit, rateLimit.windowMillis)
+    // Interpretation TP-3: limits are per endpoint (method and path template) per app; by default all
+    // share "the most common" value, and an endpoint can be given its own.
+    const endpointLimits = Object.fromEntries(
+      routes.map((route) => {
+        const own = options?.endpointLimits?.[route]
+        return [route, own === undefined ? rateLimit : scaledLimit(own)]
+      })
+    ) as Record<Route, Limit>
+    const logs = new Map(
+      routes.map((route) => [route, new SlidingLog(endpointLimits[route].limit, endpointLimits[route].windowMillis)])
+    )
+    const resetFormat = options?.resetFormat ?? "epoch-seconds"
     const stamps: Array<{ id: string; hash: string; status: string; createdAt: string }> = [
       {
         id: "stamp_0001",
@@ -133,8 +204,10 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
       }
     ]
 
+    // Interpretation TP-9: the token request carries no Bearer token, so it is not rate limited.
     const issueToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
+      // Interpretation TP-10: key and secret in the query string, as the curl example sends them; a body is ignored.
       const query = Http.queryOf(request.url)
       const key = query.get("key")
       const secret = query.get("secret")
@@ -154,6 +227,7 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
       const { token } = yield* kernel.issue({
         subject: app.key,
         lifetimeMillis: tokenLifetimeMillis,
+        // Interpretation TP-7: no exp; a token lives until its app is deleted (or a server-side lifetime).
         exp: false,
         claims: {
           sub: app.key,
@@ -173,26 +247,33 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
       }
     })
 
-    const rateHeaders = (remaining: number, resetAt: number): Record<string, string> => ({
-      "x-ratelimit-limit": String(rateLimit.limit),
+    // Interpretation TP-1: the docs call the reset both "the remaining window" and "UTC epoch seconds";
+    // epoch seconds by default, seconds until the reset with `resetFormat: "delta-seconds"`.
+    // Interpretation TP-5: the reset is when the oldest request in the window leaves it (a slot frees).
+    const rateHeaders = (route: Route, remaining: number, resetAt: number, now: number): Record<string, string> => ({
+      "x-ratelimit-limit": String(endpointLimits[route].limit),
       "x-ratelimit-remaining": String(remaining),
-      "x-ratelimit-reset": String(Math.ceil(resetAt / 1000))
+      "x-ratelimit-reset": resetFormat === "epoch-seconds"
+        ? String(Math.ceil(resetAt / 1000))
+        : String(Math.ceil(Math.max(0, resetAt - now) / 1000))
     })
 
     /** Authentication, then the per-app per-endpoint sliding log, then the route; X-RateLimit-* always. */
     const guarded = <R>(
-      route: string,
+      route: Route,
       handler: (app: string) => Effect.Effect<Handled, never, R>
     ): Effect.Effect<Handled, never, R | HttpServerRequest.HttpServerRequest> =>
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         const now = yield* Clock.currentTimeMillis
         const check = kernel.checkBearer(request, now)
+        const log = logs.get(route)!
         if (check._tag !== "Valid") {
           const subject = check._tag === "Invalid" ? check.subject : undefined
+          // Interpretation TP-6: the headers on every answer, refusals included; a refusal takes no slot.
           const state = subject === undefined
-            ? { remaining: rateLimit.limit, resetAt: now }
-            : log.peek(`${subject}|${route}`, now)
+            ? { remaining: endpointLimits[route].limit, resetAt: now }
+            : log.peek(subject, now)
           return {
             response: Http.json(
               401,
@@ -200,7 +281,7 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
                 ? errors(215, "Bad Authentication data")
                 : errors(89, "Invalid or expired token"),
               {
-                ...rateHeaders(state.remaining, state.resetAt),
+                ...rateHeaders(route, state.remaining, state.resetAt, now),
                 "www-authenticate": check._tag === "Missing" ? "Bearer" : "Bearer error=\"invalid_token\""
               }
             ),
@@ -209,8 +290,9 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
           }
         }
         const app = check.record.subject
-        const decision = log.take(`${app}|${route}`, now)
-        const headers = rateHeaders(decision.remaining, decision.resetAt)
+        // Interpretation TP-4: "up to 10 requests over any 2-minute interval": a sliding log per app.
+        const decision = log.take(app, now)
+        const headers = rateHeaders(route, decision.remaining, decision.resetAt, now)
         if (!decision.admitted) {
           return { response: Http.json(429, rateLimitedBody, headers), client: app }
         }
@@ -223,16 +305,15 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
         }
       })
 
-    const api = <R>(
-      method: "GET" | "POST",
-      path: `/${string}`,
-      handler: (app: string) => Effect.Effect<Handled, never, R>
-    ) => HttpRouter.makeRoute(method, path, kernel.api(`${method} ${path}`, guarded(`${method} ${path}`, handler)))
+    const api = <R>(route: Route, handler: (app: string) => Effect.Effect<Handled, never, R>) => {
+      const [method, path] = route.split(" ") as ["GET" | "POST", `/${string}`]
+      return HttpRouter.makeRoute(method, path, kernel.api(route, guarded(route, handler)))
+    }
 
     const router = HttpRouter.fromIterable([
       HttpRouter.makeRoute("POST", "/auth/token", kernel.token("issue", "POST /auth/token", issueToken)),
-      api("GET", "/notarizations/stamps", () => Effect.succeed({ response: Http.json(200, { data: stamps }) })),
-      api("POST", "/notarizations/stamps", () =>
+      api("GET /notarizations/stamps", () => Effect.succeed({ response: Http.json(200, { data: stamps }) })),
+      api("POST /notarizations/stamps", () =>
         Effect.gen(function*() {
           const request = yield* HttpServerRequest.HttpServerRequest
           const parsed = Http.mediaType(request) === "application/json"
@@ -253,7 +334,7 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
           if (stamps.length > 100) stamps.splice(1, 1)
           return { response: Http.json(201, stamp) }
         })),
-      api("GET", "/storage/files", () =>
+      api("GET /storage/files", () =>
         Effect.succeed({
           response: Http.json(200, {
             data: [{ cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi", name: "hello.txt", size: 12 }]
@@ -261,6 +342,7 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
         }))
     ])
 
+    // Interpretation ALL-2: unknown routes answer 404 in the provider's own error shape.
     const app = kernel.app(router, () => Http.json(404, errors(34, "Sorry, that page does not exist")))
 
     return {
@@ -269,6 +351,8 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
       credentials,
       timeScale: kernel.timeScale,
       rateLimit,
+      endpointLimits,
+      resetFormat,
       tokenLifetimeMillis,
       recording: Effect.sync(() => kernel.snapshot()),
       resetRecording: Effect.sync(() => kernel.resetRecording()),

@@ -76,26 +76,57 @@ describe("NombaSandbox", () => {
     }))
 
   describe("refresh", () => {
-    it.effect("exchanges a refresh token once for new tokens", () =>
+    it.effect("answers with a new access token and the same refresh token, which stays valid (the docs' example)", () =>
       Effect.gen(function*() {
-        const { accounts, issue, nomba, refresh } = yield* setup()
+        const { accounts, issue, nomba, refresh, revoke } = yield* setup()
+        expect(nomba.refreshTokens).toBe("reuse")
         const first = (yield* issue()).body.data
         yield* TestClock.adjust("25 minutes")
         const renewed = yield* refresh(first.access_token, first.refresh_token)
         expect(renewed.status).toBe(200)
         expect(renewed.body.code).toBe("00")
+        expect(Object.keys(renewed.body.data).sort()).toEqual([
+          "access_token",
+          "businessId",
+          "expiresAt",
+          "refresh_token"
+        ])
         expect(renewed.body.data.businessId).toBe(creds.businessId)
         expect(renewed.body.data.access_token).not.toBe(first.access_token)
-        expect(renewed.body.data.refresh_token).not.toBe(first.refresh_token)
+        expect(renewed.body.data.refresh_token).toBe(first.refresh_token)
         expect(renewed.body.data.expiresAt).toBe("1970-01-01T00:55:00Z")
         expect((yield* accounts(renewed.body.data.access_token)).status).toBe(200)
-        // Single use.
+        // Used again, with the newer access token: still good.
+        yield* TestClock.adjust("25 minutes")
+        const again = yield* refresh(renewed.body.data.access_token, first.refresh_token)
+        expect(again.body.code).toBe("00")
+        expect(again.body.data.refresh_token).toBe(first.refresh_token)
+        // Revoking the access token it was last issued with revokes it too.
+        expect((yield* revoke(again.body.data.access_token)).body.code).toBe("00")
+        const after = yield* refresh(renewed.body.data.access_token, first.refresh_token)
+        expect(after.body.code).toBe(NombaSandbox.codes.invalidRefreshToken)
+        const recording = yield* nomba.recording
+        expect(recording.tokenCounts).toMatchObject({ issue: 1, refresh: 3, granted: 4, refused: 1 })
+        expect(recording.tokensIssued).toBe(3)
+      }))
+
+    it.effect("refreshTokens: \"rotate\" answers with a new refresh token and the one sent is used up", () =>
+      Effect.gen(function*() {
+        const { accounts, issue, nomba, refresh } = yield* setup({ refreshTokens: "rotate" })
+        expect(nomba.refreshTokens).toBe("rotate")
+        const first = (yield* issue()).body.data
+        yield* TestClock.adjust("25 minutes")
+        const renewed = yield* refresh(first.access_token, first.refresh_token)
+        expect(renewed.body.code).toBe("00")
+        expect(renewed.body.data.refresh_token).not.toBe(first.refresh_token)
+        expect((yield* accounts(renewed.body.data.access_token)).status).toBe(200)
         const again = yield* refresh(renewed.body.data.access_token, first.refresh_token)
         expect(again.status).toBe(200)
         expect(again.body.code).toBe(NombaSandbox.codes.invalidRefreshToken)
+        expect((yield* refresh(renewed.body.data.access_token, renewed.body.data.refresh_token)).body.code).toBe("00")
         const recording = yield* nomba.recording
-        expect(recording.tokenCounts).toMatchObject({ issue: 1, refresh: 2, granted: 2, refused: 1 })
-        expect(recording.tokensIssued).toBe(2)
+        expect(recording.tokenCounts).toMatchObject({ issue: 1, refresh: 3, granted: 3, refused: 1 })
+        expect(recording.tokenRequests.map((r) => r.reason)).toContain("refresh token already used")
       }))
 
     it.effect("requires the Bearer access token (an expired one will do) and the accountId header", () =>

@@ -186,12 +186,12 @@ describe("NoraSandbox", () => {
       }))
   })
 
-  describe("rate limit: 60 requests per minute per client, sliding log", () => {
-    it.effect("admits 60, answers the 61st 429 without Retry-After, and frees a slot exactly 60 s later", () =>
+  describe("rate limit: 60 requests per minute per client, sliding log, token requests included", () => {
+    it.effect("counts the token request: admits 59 more, answers the next 429 without Retry-After, frees slots 60 s later", () =>
       Effect.gen(function*() {
         const { forms, nora, token } = yield* setup()
         const t = yield* token()
-        for (let i = 0; i < 60; i++) expect((yield* forms(t)).status).toBe(200)
+        for (let i = 0; i < 59; i++) expect((yield* forms(t)).status).toBe(200)
         const limited = yield* forms(t)
         expect(limited.status).toBe(429)
         expect(limited.body).toEqual({ statusCode: 429, message: "Too Many Requests" })
@@ -207,16 +207,45 @@ describe("NoraSandbox", () => {
         expect(recording.maxArrivalsInWindow(60_000)).toEqual({ admitted: 60, all: 62 })
       }))
 
+    it.effect("a token request over the limit is a 429 too; one naming no client is not counted", () =>
+      Effect.gen(function*() {
+        const { client, forms, nora, token } = yield* setup()
+        const t = yield* token()
+        for (let i = 0; i < 58; i++) expect((yield* forms(t)).status).toBe(200)
+        // Refused for its credentials, but it names the client: it counts.
+        const wrong = yield* send(client, postJson(`${base}/api/token`, { ...creds, clientSecret: "nope" }))
+        expect(wrong.status).toBe(401)
+        const limited = yield* send(client, postJson(`${base}/api/token`, creds))
+        expect(limited.status).toBe(429)
+        expect(limited.body).toEqual({ statusCode: 429, message: "Too Many Requests" })
+        const stranger = yield* send(client, postJson(`${base}/api/token`, { ...creds, clientId: "stranger" }))
+        expect(stranger.status).toBe(401)
+        expect((yield* forms(t)).status).toBe(429)
+        const recording = yield* nora.recording
+        expect(recording.rateLimited.token).toBe(1)
+        expect(recording.tokenRequests.map((r) => r.status)).toEqual([200, 401, 429, 401])
+      }))
+
+    it.effect("countTokenRequests: false leaves token requests out (the lenient reading)", () =>
+      Effect.gen(function*() {
+        const { client, forms, nora, token } = yield* setup({ countTokenRequests: false })
+        expect(nora.countTokenRequests).toBe(false)
+        const t = yield* token()
+        for (let i = 0; i < 60; i++) expect((yield* forms(t)).status).toBe(200)
+        expect((yield* forms(t)).status).toBe(429)
+        expect((yield* send(client, postJson(`${base}/api/token`, creds))).status).toBe(200)
+      }))
+
     it.effect("is a sliding log, not a fixed window: slots free one window after each admission", () =>
       Effect.gen(function*() {
         const { forms, token } = yield* setup()
         const t = yield* token()
-        for (let i = 0; i < 30; i++) expect((yield* forms(t)).status).toBe(200)
+        for (let i = 0; i < 29; i++) expect((yield* forms(t)).status).toBe(200)
         yield* TestClock.adjust("30 seconds")
         for (let i = 0; i < 30; i++) expect((yield* forms(t)).status).toBe(200)
         expect((yield* forms(t)).status).toBe(429)
         yield* TestClock.adjust("30 seconds")
-        // Only the 30 requests of t = 0 left the window.
+        // Only the 30 requests of t = 0 (the token request among them) left the window.
         for (let i = 0; i < 30; i++) expect((yield* forms(t)).status).toBe(200)
         expect((yield* forms(t)).status).toBe(429)
       }))
@@ -227,7 +256,7 @@ describe("NoraSandbox", () => {
         const { forms, token } = yield* setup({ clients: [other] })
         const first = yield* token()
         const second = yield* token(other)
-        for (let i = 0; i < 60; i++) yield* forms(first)
+        for (let i = 0; i < 59; i++) yield* forms(first)
         expect((yield* forms(first)).status).toBe(429)
         expect((yield* forms(second)).status).toBe(200)
       }))
@@ -236,11 +265,20 @@ describe("NoraSandbox", () => {
       Effect.gen(function*() {
         const { forms, token } = yield* setup({ retryAfter: true })
         const t = yield* token()
-        for (let i = 0; i < 60; i++) yield* forms(t)
+        for (let i = 0; i < 59; i++) yield* forms(t)
         yield* TestClock.adjust("20500 millis")
         const limited = yield* forms(t)
         expect(limited.status).toBe(429)
         expect(limited.headers["retry-after"]).toBe("40")
+      }))
+
+    it.effect("a real limit other than the documented one (plans change)", () =>
+      Effect.gen(function*() {
+        const { forms, nora, token } = yield* setup({ rateLimit: { limit: 30, windowMillis: 60_000 } })
+        expect(nora.rateLimit).toEqual({ limit: 30, windowMillis: 60_000 })
+        const t = yield* token()
+        for (let i = 0; i < 29; i++) expect((yield* forms(t)).status).toBe(200)
+        expect((yield* forms(t)).status).toBe(429)
       }))
 
     it.effect.prop(
@@ -250,7 +288,8 @@ describe("NoraSandbox", () => {
         Effect.gen(function*() {
           const { forms, nora, token } = yield* setup()
           const t = yield* token()
-          const admittedAt: Array<number> = []
+          // The token request is the first admission.
+          const admittedAt: Array<number> = [yield* Clock.currentTimeMillis]
           for (const gap of gaps) {
             yield* TestClock.adjust(gap)
             const now = yield* Clock.currentTimeMillis
@@ -261,7 +300,7 @@ describe("NoraSandbox", () => {
           }
           const recording = yield* nora.recording
           expect(recording.maxArrivalsInWindow(60_000).admitted).toBeLessThanOrEqual(60)
-          expect(recording.arrivals.filter((a) => a.admitted).length).toBe(admittedAt.length)
+          expect(recording.arrivals.filter((a) => a.admitted).length).toBe(admittedAt.length - 1)
         }),
       { fastCheck: { numRuns: 15 } }
     )
@@ -273,7 +312,7 @@ describe("NoraSandbox", () => {
       expect(nora.tokenLifetimeSeconds).toBe(60)
       expect(nora.rateLimit).toEqual({ limit: 60, windowMillis: 1000 })
       const t = yield* token()
-      for (let i = 0; i < 60; i++) expect((yield* forms(t)).status).toBe(200)
+      for (let i = 0; i < 59; i++) expect((yield* forms(t)).status).toBe(200)
       expect((yield* forms(t)).status).toBe(429)
       yield* TestClock.adjust("1 second")
       expect((yield* forms(t)).status).toBe(200)

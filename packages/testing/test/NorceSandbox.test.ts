@@ -48,19 +48,59 @@ describe("NorceSandbox", () => {
         expect(jwtPayload(storm.body.access_token).iss).toBe("https://identity.storm.io/1.0/")
       }))
 
-    it.effect("grants all the client's scopes when scope is omitted, unless scope is required", () =>
+    it.effect("requires scope (the docs give it no default); requireScope: false grants all the client's scopes", () =>
       Effect.gen(function*() {
         const { client } = yield* setup()
         const { scope: _, ...noScope } = bodyFields
-        const answer = yield* send(client, postForm(tokenUrl, noScope))
-        expect(answer.body.scope).toBe("playground stage prod")
-        const strict = yield* setup({ requireScope: true })
-        const refused = yield* send(strict.client, postForm(tokenUrl, noScope))
+        const refused = yield* send(client, postForm(tokenUrl, noScope))
         expect(refused.status).toBe(400)
-        expect(refused.body.error).toBe("invalid_scope")
+        expect(refused.body).toEqual({
+          error: "invalid_scope",
+          error_description: "A scope is required: playground, stage, prod"
+        })
+        const lenient = yield* setup({ requireScope: false })
+        const answer = yield* send(lenient.client, postForm(tokenUrl, noScope))
+        expect(answer.status).toBe(200)
+        expect(answer.body.scope).toBe("playground stage prod")
       }))
 
-    it.effect("accepts HTTP Basic with id and secret form-urlencoded before base64 (RFC 6749 §2.3.1)", () =>
+    it.effect("grants the scopes a client was given: lab and production (the docs' examples) when configured", () =>
+      Effect.gen(function*() {
+        const lab = { ...creds, scopes: ["lab", "production"] }
+        const { client } = yield* setup({ credentials: lab })
+        for (const scope of ["lab", "production", "production lab"]) {
+          const answer = yield* send(client, postForm(tokenUrl, { ...bodyFields, scope }))
+          expect(answer.status).toBe(200)
+          expect(answer.body.scope).toBe(scope)
+          expect(jwtPayload(answer.body.access_token).scope).toEqual(scope.split(" "))
+        }
+        const refused = yield* send(client, postForm(tokenUrl, { ...bodyFields, scope: "playground" }))
+        expect(refused.body.error).toBe("invalid_scope")
+        // Not space-delimited scope values (RFC 6749 §3.3): refused, even when each value is allowed.
+        for (const scope of ["lab  production", " lab", "lab ", "lab\tproduction", "lab,production"]) {
+          const malformed = yield* send(client, postForm(tokenUrl, { ...bodyFields, scope }))
+          expect(malformed.status).toBe(400)
+          expect(malformed.body.error).toBe("invalid_scope")
+        }
+      }))
+
+    it.effect("refuses HTTP Basic by default: the docs say to send client credentials in the body", () =>
+      Effect.gen(function*() {
+        const { client, norce } = yield* setup()
+        const answer = yield* send(
+          client,
+          postForm(tokenUrl, { grant_type: "client_credentials", scope: "stage" }, {
+            authorization: basic(creds.clientId, creds.clientSecret)
+          })
+        )
+        expect(answer.status).toBe(401)
+        expect(answer.body.error).toBe("invalid_client")
+        expect(answer.body.error_description).toContain("in the body")
+        expect(answer.headers["www-authenticate"]).toMatch(/^Basic realm=/)
+        expect((yield* norce.recording).tokensIssued).toBe(0)
+      }))
+
+    it.effect("acceptBasicAuth: HTTP Basic with id and secret form-urlencoded before base64 (RFC 6749 §2.3.1)", () =>
       Effect.gen(function*() {
         const odd = {
           clientId: "client:with spaces&more",
@@ -68,7 +108,7 @@ describe("NorceSandbox", () => {
           scopes: ["stage"],
           applicationId: "7"
         }
-        const { client } = yield* setup({ clients: [odd] })
+        const { client } = yield* setup({ clients: [odd], acceptBasicAuth: true })
         const answer = yield* send(
           client,
           postForm(tokenUrl, { grant_type: "client_credentials", scope: "stage" }, {
@@ -79,7 +119,9 @@ describe("NorceSandbox", () => {
         expect(answer.body.scope).toBe("stage")
         const wrong = yield* send(
           client,
-          postForm(tokenUrl, { grant_type: "client_credentials" }, { authorization: basic(odd.clientId, "nope") })
+          postForm(tokenUrl, { grant_type: "client_credentials", scope: "stage" }, {
+            authorization: basic(odd.clientId, "nope")
+          })
         )
         expect(wrong.status).toBe(401)
         expect(wrong.headers["www-authenticate"]).toMatch(/^Basic realm=/)
@@ -134,21 +176,31 @@ describe("NorceSandbox", () => {
         )
         yield* expectError(
           postForm(tokenUrl, { grant_type: "client_credentials" }, { authorization: "Basic ***" }),
-          400,
-          "invalid_request"
+          401,
+          "invalid_client"
         )
+        const lenient = yield* setup({ acceptBasicAuth: true })
+        const malformed = yield* send(
+          lenient.client,
+          postForm(tokenUrl, { grant_type: "client_credentials" }, { authorization: "Basic ***" })
+        )
+        expect(malformed.status).toBe(400)
+        expect(malformed.body.error).toBe("invalid_request")
       }))
 
-    it.effect("limits token requests to a bucket of 3 + 20 per IP, refilled at 3 per minute", () =>
+    it.effect("limits token requests to a bucket of 20 per IP (the strict reading), refilled at 3 per minute", () =>
       Effect.gen(function*() {
         const { client, norce } = yield* setup()
-        expect(norce.tokenRateLimit).toEqual({ capacity: 23, refillIntervalMillis: 20_000 })
+        expect(norce.tokenRateLimit).toEqual({ capacity: 20, refillIntervalMillis: 20_000 })
         // Failed requests count too: the limit is on the endpoint, per IP.
-        for (let i = 0; i < 22; i++) expect((yield* send(client, postForm(tokenUrl, bodyFields))).status).toBe(200)
+        for (let i = 0; i < 19; i++) expect((yield* send(client, postForm(tokenUrl, bodyFields))).status).toBe(200)
         expect((yield* send(client, postForm(tokenUrl, { ...bodyFields, client_secret: "x" }))).status).toBe(400)
         const limited = yield* send(client, postForm(tokenUrl, bodyFields))
         expect(limited.status).toBe(429)
-        expect(limited.body.error).toBe("too_many_requests")
+        expect(limited.body).toEqual({
+          error: "too_many_requests",
+          error_description: "Max 3 token requests per minute per IP address, with a possibility to burst 20"
+        })
         expect(limited.headers["retry-after"]).toBeUndefined()
         yield* TestClock.adjust(19_999)
         expect((yield* send(client, postForm(tokenUrl, bodyFields))).status).toBe(429)
@@ -166,21 +218,39 @@ describe("NorceSandbox", () => {
         expect(recording.tokenCounts.refused).toBe(5)
       }))
 
+    it.effect("burstOnTopOfRate: the lenient reading, a bucket of 3 + 20", () =>
+      Effect.gen(function*() {
+        const { client, norce } = yield* setup({ burstOnTopOfRate: true })
+        expect(norce.tokenRateLimit).toEqual({ capacity: 23, refillIntervalMillis: 20_000 })
+        for (let i = 0; i < 23; i++) expect((yield* send(client, postForm(tokenUrl, bodyFields))).status).toBe(200)
+        expect((yield* send(client, postForm(tokenUrl, bodyFields))).status).toBe(429)
+      }))
+
+    it.effect("a real limit other than the documented one (plans change)", () =>
+      Effect.gen(function*() {
+        const { client, norce } = yield* setup({ tokenRateLimit: { perMinute: 6, burst: 5 } })
+        expect(norce.tokenRateLimit).toEqual({ capacity: 5, refillIntervalMillis: 10_000 })
+        for (let i = 0; i < 5; i++) expect((yield* send(client, postForm(tokenUrl, bodyFields))).status).toBe(200)
+        expect((yield* send(client, postForm(tokenUrl, bodyFields))).status).toBe(429)
+        yield* TestClock.adjust("10 seconds")
+        expect((yield* send(client, postForm(tokenUrl, bodyFields))).status).toBe(200)
+      }))
+
     it.effect("sends Retry-After with token 429s when asked, and refills a burst after an idle period", () =>
       Effect.gen(function*() {
         const { client } = yield* setup({ retryAfter: true })
-        for (let i = 0; i < 23; i++) yield* send(client, postForm(tokenUrl, bodyFields))
+        for (let i = 0; i < 20; i++) yield* send(client, postForm(tokenUrl, bodyFields))
         yield* TestClock.adjust("5 seconds")
         const limited = yield* send(client, postForm(tokenUrl, bodyFields))
         expect(limited.status).toBe(429)
         expect(limited.headers["retry-after"]).toBe("15")
         yield* TestClock.adjust("1 hour")
-        for (let i = 0; i < 23; i++) expect((yield* send(client, postForm(tokenUrl, bodyFields))).status).toBe(200)
+        for (let i = 0; i < 20; i++) expect((yield* send(client, postForm(tokenUrl, bodyFields))).status).toBe(200)
         expect((yield* send(client, postForm(tokenUrl, bodyFields))).status).toBe(429)
       }))
 
     it.effect.prop(
-      "never admits more than 23 + 3 × t/min token requests in any interval t",
+      "never admits more than 20 + 3 × t/min token requests in any interval t",
       { gaps: fc.array(fc.integer({ min: 0, max: 30_000 }), { minLength: 1, maxLength: 80 }) },
       ({ gaps }) =>
         Effect.gen(function*() {
@@ -193,7 +263,7 @@ describe("NorceSandbox", () => {
           }
           for (let i = 0; i < admitted.length; i++) {
             for (let j = i; j < admitted.length; j++) {
-              expect(j - i + 1).toBeLessThanOrEqual(23 + 3 * (admitted[j]! - admitted[i]!) / 60_000 + 1e-9)
+              expect(j - i + 1).toBeLessThanOrEqual(20 + 3 * (admitted[j]! - admitted[i]!) / 60_000 + 1e-9)
             }
           }
         }),
@@ -238,6 +308,22 @@ describe("NorceSandbox", () => {
           getWith(`${base}/commerce/products/1.1/ListProducts`, t, { ApplicationId: "1000" })
         )
         expect(list.body.ItemCount).toBe(list.body.Items.length)
+      }))
+
+    it.effect("has no limit by default (none is documented); rateLimit sets one, per client", () =>
+      Effect.gen(function*() {
+        const open = yield* setup()
+        expect(open.norce.rateLimit).toBeUndefined()
+        const t = yield* open.token
+        for (let i = 0; i < 200; i++) expect((yield* open.getApplication(t)).status).toBe(200)
+        const limited = yield* setup({ rateLimit: { limit: 5, windowMillis: 60_000 } })
+        const u = yield* limited.token
+        for (let i = 0; i < 5; i++) expect((yield* limited.getApplication(u)).status).toBe(200)
+        const refused = yield* limited.getApplication(u)
+        expect(refused.status).toBe(429)
+        expect(refused.body.error).toBe("too_many_requests")
+        yield* TestClock.adjust("1 minute")
+        expect((yield* limited.getApplication(u)).status).toBe(200)
       }))
 
     it.effect("refuses a token after its expires_in and after revokeAll", () =>

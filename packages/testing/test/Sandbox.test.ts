@@ -2,7 +2,7 @@ import { FetchHttpClient, HttpClient, HttpClientRequest } from "@effect/platform
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Scope, TestClock } from "effect"
 import { spawn } from "node:child_process"
-import { createServer } from "node:net"
+import { createServer, type Server } from "node:net"
 import { fileURLToPath } from "node:url"
 import * as Faults from "../src/Faults.js"
 import * as NombaSandbox from "../src/NombaSandbox.js"
@@ -35,14 +35,38 @@ const tokenRequests = (sandbox: Sandbox.Service) => ({
   )
 })
 
-const freePort = Effect.async<number>((resume) => {
-  const server = createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
+const listen = (port: number): Promise<Server> =>
+  new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(port, "127.0.0.1", () => resolve(server))
   })
-})
+
+const close = (server: Server): Promise<void> => new Promise((resolve) => server.close(() => resolve()))
+
+/**
+ * A base port whose next `length - 1` neighbours were free too a moment ago: a free port's neighbours
+ * need not be (another process may hold one), so each candidate run is checked by listening on all of
+ * it. Another process can still take one before the caller listens: the caller retries.
+ */
+const freeRun = (length: number) =>
+  Effect.promise(async () => {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const first = await listen(0)
+      const address = first.address()
+      const base = typeof address === "object" && address !== null ? address.port : 0
+      const held = [first]
+      try {
+        for (let i = 1; i < length; i++) held.push(await listen(base + i))
+        return base
+      } catch {
+        // A neighbour is taken (or past 65535): try another run.
+      } finally {
+        await Promise.all(held.map(close))
+      }
+    }
+    throw new Error(`no run of ${length} free consecutive ports found`)
+  })
 
 describe("Sandbox", () => {
   describe("on loopback", () => {
@@ -164,18 +188,44 @@ describe("Sandbox", () => {
         const client = yield* fetchClient
         const sandbox = Context.get(yield* Layer.build(Sandbox.layer()), Sandbox.Sandbox)
         const request = tokenRequests(sandbox).norce
-        for (let i = 0; i < 23; i++) expect((yield* send(client, request)).status).toBe(200)
+        for (let i = 0; i < 20; i++) expect((yield* send(client, request)).status).toBe(200)
         expect((yield* send(client, request)).status).toBe(429)
       }))
 
     it.scopedLive("a fixed base port puts the four emulators on consecutive ports", () =>
       Effect.gen(function*() {
-        const port = yield* freePort
-        const sandbox = Context.get(yield* Layer.build(Sandbox.layer({ port, timeScale: 60 })), Sandbox.Sandbox)
+        // Another process may take one of the ports between the check and the listen: then a new run.
+        const { port, sandbox } = yield* Effect.gen(function*() {
+          const port = yield* freeRun(4)
+          const sandbox = Context.get(yield* Layer.build(Sandbox.layer({ port, timeScale: 60 })), Sandbox.Sandbox)
+          return { port, sandbox }
+        }).pipe(Effect.retry({ times: 5 }))
         expect([sandbox.nora, sandbox.norce, sandbox.nomba, sandbox.tokenProject].map((e) => e.baseUrl)).toEqual(
           [0, 1, 2, 3].map((i) => `http://127.0.0.1:${port + i}`)
         )
         expect(sandbox.nora.timeScale).toBe(60)
+      }))
+
+    it.scopedLive("a provider's real limit can differ from its documented one (plans change), on loopback", () =>
+      Effect.gen(function*() {
+        const client = yield* fetchClient
+        const sandbox = Context.get(
+          yield* Layer.build(Sandbox.layer({
+            nora: { rateLimit: { limit: 5, windowMillis: 60_000 } },
+            tokenProject: { rateLimit: { limit: 3, windowMillis: 120_000 } }
+          })),
+          Sandbox.Sandbox
+        )
+        const requests = tokenRequests(sandbox)
+        const nora = (yield* send(client, requests.nora)).body.token
+        // The token request was the first of five.
+        for (let i = 0; i < 4; i++) {
+          expect((yield* send(client, getWith(`${sandbox.nora.baseUrl}/api/forms`, nora))).status).toBe(200)
+        }
+        expect((yield* send(client, getWith(`${sandbox.nora.baseUrl}/api/forms`, nora))).status).toBe(429)
+        const tp = (yield* send(client, requests.tokenProject)).body.access_token
+        const stamps = getWith(`${sandbox.tokenProject.baseUrl}/notarizations/stamps`, tp)
+        expect((yield* send(client, stamps)).headers["x-ratelimit-limit"]).toBe("3")
       }))
   })
 
@@ -231,11 +281,34 @@ describe("Sandbox", () => {
         const sandbox = yield* Sandbox.Sandbox
         expect(sandbox.tokenProject.rateLimit.windowMillis).toBe(2000)
         const request = tokenRequests(sandbox).norce
-        for (let i = 0; i < 23; i++) yield* send(client, request)
+        for (let i = 0; i < 20; i++) yield* send(client, request)
         expect((yield* send(client, request)).status).toBe(429)
         const elsewhere = Sandbox.makeClient(() => sandbox.norce.app, { remoteAddress: "192.0.2.1" })
         expect((yield* send(elsewhere, request)).status).toBe(200)
       }).pipe(Effect.provide(Sandbox.layerMemory({ timeScale: 60, remoteAddress: "198.51.100.7" }))))
+
+    it.effect("a provider's real limit can differ from its documented one (plans change), in memory", () =>
+      Effect.gen(function*() {
+        const client = yield* HttpClient.HttpClient
+        const sandbox = yield* Sandbox.Sandbox
+        expect(sandbox.nomba.rateLimit).toEqual({ limit: 2, windowMillis: 1_000 })
+        expect(sandbox.norce.tokenRateLimit).toEqual({ capacity: 1, refillIntervalMillis: 1_000 })
+        const requests = tokenRequests(sandbox)
+        expect((yield* send(client, requests.norce)).status).toBe(200)
+        expect((yield* send(client, requests.norce)).status).toBe(429)
+        const nomba = (yield* send(client, requests.nomba)).body.data.access_token
+        const accounts = send(
+          client,
+          getWith(`${sandbox.nomba.baseUrl}/v1/accounts`, nomba, { accountId: sandbox.nomba.credentials.accountId })
+        )
+        expect([(yield* accounts).status, (yield* accounts).status, (yield* accounts).status]).toEqual([200, 200, 429])
+        yield* TestClock.adjust("1 second")
+        expect((yield* accounts).status).toBe(200)
+      }).pipe(Effect.provide(Sandbox.layerMemory({
+        timeScale: 60,
+        nomba: { rateLimit: { limit: 2, windowMillis: 60_000 } },
+        norce: { tokenRateLimit: { perMinute: 1, burst: 1 } }
+      }))))
 
     it.effect("layerClient routes a Sandbox's own base URLs in memory too", () =>
       Effect.gen(function*() {
@@ -264,6 +337,8 @@ describe("Sandbox", () => {
       const nora = sandbox.nora
       yield* nora.faults.set("api", { latency: { min: "5 millis", max: "50 millis" } })
       const token = (yield* send(client, tokenRequests(sandbox).nora)).body.token
+      // The token request counts against the 60 per minute: the traffic starts once it left the window.
+      yield* Effect.sleep("1 minute")
       const statuses: Array<number> = []
       for (let minute = 0; minute < 60; minute++) {
         const answers = yield* Effect.all(
@@ -274,7 +349,8 @@ describe("Sandbox", () => {
         yield* Effect.sleep("1 minute")
       }
       return { statuses, recording: yield* nora.recording }
-    }).pipe(Effect.provide(Sandbox.layerMemory()))
+      // A two-hour token, so that one token lasts the minute of waiting and the hour of traffic.
+    }).pipe(Effect.provide(Sandbox.layerMemory({ nora: { tokenLifetimeSeconds: 7_200 } })))
     const result = await VirtualTime.run(program)
     expect(Exit.isSuccess(result.exit)).toBe(true)
     if (!Exit.isSuccess(result.exit)) return
@@ -282,7 +358,7 @@ describe("Sandbox", () => {
     expect(statuses.filter((s) => s === 200)).toHaveLength(3600)
     expect(recording.maxArrivalsInWindow(60_000).admitted).toBeLessThanOrEqual(60)
     expect(recording.tokensIssued).toBe(1)
-    expect(result.elapsed).toBeGreaterThanOrEqual(60 * 60_000)
+    expect(result.elapsed).toBeGreaterThanOrEqual(61 * 60_000)
   })
 
   it.live(
@@ -292,10 +368,16 @@ describe("Sandbox", () => {
         const client = yield* fetchClient
         const script = fileURLToPath(new URL("../src/bin/sandbox.ts", import.meta.url))
         const root = fileURLToPath(new URL("../../..", import.meta.url))
-        const child = spawn(process.execPath, ["--import", "tsx", script, "--time-scale", "60"], {
-          cwd: root,
-          stdio: ["ignore", "pipe", "pipe"]
-        })
+        const child = spawn(process.execPath, [
+          "--import",
+          "tsx",
+          script,
+          "--time-scale",
+          "60",
+          "--limit",
+          "nora=30/1m",
+          "--limit=norce-token=2+5"
+        ], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
         let output = ""
         child.stdout.on("data", (chunk) => output += String(chunk))
         child.stderr.on("data", (chunk) => output += String(chunk))
@@ -312,6 +394,10 @@ describe("Sandbox", () => {
         expect(output).toContain("time scale 60")
         expect(output).toContain("nora-sandbox-client")
         expect(output).toContain("token-project-sandbox-key")
+        // --limit: a real limit other than the documented one, shown beside it.
+        expect(output).toContain("limit 30 per 1000 ms (documented: 60 per 60000 ms), token requests included")
+        expect(output).toContain("token endpoint bucket 5, one token per 500 ms (documented: 3 per minute, burst 20)")
+        expect(output).toContain("limit 10 per 2000 ms per endpoint\n")
         const answer = yield* send(
           client,
           postJson(`${urls[0]}/api/token`, {
@@ -326,6 +412,36 @@ describe("Sandbox", () => {
         yield* Effect.promise(() => exited).pipe(Effect.timeout("10 seconds"))
         expect(output).not.toContain(answer.body.token)
       }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "the CLI refuses a malformed --limit with one clear line and exit code 2",
+    () =>
+      Effect.gen(function*() {
+        const script = fileURLToPath(new URL("../src/bin/sandbox.ts", import.meta.url))
+        const root = fileURLToPath(new URL("../../..", import.meta.url))
+        const run = (args: ReadonlyArray<string>) =>
+          Effect.promise(() =>
+            new Promise<{ readonly code: number | null; readonly output: string }>((resolve) => {
+              const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
+                cwd: root,
+                stdio: ["ignore", "pipe", "pipe"]
+              })
+              let output = ""
+              child.stdout.on("data", (chunk) => output += String(chunk))
+              child.stderr.on("data", (chunk) => output += String(chunk))
+              child.on("exit", (code) => resolve({ code, output }))
+            })
+          )
+        const [bad, unknown] = yield* Effect.all([run(["--limit", "nora=lots"]), run(["--limit", "acme=1/1s"])], {
+          concurrency: 2
+        })
+        expect(bad.code).toBe(2)
+        expect(bad.output).toContain("--limit nora expects COUNT/WINDOW, such as 30/1m or 5/120s, got \"lots\"")
+        expect(unknown.code).toBe(2)
+        expect(unknown.output).toContain("--limit: unknown provider \"acme\"")
+      }),
     30_000
   )
 })

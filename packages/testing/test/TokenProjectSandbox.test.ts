@@ -162,6 +162,58 @@ describe("TokenProjectSandbox", () => {
         expect(limitHeaders(bad)).toEqual({ limit: "10", remaining: "9", reset: "120" })
       }))
 
+    it.effect("resetFormat: \"delta-seconds\" sends the seconds until a slot frees, rounded up", () =>
+      Effect.gen(function*() {
+        const { stamps, token, tp } = yield* setup({ resetFormat: "delta-seconds" })
+        expect(tp.resetFormat).toBe("delta-seconds")
+        const t = yield* token()
+        yield* TestClock.adjust(500)
+        expect(limitHeaders(yield* stamps(t))).toEqual({ limit: "10", remaining: "9", reset: "120" })
+        yield* TestClock.adjust("30 seconds")
+        for (let i = 0; i < 9; i++) yield* stamps(t)
+        const limited = yield* stamps(t)
+        expect(limited.status).toBe(429)
+        // The oldest admission (at 0.5 s) leaves the window at 120.5 s, 90 s from now.
+        expect(limitHeaders(limited)).toEqual({ limit: "10", remaining: "0", reset: "90" })
+        const epoch = yield* setup()
+        expect(epoch.tp.resetFormat).toBe("epoch-seconds")
+      }))
+
+    it.effect("endpointLimits gives an endpoint its own limit, announced in X-RateLimit-Limit", () =>
+      Effect.gen(function*() {
+        const { files, stamps, token, tp } = yield* setup({
+          endpointLimits: { "GET /storage/files": { limit: 3, windowMillis: 60_000 } }
+        })
+        expect(tp.endpointLimits).toEqual({
+          "GET /notarizations/stamps": { limit: 10, windowMillis: 120_000 },
+          "POST /notarizations/stamps": { limit: 10, windowMillis: 120_000 },
+          "GET /storage/files": { limit: 3, windowMillis: 60_000 }
+        })
+        const t = yield* token()
+        for (let i = 0; i < 3; i++) expect(limitHeaders(yield* files(t))).toMatchObject({ limit: "3" })
+        const limited = yield* files(t)
+        expect(limited.status).toBe(429)
+        expect(limitHeaders(limited)).toEqual({ limit: "3", remaining: "0", reset: "60" })
+        expect(limitHeaders(yield* stamps(t))).toMatchObject({ limit: "10", remaining: "9" })
+        yield* TestClock.adjust("1 minute")
+        expect((yield* files(t)).status).toBe(200)
+        // A route the sandbox does not serve is a mistake in the test, not a limit nobody meets.
+        const exit = yield* Effect.exit(
+          TokenProjectSandbox.make({ endpointLimits: { "GET /nowhere": { limit: 1, windowMillis: 1 } } as never })
+        )
+        expect(exit._tag).toBe("Failure")
+      }))
+
+    it.effect("rateLimit: a real limit other than the documented one (plans change), for every endpoint", () =>
+      Effect.gen(function*() {
+        const { stamps, token, tp } = yield* setup({ rateLimit: { limit: 4, windowMillis: 60_000 } })
+        expect(tp.rateLimit).toEqual({ limit: 4, windowMillis: 60_000 })
+        const t = yield* token()
+        for (let i = 0; i < 4; i++) expect((yield* stamps(t)).status).toBe(200)
+        const limited = yield* stamps(t)
+        expect(limitHeaders(limited)).toMatchObject({ limit: "4", remaining: "0" })
+      }))
+
     it.effect("counts each app separately", () =>
       Effect.gen(function*() {
         const other = { key: "other-app-key", secret: "other-app-secret", appName: "Other" }

@@ -78,7 +78,8 @@ const providers: ReadonlyArray<Provider> = [
     secret: secrets.norce,
     malformed: [
       ["NORCE_ENVIRONMENT", "dev"],
-      ["NORCE_SCOPE", "production"],
+      // Any RFC 6749 scope is accepted (the docs' examples use lab and production); quotes are not scope values.
+      ["NORCE_SCOPE", "lab \"quoted\""],
       ["NORCE_SCOPE", " "],
       ["NORCE_PLATFORM", "magento"],
       ["NORCE_REGION", "se/../x"],

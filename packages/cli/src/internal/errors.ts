@@ -1,29 +1,49 @@
 /**
- * Every way a command can fail, reduced to one line for stderr and an exit code. Messages come from the
- * typed errors themselves (which never carry secrets); nothing here prints a stack trace, a cause chain or
- * a URL's query string.
+ * Every way a command can fail, as typed errors, and every failure reduced to one line for stderr and an
+ * exit code. Messages come from the typed errors themselves (which never carry secrets); nothing here
+ * prints a stack trace, a cause chain or a URL's query string. Where a library message names a library
+ * option, the line names the command-line flag instead.
  */
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as TollgateError from "@tollgate/core/TollgateError"
-import { Cause, ConfigError, Data, Option, Predicate } from "effect"
+import { Cause, ConfigError, Option, Predicate, Schema } from "effect"
 
 /** Exit codes: 1 for a failed operation, 2 for bad input (arguments, flags, configuration). */
 export const exitCodes = { failure: 1, usage: 2, internal: 70, interrupted: 130 } as const
 
-/** A failure the command describes itself; printed as `tollgate: <message>`. */
-export class CliError extends Data.TaggedError("CliError")<{
-  readonly message: string
-  readonly exitCode: number
-}> {}
+/** Bad arguments or flags, or flags that do not fit together. Exit code 2. */
+export class UsageError extends Schema.TaggedError<UsageError>("@tollgate/cli/UsageError")("UsageError", {
+  message: Schema.String
+}) {}
 
-/** A usage error: bad arguments or flags. */
-export const usage = (message: string): CliError => new CliError({ message, exitCode: exitCodes.usage })
+/** A provider's configuration (its environment variables, or the oauth2 flags) is missing or invalid. Exit 2. */
+export class ConfigurationError
+  extends Schema.TaggedError<ConfigurationError>("@tollgate/cli/ConfigurationError")("ConfigurationError", {
+    message: Schema.String
+  })
+{}
 
-/** A failed operation. */
-export const failure = (message: string): CliError => new CliError({ message, exitCode: exitCodes.failure })
+/** `--sandbox` could not start: `@tollgate/testing` is not installed, or loopback refused to serve. Exit 1. */
+export class SandboxUnavailable
+  extends Schema.TaggedError<SandboxUnavailable>("@tollgate/cli/SandboxUnavailable")("SandboxUnavailable", {
+    message: Schema.String
+  })
+{}
 
-/** The command already told the user what went wrong (a non-2xx response, failed load requests). */
-export class Exit extends Data.TaggedError("Exit")<{ readonly exitCode: number }> {}
+/** The operation ran and failed (failed load requests). Exit 1. */
+export class OperationFailed
+  extends Schema.TaggedError<OperationFailed>("@tollgate/cli/OperationFailed")("OperationFailed", {
+    message: Schema.String
+  })
+{}
+
+/** The command already told the user what went wrong (a non-2xx response's status line). */
+export class Reported extends Schema.TaggedError<Reported>("@tollgate/cli/Reported")("Reported", {
+  exitCode: Schema.Number
+}) {}
+
+/** The errors the CLI defines. */
+export type CliError = UsageError | ConfigurationError | SandboxUnavailable | OperationFailed | Reported
 
 const missingDefault = /^Expected (.+) to exist in /
 
@@ -44,7 +64,7 @@ export const configProblems = (error: ConfigError.ConfigError): ConfigProblems =
         visit(e.right)
         return
       case "MissingData": {
-        const name = e.path.join(".")
+        const name = pathName(e.path)
         // `Config.redacted` reports a missing variable with the message "<redacted>".
         if (missingDefault.test(e.message) || e.message.length === 0 || e.message === "<redacted>") {
           missing.push(name)
@@ -53,10 +73,8 @@ export const configProblems = (error: ConfigError.ConfigError): ConfigProblems =
       }
       case "InvalidData":
       case "Unsupported":
-        invalid.push(withName(e.path.join("."), e.message))
-        return
       case "SourceUnavailable":
-        invalid.push(withName(e.path.join("."), e.message))
+        invalid.push(withName(pathName(e.path), e.message))
         return
     }
   }
@@ -64,8 +82,13 @@ export const configProblems = (error: ConfigError.ConfigError): ConfigProblems =
   return { missing: [...new Set(missing)], invalid: [...new Set(invalid)] }
 }
 
+// A variable nested under a path that repeats it (`Config.nested(name)(Config.string(name))`) is named once.
+const pathName = (path: ReadonlyArray<string>): string =>
+  path.filter((segment, i) => segment.length > 0 && segment !== path[i - 1]).join(".")
+
+// A message that already names its variable (`X is set but empty`) is not prefixed with it again.
 const withName = (name: string, message: string): string =>
-  name.length === 0 || message.includes(name) ? message : `${name}: ${message}`
+  name.length === 0 || message.includes(name) ? inCliTerms(message) : `${name}: ${inCliTerms(message)}`
 
 const list = (items: ReadonlyArray<string>): string =>
   items.length <= 1 ? items.join("") : `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`
@@ -78,6 +101,16 @@ export const describeConfigError = (error: ConfigError.ConfigError): string => {
   parts.push(...invalid)
   return parts.length === 0 ? "invalid configuration" : parts.join("; ")
 }
+
+// Library options the CLI sets from a flag (or an environment variable) of its own: a message naming the
+// option names the flag instead, since that is what the user can change.
+const vocabulary: ReadonlyArray<readonly [RegExp, string]> = [
+  [/\ballowInsecureLoopback\b/g, "--allow-insecure-loopback or TOLLGATE_ALLOW_INSECURE_LOOPBACK=true"]
+]
+
+/** A library message in the command line's terms. */
+export const inCliTerms = (message: string): string =>
+  vocabulary.reduce((text, [option, flag]) => text.replace(option, flag), message)
 
 const errorCode = (cause: unknown): string | undefined => {
   let current: unknown = cause
@@ -117,18 +150,48 @@ export const describeHttpError = (error: HttpClientError.HttpClientError): strin
     : `could not read the response of ${target} (${error.reason})`
 }
 
-/** The line and exit code for any failure a command can end with. */
-export const describe = (error: unknown): { readonly message: string; readonly exitCode: number } => {
-  if (error instanceof CliError) return { message: error.message, exitCode: error.exitCode }
+/**
+ * One line for a Tollgate error: its own message (context-free: it states what happened and, for an
+ * outage, when the endpoint accepts requests again, never that something retries later), in the command
+ * line's terms.
+ */
+export const describeTollgateError = (error: TollgateError.TollgateError): string => inCliTerms(error.message)
+
+/** The exit code of a CLI error. */
+export const exitCodeOf = (error: CliError): number => {
+  switch (error._tag) {
+    case "UsageError":
+    case "ConfigurationError":
+      return exitCodes.usage
+    case "SandboxUnavailable":
+    case "OperationFailed":
+      return exitCodes.failure
+    case "Reported":
+      return error.exitCode
+  }
+}
+
+const isCliError = (u: unknown): u is CliError =>
+  Predicate.isTagged(u, "UsageError") || Predicate.isTagged(u, "ConfigurationError") ||
+  Predicate.isTagged(u, "SandboxUnavailable") || Predicate.isTagged(u, "OperationFailed") ||
+  Predicate.isTagged(u, "Reported")
+
+/**
+ * The line (without the `tollgate:` prefix) and exit code for any failure a command can end with; no line
+ * for `Reported`, whose command already printed one.
+ */
+export const describe = (error: unknown): { readonly message: string | undefined; readonly exitCode: number } => {
+  if (isCliError(error)) {
+    return { message: error._tag === "Reported" ? undefined : error.message, exitCode: exitCodeOf(error) }
+  }
   if (ConfigError.isConfigError(error)) {
     return { message: `invalid configuration: ${describeConfigError(error)}`, exitCode: exitCodes.usage }
   }
-  if (TollgateError.isTollgateError(error)) return { message: error.message, exitCode: exitCodes.failure }
+  if (TollgateError.isTollgateError(error)) {
+    return { message: describeTollgateError(error), exitCode: exitCodes.failure }
+  }
   if (HttpClientError.isHttpClientError(error)) {
     return { message: describeHttpError(error), exitCode: exitCodes.failure }
-  }
-  if (Predicate.isTagged(error, "ServeError")) {
-    return { message: "could not start the sandbox on loopback", exitCode: exitCodes.failure }
   }
   return { message: `unexpected error: ${safeMessage(error)}`, exitCode: exitCodes.internal }
 }

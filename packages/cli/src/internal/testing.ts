@@ -20,7 +20,7 @@ const isMissing = (error: unknown): boolean =>
   "message" in error && typeof error.message === "string" && error.message.includes("'@tollgate/testing'")
 
 /** Imports the modules, or fails with a message that says how to install them. */
-export const load: Effect.Effect<Modules, Errors.CliError> = Effect.tryPromise({
+export const load: Effect.Effect<Modules, Errors.SandboxUnavailable> = Effect.tryPromise({
   try: async () => {
     const [sandbox, norceSandbox] = await Promise.all([
       import("@tollgate/testing/Sandbox"),
@@ -29,11 +29,11 @@ export const load: Effect.Effect<Modules, Errors.CliError> = Effect.tryPromise({
     return { Sandbox: sandbox, NorceSandbox: norceSandbox }
   },
   catch: (error) =>
-    Errors.failure(
-      isMissing(error)
+    new Errors.SandboxUnavailable({
+      message: isMissing(error)
         ? "--sandbox needs @tollgate/testing, which is not installed (npm install @tollgate/testing)"
-        : `--sandbox could not load @tollgate/testing: ${error instanceof Error ? error.message : String(error)}`
-    )
+        : `--sandbox could not load @tollgate/testing: ${Errors.safeMessage(error)}`
+    })
 })
 
 /** The modules, once a sandbox is running (so they are installed, and already loaded). */

@@ -310,10 +310,13 @@ export class TokenBucket implements Budget {
   }
 
   private refill(now: number): void {
-    if (this.last === Number.NEGATIVE_INFINITY || now < this.last) {
+    if (this.last === Number.NEGATIVE_INFINITY) {
       this.last = now
       return
     }
+    // A clock that stepped back refills nothing until it passes `last` again: restarting from the earlier
+    // instant would refill the same stretch twice and over-admit.
+    if (now <= this.last) return
     this.tokens = Math.min(this.burst, this.tokens + (now - this.last) * this.perMillis)
     this.last = now
   }

@@ -15,7 +15,19 @@ import * as TokenExchange from "@tollgate/core/TokenExchange"
 import type * as TokenSource from "@tollgate/core/TokenSource"
 import type * as TollgateError from "@tollgate/core/TollgateError"
 import type { Scope } from "effect"
-import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option, Predicate, Redacted } from "effect"
+import {
+  Clock,
+  Config,
+  ConfigError,
+  Context,
+  Duration,
+  Effect,
+  Either,
+  Layer,
+  Option,
+  Predicate,
+  Redacted
+} from "effect"
 
 /**
  * The settings of a provider that are not credentials or addresses: every default a provider module
@@ -65,6 +77,11 @@ export interface Spec {
   readonly limits: RateLimiter.Policy
   /** A limit on token requests, taken by the token cache before each grant. */
   readonly tokenLimits?: RateLimiter.Policy | undefined
+  /**
+   * The API's limit covers its token endpoint too: each token request takes a permit from the API's
+   * own limiter (see `shareWithTokenRequests`). `tokenLimits` is then ignored.
+   */
+  readonly tokenRequestsCount?: boolean | undefined
   readonly keyOf?: ((request: HttpClientRequest.HttpClientRequest) => string) | undefined
   readonly resetFormat?: RateLimitHeaders.ResetFormat | undefined
   readonly tuning: Tuning
@@ -72,32 +89,41 @@ export interface Spec {
 
 /**
  * The token cache, the limiter and the client, in the current scope. Closing the scope stops the
- * client, then the limiter, then the cache (which revokes its token where the source can).
+ * client, then the limiter, then the cache (which revokes its token where the source can); when token
+ * requests count against the API's limit, the cache stops before the limiter it takes permits from.
  */
+/** The bound on a token `get` when token requests take permits of the API's own budget. */
+const sharedTokenTimeout = Duration.minutes(2)
+
+/** Token requests sharing the API's budget go before every API request: those wait for the token. */
+const tokenRequestPriority = 1000
+
 export const build = (
   spec: Spec
 ): Effect.Effect<Services, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
+    if (spec.tokenRequestsCount === true) {
+      const limiter = yield* RateLimiter.makeWithBackend(spec.tuning.limits ?? spec.limits, {
+        provider: spec.provider
+      })
+      const shared = shareWithTokenRequests(limiter)
+      const tokens = yield* TokenCache.makeWithBackend(spec.source, {
+        // A token request may wait up to a window for its permit (it goes first, but a saturated budget
+        // frees the next permit only when the oldest returns), so the bound on `get` covers that wait.
+        timeout: sharedTokenTimeout,
+        ...spec.tuning.tokenCache,
+        limiter: shared.tokens
+      })
+      const client = yield* makeClient(spec, tokens, shared.requests(tokens, spec.tuning.tokenCache))
+      return { client, tokens, limiter }
+    }
     const tokenLimiter = spec.tokenLimits === undefined
       ? undefined
       : yield* RateLimiter.makeWithBackend(spec.tokenLimits, { provider: `${spec.provider} token endpoint` })
     // Through the backends in context: this process by default, a shared store when a Layer says so.
     const tokens = yield* TokenCache.makeWithBackend(spec.source, { ...spec.tuning.tokenCache, limiter: tokenLimiter })
     const limiter = yield* RateLimiter.makeWithBackend(spec.tuning.limits ?? spec.limits, { provider: spec.provider })
-    const client = yield* ApiClient.make({
-      provider: spec.provider,
-      baseUrl: spec.baseUrl,
-      headers: { ...spec.tuning.client?.headers, ...spec.headers },
-      tokens,
-      limiter,
-      keyOf: spec.keyOf,
-      resetFormat: spec.resetFormat,
-      timeout: spec.tuning.client?.timeout,
-      permitDeadline: spec.tuning.client?.permitDeadline,
-      retry: spec.tuning.client?.retry,
-      // The provider module checked `baseUrl` against the user's loopback allowance already.
-      allowInsecureLoopback: true
-    })
+    const client = yield* makeClient(spec, tokens, limiter)
     return { client, tokens, limiter }
   }).pipe(Effect.mapError(limitsError))
 
@@ -107,6 +133,87 @@ export const build = (
  */
 export const limitsError = (error: TollgateError.InvalidArgument): ConfigError.ConfigError =>
   ConfigError.InvalidData([error.module === "ApiClient.make" ? error.argument : "limits"], error.message)
+
+const makeClient = (spec: Spec, tokens: TokenCache.Service, limiter: RateLimiter.Service) =>
+  ApiClient.make({
+    provider: spec.provider,
+    baseUrl: spec.baseUrl,
+    headers: { ...spec.tuning.client?.headers, ...spec.headers },
+    tokens,
+    limiter,
+    keyOf: spec.keyOf,
+    resetFormat: spec.resetFormat,
+    timeout: spec.tuning.client?.timeout,
+    permitDeadline: spec.tuning.client?.permitDeadline,
+    retry: spec.tuning.client?.retry,
+    // The provider module checked `baseUrl` against the user's loopback allowance already.
+    allowInsecureLoopback: true
+  })
+
+/**
+ * One limiter shared by API requests and token requests, seen two ways, so that sharing it can neither
+ * deadlock nor starve.
+ *
+ * The client holds a permit while it reads the token for the request it is about to send, so a token
+ * request that needed a permit of the same limiter could wait for permits held by the very requests
+ * waiting for that token (with `limit` of them, forever). `requests` is the view the client gets: before
+ * it queues for a permit it obtains a usable token, and if the token stopped being usable while it queued
+ * (it expired during a long wait, another request's 401 dropped it) it sends nothing on that permit and
+ * starts over, rather than wait for a token while holding a permit. The permit it gives up counts as used
+ * for its window: a rare waste, never an overdraw.
+ *
+ * `tokens` is the view the token cache gets: a token request goes before every queued API request (they
+ * are all waiting for it) and waits for its permit instead of failing when the API's budget is spent for
+ * longer than the cache's `maxRetryAfter`, which is normal for a saturated API.
+ */
+export const shareWithTokenRequests = (limiter: RateLimiter.Service): {
+  readonly tokens: RateLimiter.Service
+  readonly requests: (
+    tokens: TokenCache.Service,
+    options?: Pick<TokenCache.Options, "refreshBefore" | "safetyMargin">
+  ) => RateLimiter.Service
+} => ({
+  tokens: {
+    ...limiter,
+    withPermit: ((options?: RateLimiter.PermitOptions) => {
+      const { deadline: _deadline, timeout: _timeout, ...waitItsTurn } = options ?? {}
+      // Every queued request is waiting for this token: it goes before all of them.
+      return limiter.withPermit({ ...waitItsTurn, priority: tokenRequestPriority })
+    }) as RateLimiter.Service["withPermit"]
+  },
+  requests: (tokens, options) => {
+    const usableNow = Effect.flatMap(tokens.current, (current) =>
+      Option.isNone(current)
+        ? Effect.succeed(false)
+        : Effect.map(
+          Clock.currentTimeMillis,
+          (now) => now < TokenCache.schedule(current.value, options).usableUntil
+        ))
+    return {
+      ...limiter,
+      withPermit: ((options?: RateLimiter.PermitOptions) => <A, E, R>(effect: Effect.Effect<A, E, R>) => {
+        const guarded = limiter.withPermit(options ?? {})(effect)
+        const onPermit = limiter.withPermit(options ?? {})(
+          Effect.flatMap(usableNow, (usable) => usable ? Effect.asSome(effect) : Effect.succeedNone)
+        )
+        const attempt: Effect.Effect<A, E | TollgateError.RateLimited | TollgateError.InvalidArgument, R> = Effect
+          .flatMap(
+            Effect.either(tokens.get),
+            (token) =>
+              // The cache's failure is the request's to report: it meets the same error inside, at once.
+              Either.isLeft(token) ? guarded : Effect.flatMap(
+                onPermit,
+                Option.match({
+                  onNone: () => attempt,
+                  onSome: Effect.succeed
+                })
+              )
+          )
+        return attempt
+      }) as RateLimiter.Service["withPermit"]
+    }
+  }
+})
 
 /** The three services under the provider's Tags, built in the Layer's scope. */
 export const layer = <C, T, L, E, R>(
@@ -188,29 +295,51 @@ export const allowInsecureLoopback: Config.Config<boolean> = Config.withDefault(
   false
 )
 
-/** A required, non-empty string: missing or empty is a `ConfigError` naming the variable. */
-export const required = (name: string): Config.Config<string> => BaseUrl.nonEmpty(name)
+// Every helper reads an unnamed value nested under the variable's name, so a `ConfigError` carries the
+// name once, as its path, and its message says only what is wrong. (`Config.mapOrFail` over a named
+// `Config.string(name)` prefixes the path with the name again: "Invalid data at X.X".)
+const named = <A>(name: string, config: Config.Config<A>): Config.Config<A> => Config.nested(config, name)
+
+/**
+ * A required, non-empty string: missing (Effect's own `MissingData`, as for any `Config`) or empty is a
+ * `ConfigError` naming the variable.
+ */
+export const required = (name: string): Config.Config<string> =>
+  named(
+    name,
+    Config.mapOrFail(Config.string(), (value) =>
+      value.trim().length === 0
+        // Invalid, not missing: `Config.withDefault` and `Config.option` must not mistake it for absent.
+        ? Either.left(ConfigError.InvalidData([], "set but empty"))
+        : Either.right(value.trim()))
+  )
 
 /** A required, non-empty secret, never trimmed, never echoed. */
 export const secret = (name: string): Config.Config<Redacted.Redacted<string>> =>
   // Read as a string and redacted at once: `Config.redacted` reports a missing variable with the message
   // "<redacted>", which hides what is wrong. Config errors never carry the value itself.
-  Config.mapOrFail(Config.string(name), (value) =>
-    value.trim().length === 0
-      ? Either.left(ConfigError.InvalidData([name], `${name} is set but empty`))
-      : Either.right(Redacted.make(value)))
+  named(
+    name,
+    Config.mapOrFail(Config.string(), (value) =>
+      value.trim().length === 0
+        ? Either.left(ConfigError.InvalidData([], "set but empty"))
+        : Either.right(Redacted.make(value)))
+  )
 
 /**
  * An optional string: unset is `None`; set but empty is a `ConfigError` naming the variable (unset it to
  * get the default), so a blank line in a `.env` file is never silently ignored.
  */
 export const optional = (name: string): Config.Config<Option.Option<string>> =>
-  Config.mapOrFail(
-    Config.option(Config.string(name)),
-    (value) =>
-      Option.isSome(value) && value.value.trim().length === 0
-        ? Either.left(ConfigError.InvalidData([name], `${name} is set but empty; unset it to use the default`))
-        : Either.right(Option.map(value, (v) => v.trim()))
+  named(
+    name,
+    Config.mapOrFail(
+      Config.option(Config.string()),
+      (value) =>
+        Option.isSome(value) && value.value.trim().length === 0
+          ? Either.left(ConfigError.InvalidData([], "set but empty; unset it to use the default"))
+          : Either.right(Option.map(value, (v) => v.trim()))
+    )
   )
 
 /** An optional string with a default for when it is unset; set but empty is a `ConfigError`. */
@@ -219,13 +348,17 @@ export const withDefault = (name: string, fallback: string): Config.Config<strin
 
 /**
  * A base URL with a default for when it is unset, validated with the loopback allowance from
- * `TOLLGATE_ALLOW_INSECURE_LOOPBACK`. Set but empty, without a scheme, or plain http to a remote host is
- * a `ConfigError` naming the variable.
+ * `TOLLGATE_ALLOW_INSECURE_LOOPBACK`, and that allowance: both read once, so a bad allowance is one
+ * error, not one per setting that reads it. Set but empty, without a scheme, or plain http to a remote
+ * host is a `ConfigError` naming the variable.
  */
-export const baseUrl = (name: string, fallback: string): Config.Config<string> =>
+export const connection = (
+  name: string,
+  fallback: string
+): Config.Config<{ readonly baseUrl: string; readonly allowInsecureLoopback: boolean }> =>
   Config.mapOrFail(
     Config.all([allowInsecureLoopback, Config.withDefault(Config.string(name), fallback)]),
-    ([allow, value]) => url(name, value, allow)
+    ([allow, value]) => Either.map(url(name, value, allow), (baseUrl) => ({ baseUrl, allowInsecureLoopback: allow }))
   )
 
 /** A duration, by `Duration.decode`'s rules ("90 minutes", "1 hour"). */

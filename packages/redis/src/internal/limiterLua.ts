@@ -132,18 +132,23 @@ local function tb_load(b, now)
   local tokens, last = tonumber(s[1]), tonumber(s[2])
   if tokens == nil or last == nil then
     tokens = b.burst
+    last = now
   elseif now > last then
     tokens = math.min(b.burst, tokens + (now - last) * b.rate)
+    last = now
   end
+  -- A clock that stepped back keeps the later instant: refilling from the earlier one would count the
+  -- same stretch twice.
   b.tokens = tokens
+  b.last = last
 end
 local function tb_save(b, now)
   if b.tokens + EPS >= b.burst then
     redis.call('DEL', b.key)
     return
   end
-  redis.call('HSET', b.key, 'tokens', num(b.tokens), 'last', num(now))
-  redis.call('PEXPIRE', b.key, ms((b.burst - b.tokens) / b.rate + 1000))
+  redis.call('HSET', b.key, 'tokens', num(b.tokens), 'last', num(b.last or now))
+  redis.call('PEXPIRE', b.key, ms(math.max((b.last or now) - now, 0) + (b.burst - b.tokens) / b.rate + 1000))
 end
 local function tb_earliest(b, now, cost)
   if b.tokens + EPS >= cost then return now end

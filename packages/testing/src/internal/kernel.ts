@@ -121,10 +121,14 @@ export class Kernel {
 
   /** A documented duration in milliseconds, divided by the time scale. */
   scaled(millis: number): number {
+    // Interpretation ALL-3: every documented duration is divided by the time scale.
     return millis / this.timeScale
   }
 
-  /** Issues a signed JWT and remembers it. */
+  /**
+   * Issues a signed JWT and remembers it. Interpretation ALL-1: tokens are HS256 JWTs signed by this
+   * emulator instance; no other string verifies.
+   */
   issue(options: {
     readonly subject: string
     readonly lifetimeMillis: number | undefined
