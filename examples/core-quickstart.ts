@@ -74,7 +74,13 @@ const program = Effect.gen(function*() {
     RateLimiter.slidingWindow({ limit: LIMIT, window: Duration.millis(WINDOW_MS) })
   )
   // 4. An ordinary HttpClient that does all of the above on every request.
-  const client = yield* ApiClient.make({ provider: "demo", baseUrl: server.url, tokens, limiter })
+  const client = yield* ApiClient.make({
+    provider: "demo",
+    baseUrl: server.url,
+    allowInsecureLoopback: true, // the demo server is plain http on 127.0.0.1
+    tokens,
+    limiter
+  })
 
   const started = Date.now()
   yield* Effect.forEach(

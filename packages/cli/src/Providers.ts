@@ -265,8 +265,11 @@ export const oauth2 = (
       limiter,
       timeout: tuning?.client?.timeout,
       permitDeadline: tuning?.client?.permitDeadline,
-      retry: tuning?.client?.retry
-    })
+      retry: tuning?.client?.retry,
+      allowInsecureLoopback: allow
+    }).pipe(Effect.mapError((error) =>
+      ConfigError.InvalidData([error.argument.startsWith("headers") ? "--header" : "--base-url"], error.message)
+    ))
     return { name: "oauth2", client, tokens, limiter, limit: undefined } satisfies Built
   })
 

@@ -124,6 +124,60 @@ export const describe = (url: string): string => {
 }
 
 /**
+ * Whether `url` is absolute (has a scheme) rather than relative to a base URL.
+ *
+ * @since 0.2.0
+ * @category urls
+ */
+export const isAbsolute = (url: string): boolean => /^[a-z][a-z0-9+.-]*:/i.test(url)
+
+/**
+ * `url` resolved against `base` by joining paths (not by RFC 3986 resolution, which would drop the base
+ * URL's last path segment): `join("https://api.test/v1", "/forms")` is `https://api.test/v1/forms`. An
+ * absolute `url` is returned unchanged.
+ *
+ * @since 0.2.0
+ * @category urls
+ */
+export const join = (base: string, url: string): string => {
+  if (isAbsolute(url)) return url
+  if (url.length === 0) return base
+  if (base.endsWith("/") && url.startsWith("/")) return base + url.slice(1)
+  if (!base.endsWith("/") && !url.startsWith("/") && !url.startsWith("?")) return `${base}/${url}`
+  return base + url
+}
+
+/**
+ * The path of an absolute or relative URL, without query or fragment, found without a URL parser (it
+ * runs for every request: limiter keys, span attributes).
+ *
+ * @since 0.2.0
+ * @category urls
+ */
+export const pathOf = (url: string): string => {
+  const scheme = url.indexOf("://")
+  let start = 0
+  if (scheme !== -1) {
+    // The authority ends at the first "/", "?" or "#": a "/" in the query is not the path.
+    start = url.length
+    for (let i = scheme + 3; i < url.length; i++) {
+      const char = url.charCodeAt(i)
+      if (char === 47 || char === 63 || char === 35) {
+        start = i
+        break
+      }
+    }
+    if (url.charCodeAt(start) !== 47) return "/"
+  }
+  let end = url.length
+  const query = url.indexOf("?", start)
+  if (query !== -1) end = query
+  const hash = url.indexOf("#", start)
+  if (hash !== -1 && hash < end) end = hash
+  return end === start ? "/" : url.slice(start, end)
+}
+
+/**
  * A `Config` for a base URL read from `name`, with a default when the variable is absent. An empty or
  * malformed value is a `ConfigError` naming the variable.
  *

@@ -271,6 +271,34 @@ const parseIetf = (headers: Headers.Headers): {
   }
 }
 
+// Every header `parse` reads; a response with none of them says nothing about limits.
+const names = [
+  "retry-after",
+  "x-ratelimit-remaining",
+  "x-ratelimit-reset",
+  "x-ratelimit-limit",
+  "x-rate-limit-remaining",
+  "x-rate-limit-reset",
+  "x-rate-limit-limit",
+  "ratelimit",
+  "ratelimit-remaining",
+  "ratelimit-reset",
+  "ratelimit-limit",
+  "ratelimit-policy"
+]
+
+/**
+ * Whether `headers` carry any rate-limit header at all: checked per response before parsing, so the
+ * common answer that says nothing costs a dozen lookups and no allocation.
+ *
+ * @since 0.2.0
+ * @category predicates
+ */
+export const isPresent = (headers: Headers.Headers): boolean => {
+  for (const name of names) if (headers[name] !== undefined) return true
+  return false
+}
+
 /**
  * Reads every rate-limit signal from response headers. `now` is the local instant the response was
  * received; relative values are counted from it.
@@ -305,6 +333,16 @@ export const parse = (headers: Headers.Headers, now: DateTime.Utc, options?: Par
     window: Option.map(Option.filter(ietf.windowSeconds, (w) => w > 0), Duration.seconds)
   }
 }
+
+/**
+ * What `headers` say, parsed once: `empty` (the same value every time) when they carry no rate-limit
+ * header, otherwise `parse` at the local instant `nowMillis`.
+ *
+ * @since 0.2.0
+ * @category parsing
+ */
+export const fromHeaders = (headers: Headers.Headers, nowMillis: number, options?: ParseOptions): RateLimitInfo =>
+  isPresent(headers) ? parse(headers, DateTime.unsafeMake(nowMillis), options) : empty
 
 /**
  * True when the server said something about its limit.

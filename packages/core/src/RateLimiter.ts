@@ -79,6 +79,18 @@ export interface PermitOptions extends Subject {
 }
 
 /**
+ * What the client reports with each response: the request's permit options (its `cost` counts), and
+ * for a 429 the instant retries may start, which closes the gate until then for the quota the response
+ * named (as `pauseUntil` does).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Report extends PermitOptions {
+  readonly throttledUntil?: DateTime.Utc | undefined
+}
+
+/**
  * Counters for dashboards and the demo's summary.
  *
  * @since 0.1.0
@@ -133,11 +145,12 @@ export interface Service {
     subject?: Subject & { readonly limit?: number | undefined }
   ) => Effect.Effect<void>
   /**
-   * What one response said, reported for every response (one that said nothing too): its limit and
-   * window teach the budget, its `Remaining` keeps the budget in step with the server, `Remaining: 0`
-   * closes the gate until the reset. `subject` is the request's permit options (its `cost` counts).
+   * What one response said, reported once for every response (one that said nothing too): its limit
+   * and window teach the budget, its `Remaining` keeps the budget in step with the server, `Remaining: 0`
+   * closes the gate until the reset, and a 429 (`report.throttledUntil`) closes it until the retry
+   * instant. `report` is the request's permit options (its `cost` counts).
    */
-  readonly observe: (info: RateLimitHeaders.RateLimitInfo, subject?: PermitOptions) => Effect.Effect<void>
+  readonly observe: (info: RateLimitHeaders.RateLimitInfo, report?: Report) => Effect.Effect<void>
   /** Waits while the gate for `subject` is closed, without taking a permit. */
   readonly awaitGate: (subject?: Subject) => Effect.Effect<void>
   readonly stats: Effect.Effect<Stats>

@@ -42,6 +42,7 @@ import {
   Scope
 } from "effect"
 import * as AccessToken from "./AccessToken.js"
+import * as Facets from "./internal/facets.js"
 import * as Grants from "./internal/grants.js"
 import * as Obtain from "./internal/obtain.js"
 import { MAX_SLEEP_CHUNK_MILLIS } from "./internal/time.js"
@@ -345,18 +346,24 @@ export const make = (
         })
     )
 
-    const get: Effect.Effect<AccessToken.AccessToken, TollgateError.TokenError> = Effect.suspend(() => {
+    // The token `get` hands out without waiting, counted as a use; `undefined` when `get` must wait.
+    const peek = (): AccessToken.AccessToken | undefined => {
       const h = held
-      if (closed || h === undefined) return slowGet
+      if (closed || h === undefined) return undefined
       const at = now()
-      if (at >= h.usableUntil) return slowGet
+      if (at >= h.usableUntil) return undefined
       lastUsed = at
       if (at >= h.refreshAt && !h.kicked) {
         // The first use inside the refresh window wakes a refresher that found the token idle.
         h.kicked = true
         signal()
       }
-      return Effect.succeed(h.token)
+      return h.token
+    }
+
+    const get: Effect.Effect<AccessToken.AccessToken, TollgateError.TokenError> = Effect.suspend(() => {
+      const token = peek()
+      return token === undefined ? slowGet : Effect.succeed(token)
     })
 
     // Renews `h` while it is usable: a refresh flight (or the one already running), then after a failure
@@ -463,13 +470,15 @@ export const make = (
       })
     )
 
-    return {
+    const service: Service = {
       identity: source.identity,
       get,
       invalidate,
       current: Effect.sync(() => Option.fromNullable(held?.token)),
       stats: Effect.sync(() => ({ ...stats }))
-    } satisfies Service
+    }
+    Facets.registerTokenCache(service, peek)
+    return service
   })
 
 /**

@@ -25,6 +25,11 @@ export * as BaseUrl from "./BaseUrl.js"
 /**
  * @since 0.2.0
  */
+export * as Bearer from "./Bearer.js"
+
+/**
+ * @since 0.2.0
+ */
 export * as HeaderValue from "./HeaderValue.js"
 
 /**
@@ -71,3 +76,8 @@ export * as TokenStore from "./TokenStore.js"
  * @since 0.1.0
  */
 export * as TollgateError from "./TollgateError.js"
+
+/**
+ * @since 0.2.0
+ */
+export * as Transport from "./Transport.js"

@@ -478,7 +478,12 @@ describe("ApiClient", () => {
           )
           const port = (server.address() as AddressInfo).port
           const limiter = yield* RateLimiter.make(RateLimiter.slidingWindow({ limit, window: Duration.millis(window) }))
-          const client = yield* ApiClient.make({ provider: "loopback", baseUrl: `http://127.0.0.1:${port}`, limiter })
+          const client = yield* ApiClient.make({
+            provider: "loopback",
+            baseUrl: `http://127.0.0.1:${port}`,
+            allowInsecureLoopback: true,
+            limiter
+          })
           const started = Date.now()
           yield* Effect.forEach(Array.from({ length: 20 }), () => client.get("/x"), { concurrency: 20 })
           const elapsed = Date.now() - started
@@ -567,12 +572,12 @@ describe("ApiClient", () => {
   // Regression (chaos suite): the platform's `http.client` span around each attempt ended holding the
   // request as sent (its response's and its errors' `request`), which a tracer printing span exits outside a
   // fiber showed with the bearer token.
-  it.scoped("no span ends holding the bearer token; the trace context still travels", () =>
+  it.scoped("no span ends holding the bearer token; the trace context travels when the user opts in", () =>
     Effect.gen(function*() {
       const { spans, tracer } = yield* Recording.tracer
       const { arrivals, client } = yield* setup({
         handle: (request) => (request.url.endsWith("/drop") ? { transportError: true } : { status: 200 })
-      }, { retry: { transient: 0 } })
+      }, { retry: { transient: 0 }, propagateTraceContext: true })
       yield* client.get("/ok").pipe(Effect.withTracer(tracer))
       yield* Effect.flip(client.get("/drop")).pipe(Effect.withTracer(tracer))
       expect(spans.map((span) => span.name)).toEqual(["tollgate.request", "tollgate.token.fetch", "tollgate.request"])
@@ -583,6 +588,17 @@ describe("ApiClient", () => {
       }
       expect(spans[0]!.attributes.get("http.response.status_code")).toBe(200)
       expect(arrivals[0]!.headers["traceparent"]).toContain(spans[0]!.spanId)
+    }))
+
+  // Issue 17: a third-party API is outside the user's trust boundary.
+  it.scoped("sends no trace context to the API unless told to; the span is recorded all the same", () =>
+    Effect.gen(function*() {
+      const { spans, tracer } = yield* Recording.tracer
+      const { arrivals, client } = yield* setup({ handle: () => ({}) })
+      yield* client.get("/ok").pipe(Effect.withTracer(tracer))
+      expect(spans.map((span) => span.name)).toContain("tollgate.request")
+      expect(Object.keys(arrivals[0]!.headers).filter((name) => name === "traceparent" || name.startsWith("b3")))
+        .toEqual([])
     }))
 
   it.scoped("reads only the request options of its own fiber", () =>

@@ -27,6 +27,21 @@ describe("BaseUrl", () => {
     expect(message).not.toContain("secret-value")
   })
 
+  it("joins paths onto a base URL, and finds a URL's path without parsing it", () => {
+    expect(BaseUrl.join("https://api.test/v1", "/forms")).toBe("https://api.test/v1/forms")
+    expect(BaseUrl.join("https://api.test/v1/", "/forms")).toBe("https://api.test/v1/forms")
+    expect(BaseUrl.join("https://api.test/v1", "forms?page=2")).toBe("https://api.test/v1/forms?page=2")
+    expect(BaseUrl.join("https://api.test/v1", "?page=2")).toBe("https://api.test/v1?page=2")
+    expect(BaseUrl.join("https://api.test/v1", "")).toBe("https://api.test/v1")
+    expect(BaseUrl.join("https://api.test/v1", "https://elsewhere.test/x")).toBe("https://elsewhere.test/x")
+    expect(BaseUrl.isAbsolute("mailto:x@y.test")).toBe(true)
+    expect(BaseUrl.isAbsolute("/forms")).toBe(false)
+    expect(BaseUrl.pathOf("https://api.test/v1/forms?x=1#top")).toBe("/v1/forms")
+    expect(BaseUrl.pathOf("https://api.test")).toBe("/")
+    expect(BaseUrl.pathOf("/forms#top")).toBe("/forms")
+    expect(BaseUrl.pathOf("https://api.test?x=/not/a/path")).toBe("/")
+  })
+
   it("accepts plain http to loopback only when allowed", () => {
     for (const url of ["http://127.0.0.1:4000", "http://localhost:4000/api", "http://[::1]:4000"]) {
       expect(Either.isRight(BaseUrl.validate("X", url, { allowInsecureLoopback: true }))).toBe(true)

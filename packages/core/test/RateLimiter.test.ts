@@ -328,6 +328,28 @@ describe("RateLimiter", () => {
         expect(times.at(-1)).toBe(30_000)
       }))
 
+    it.scoped("a 429 reported with observe closes the gate until its retry instant, for the quota it names", () =>
+      Effect.gen(function*() {
+        const limiter = yield* RateLimiter.make(RateLimiter.all(
+          RateLimiter.keyed(RateLimiter.slidingWindow({ limit: 2, window: "1 second" })),
+          RateLimiter.slidingWindow({ limit: 50, window: "1 second" })
+        ))
+        const throttled = RateLimitHeaders.parse({ "x-ratelimit-limit": "2" } as never, DateTime.unsafeMake(0))
+        yield* limiter.withPermit({ key: "a" })(
+          limiter.observe(throttled, { key: "a", throttledUntil: DateTime.unsafeMake(20_000) })
+        )
+        // The per-key quota of "a" is closed; "b" and the shared quota are not.
+        expect(yield* limiter.withPermit({ key: "b" })(now)).toBe(0)
+        const a = yield* Effect.fork(limiter.withPermit({ key: "a" })(now))
+        yield* TestClock.adjust("19 seconds")
+        expect(a.unsafePoll()).toBeNull()
+        yield* TestClock.adjust("1 second")
+        expect(yield* Fiber.join(a)).toBe(20_000)
+        // Without a retry instant, a report is an observation only.
+        yield* limiter.observe(RateLimitHeaders.empty, { key: "a" })
+        expect(yield* limiter.withPermit({ key: "a" })(now)).toBe(20_000)
+      }))
+
     it.scoped("Remaining: 0 closes the gate until the reset, a lower Remaining tightens the budget", () =>
       Effect.gen(function*() {
         const limiter = yield* RateLimiter.make(RateLimiter.slidingWindow({ limit: 10, window: "2 minutes" }))

@@ -139,7 +139,7 @@ describe.skipIf(!available)("RedisConnection", () => {
         RedisTokenCache.layerConfig(), // was: TokenCache.layer()
         RedisRateLimiter.layerConfig(RateLimiter.slidingWindow({ limit: 5, window: "1 second" }), { name: "api" }) // was: RateLimiter.layer(...)
       ).pipe(Layer.provide(TokenSource.layer(source)))
-      const live = ApiClient.layer({ provider: "fake", baseUrl: "http://api.test" }).pipe(
+      const live = ApiClient.layer({ provider: "fake", baseUrl: "https://api.test" }).pipe(
         Layer.provideMerge(program),
         Layer.provide(Layer.succeed(HttpClient.HttpClient, transport)),
         Layer.provide(Layer.setConfigProvider(

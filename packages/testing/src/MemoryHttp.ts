@@ -14,7 +14,8 @@ import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as UrlParams from "@effect/platform/UrlParams"
-import { Effect, Inspectable, Layer, Option, Stream } from "effect"
+import * as Transport from "@tollgate/core/Transport"
+import { Effect, Exit, Inspectable, Layer, Option, Stream } from "effect"
 
 /**
  * What a handler answers.
@@ -138,13 +139,37 @@ export const requestText = (request: HttpClientRequest.HttpClientRequest): strin
  * An `HttpClient` answered by `handler`. Fail the handler with an `HttpClientError` to simulate a
  * transport failure; sleep in it to simulate latency.
  *
+ * Like a real transport it honours each request's abort signal (declared with `Transport.abortable`, so
+ * Tollgate's client hands it its deadlines): a handler still running when the request is aborted is
+ * interrupted, and the request fails with a transport error. An answer the handler gives at once
+ * (`Effect.succeed`) costs nothing of the kind.
+ *
  * @since 0.1.0
  * @category constructors
  */
 export const client = (
   handler: (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<Reply, HttpClientError.HttpClientError>
 ): HttpClient.HttpClient =>
-  HttpClient.make((request) => Effect.map(handler(request), (reply) => response(request, reply)))
+  Transport.abortable(HttpClient.make((request, _url, signal) => {
+    const answer = handler(request)
+    if (Exit.isExit(answer)) {
+      const exit = answer as Exit.Exit<Reply, HttpClientError.HttpClientError>
+      return Exit.isSuccess(exit) ? Effect.succeed(response(request, exit.value)) : Effect.failCause(exit.cause)
+    }
+    return Effect.map(Effect.raceFirst(answer, aborted(request, signal)), (reply) => response(request, reply))
+  }))
+
+// Fails with a transport error once `signal` aborts.
+const aborted = (
+  request: HttpClientRequest.HttpClientRequest,
+  signal: AbortSignal
+): Effect.Effect<never, HttpClientError.HttpClientError> =>
+  Effect.async((resume) => {
+    const abort = () => resume(Effect.fail(transportError(request, "the request was aborted")))
+    if (signal.aborted) return abort()
+    signal.addEventListener("abort", abort, { once: true })
+    return Effect.sync(() => signal.removeEventListener("abort", abort))
+  })
 
 /**
  * The same client as a Layer, to swap in for a real transport.

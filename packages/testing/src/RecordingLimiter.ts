@@ -101,7 +101,7 @@ export const wrap = (limiter: RateLimiter.Service): Effect.Effect<RecordingLimit
         ),
       observe: (info: RateLimitHeaders.RateLimitInfo, subject) =>
         Effect.zipRight(
-          Effect.sync(() =>
+          Effect.sync(() => {
             events.push({
               _tag: "Observe",
               key: subject?.key,
@@ -109,7 +109,12 @@ export const wrap = (limiter: RateLimiter.Service): Effect.Effect<RecordingLimit
               remaining: Option.getOrUndefined(info.remaining),
               resetAt: Option.getOrUndefined(Option.map(info.resetAt, (d) => d.epochMillis))
             })
-          ),
+            // A 429 reported with its retry instant closes the gate, as `pauseUntil` does.
+            const until = subject?.throttledUntil
+            if (until !== undefined) {
+              events.push({ _tag: "Pause", key: subject?.key, until: until.epochMillis, at: now() })
+            }
+          }),
           limiter.observe(info, subject)
         ),
       awaitGate: limiter.awaitGate,

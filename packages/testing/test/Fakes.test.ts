@@ -1,6 +1,7 @@
 import * as HttpBody from "@effect/platform/HttpBody"
+import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
-import { ApiClient, RateLimiter, TokenCache, TollgateError } from "@tollgate/core"
+import { ApiClient, RateLimiter, TokenCache, TollgateError, Transport } from "@tollgate/core"
 import { Duration, Effect, Fiber, Layer, Redacted, TestClock } from "effect"
 import * as FakeTokenSource from "../src/FakeTokenSource.js"
 import * as MemoryHttp from "../src/MemoryHttp.js"
@@ -89,5 +90,45 @@ describe("fake Layers", () => {
       const error = yield* Effect.flip(failing.get("https://x.test/"))
       expect(error).toMatchObject({ _tag: "RequestError", reason: "Transport" })
       yield* TestClock.adjust(Duration.zero)
+    }))
+
+  it.scoped("a recorded limiter shows the pause a 429 reported, with its retry instant", () =>
+    Effect.gen(function*() {
+      const recording = yield* RecordingLimiter.wrap(yield* RateLimiter.make(RateLimiter.unlimited))
+      const transport = MemoryHttp.client(() => Effect.succeed({ status: 429, headers: { "retry-after": "60" } }))
+      const client = yield* ApiClient.make({
+        provider: "memory",
+        baseUrl: "https://api.test",
+        limiter: recording.limiter,
+        retry: { rateLimited: 0 }
+      }).pipe(Effect.provideService(HttpClient.HttpClient, transport))
+      expect(yield* Effect.flip(client.get("/x"))).toMatchObject({ _tag: "RateLimited" })
+      expect((yield* recording.events).filter((event) => event._tag === "Pause")).toEqual([
+        { _tag: "Pause", key: "GET /x", until: 60_000, at: 0 }
+      ])
+    }))
+
+  it.scoped("memory transports honour the abort signal, so Tollgate hands them its deadlines", () =>
+    Effect.gen(function*() {
+      const log = { started: 0, interrupted: 0 }
+      const transport = MemoryHttp.client(() =>
+        Effect.sync(() => log.started++).pipe(
+          Effect.zipRight(Effect.sleep("1 minute")),
+          Effect.onInterrupt(() => Effect.sync(() => log.interrupted++)),
+          Effect.as({ status: 200 })
+        )
+      )
+      expect(Transport.isAbortable(transport)).toBe(true)
+      const client = yield* ApiClient.make({
+        provider: "memory",
+        baseUrl: "https://api.test",
+        timeout: "1 second",
+        retry: { transient: 0 }
+      }).pipe(Effect.provideService(HttpClient.HttpClient, transport))
+      const fiber = yield* Effect.fork(Effect.flip(client.get("/slow")))
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "Timeout", operation: "API request" })
+      // The handler was interrupted before the request failed.
+      expect(log).toEqual({ started: 1, interrupted: 1 })
     }))
 })

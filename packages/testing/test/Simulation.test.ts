@@ -8,7 +8,7 @@ import * as Simulation from "../src/Simulation.js"
 // Norce speaks plain OAuth2, so core alone can build its client: the simulation needs nothing else.
 const norceClient = (limit: RateLimiter.Policy) => (http: Parameters<Simulation.Target["client"]>[0]) =>
   Effect.gen(function*() {
-    const base = "http://norce.sandbox.test"
+    const base = "https://norce.sandbox.test"
     const source = yield* OAuth2.make({
       provider: "norce",
       tokenUrl: `${base}/identity/1.0/connect/token`,

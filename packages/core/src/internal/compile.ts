@@ -54,6 +54,13 @@ export interface Node {
   pauseUntil(at: number, subject: Subject): Effect.Effect<void>
   observe(observation: Observation & { readonly cost: number }, subject: Subject): Effect.Effect<void>
   awaitGate(subject: Subject): Effect.Effect<void>
+  /**
+   * The permits of `subject` taken synchronously, when every lane on its path is local, has them free and
+   * has nobody waiting; otherwise `undefined` (the caller then goes through `withPermit`).
+   */
+  tryHold(subject: Subject, cost: number): Local.Hold | undefined
+  /** Whether a permit of `subject` taken now must be released when its request ends. */
+  settles(subject: Subject): boolean
   close(): void
   collect(counters: Counters): void
 }
@@ -94,6 +101,8 @@ const laneNode = (
         return Effect.void
       },
       awaitGate: () => lane.awaitGate(),
+      tryHold: (_subject, cost) => Local.tryHold(lane, cost),
+      settles: () => opened.settles,
       close: () => lane.close(),
       collect: (counters) => addStats(counters, lane),
       idle: (now) => lane.idle(now)
@@ -106,6 +115,8 @@ const laneNode = (
     pauseUntil: (at) => lane.pauseUntil(at),
     observe: (observation) => lane.observe(observation),
     awaitGate: () => lane.awaitGate(),
+    tryHold: () => undefined,
+    settles: () => true,
     close: () => lane.close(),
     collect: (counters) => addStats(counters, lane),
     idle: () => lane.idle()
@@ -200,6 +211,8 @@ const keyedNode = (plan: Extract<Plan, { _tag: "Keyed" }>, path: string, env: Co
     pauseUntil: (at, subject) => nodeFor(subject).pauseUntil(at, subject),
     observe: (observation, subject) => nodeFor(subject).observe(observation, subject),
     awaitGate: (subject) => nodeFor(subject).awaitGate(subject),
+    tryHold: (subject, cost) => nodeFor(subject).tryHold(subject, cost),
+    settles: (subject) => nodeFor(subject).settles(subject),
     close: () => {
       closed = true
       sweepFiber?.unsafeInterruptAsFork(FiberId.none)
@@ -234,6 +247,23 @@ const sequenceNode = (nodes: ReadonlyArray<Node>): Node => {
     pauseUntil: (at, subject) => all(route(subject.limit).map((node) => node.pauseUntil(at, subject))),
     observe: (observation, subject) => all(route(observation.limit).map((node) => node.observe(observation, subject))),
     awaitGate: (subject) => Effect.forEach(nodes, (node) => node.awaitGate(subject), { discard: true }),
+    tryHold: (subject, cost) => {
+      // All or nothing: the parts taken so far go back untouched when one part has no permit free.
+      const holds: Array<Local.Hold> = []
+      for (const node of nodes) {
+        const hold = node.tryHold(subject, cost)
+        if (hold === undefined) {
+          for (const taken of holds) taken.refund()
+          return undefined
+        }
+        holds.push(hold)
+      }
+      return {
+        settle: () => holds.forEach((hold) => hold.settle()),
+        refund: () => holds.forEach((hold) => hold.refund())
+      }
+    },
+    settles: (subject) => nodes.some((node) => node.settles(subject)),
     close: () => nodes.forEach((node) => node.close()),
     collect: (counters) => nodes.forEach((node) => node.collect(counters))
   }

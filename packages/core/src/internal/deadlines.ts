@@ -1,9 +1,13 @@
 /**
  * Time bounds for many concurrent effects on one timer. `Effect.timeoutFail` races each effect against
  * a sleep, forking two fibers, setting and clearing a timer and merging fiber refs back per call;
- * bounding every HTTP attempt that way cost more than the rest of the client together. Here each bounded
- * effect runs in one child fiber, its deadline sits in a heap, and one wake-up interrupts the children
- * whose deadline has passed. Finished entries are dropped lazily.
+ * bounding every HTTP attempt that way cost more than the rest of the client together. Here each bound
+ * sits in a heap, and one wake-up expires the entries whose deadline has passed. Finished entries are
+ * dropped lazily.
+ *
+ * An entry expires in one of two ways. `arm` calls back (the client aborts the request's
+ * `AbortController`, and a transport that honours it ends the attempt itself: no fiber at all). `bound`
+ * runs the effect in one child fiber and interrupts it, for transports that cannot be aborted.
  *
  * On the live clock the wake-up is a plain unref'd `setTimeout`, so a deadline far ahead never keeps the
  * process alive after the work is done; on any other clock (`TestClock`, a virtual clock) it is a fiber
@@ -14,10 +18,14 @@ import { Cause, Clock, Effect, Exit, Fiber, FiberId, Runtime } from "effect"
 import { MinHeap } from "./heap.js"
 import { sleepUntil } from "./time.js"
 
-interface Entry {
+/** One bound: expired once its instant passes, unless finished first. */
+export interface Entry {
   readonly at: number
-  /** Dropped once the attempt is over: finished entries wait in the heap, and must not keep its result. */
-  fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
+  /**
+   * What expiry does; dropped once the bound is over (finished entries wait in the heap, and must not
+   * keep an attempt's fiber or request alive).
+   */
+  expire: (() => void) | undefined
   expired: boolean
   done: boolean
 }
@@ -62,8 +70,7 @@ export class Deadlines {
         const fiber = Runtime.runFork(runtime)(effect)
         const done = fiber.unsafePoll()
         if (done !== null) return done
-        const entry: Entry = { at: this.clock.unsafeCurrentTimeMillis() + millis, fiber, expired: false, done: false }
-        this.push(entry)
+        const entry = this.arm(millis, () => fiber.unsafeInterruptAsFork(FiberId.none))
         return Effect.flatMap(
           restore(Fiber.await(fiber)).pipe(Effect.onInterrupt(() => Effect.asVoid(Fiber.interrupt(fiber)))),
           (exit): Effect.Effect<A, E | E2> => {
@@ -76,6 +83,21 @@ export class Deadlines {
         )
       })
     })
+  }
+
+  /** Calls `expire` once `millis` have passed, unless `finish` is called first. */
+  arm(millis: number, expire: () => void): Entry {
+    const entry: Entry = { at: this.clock.unsafeCurrentTimeMillis() + millis, expire, expired: false, done: false }
+    this.push(entry)
+    return entry
+  }
+
+  /** The bound is over (the effect ended): the entry will never expire. */
+  finish(entry: Entry): void {
+    if (entry.done) return
+    entry.done = true
+    entry.expire = undefined
+    this.pending--
   }
 
   /** Stops the timer; effects still bounded run unbounded from now on. */
@@ -94,13 +116,6 @@ export class Deadlines {
     if (entry.at < this.wakeAt && !this.closed) this.schedule(entry.at)
   }
 
-  private finish(entry: Entry): void {
-    if (entry.done) return
-    entry.done = true
-    entry.fiber = undefined
-    this.pending--
-  }
-
   private wake(): void {
     this.timer = undefined
     this.wakeAt = Number.POSITIVE_INFINITY
@@ -109,10 +124,10 @@ export class Deadlines {
     for (let top = this.heap.peek(); top !== undefined && (top.done || top.at <= now); top = this.heap.peek()) {
       const entry = this.heap.pop()!
       if (entry.done) continue
-      const fiber = entry.fiber!
+      const expire = entry.expire!
       this.finish(entry)
       entry.expired = true
-      fiber.unsafeInterruptAsFork(FiberId.none)
+      expire()
     }
     const next = this.heap.peek()
     if (next !== undefined) this.schedule(next.at)

@@ -172,6 +172,35 @@ export class Lane extends Queue {
 }
 
 /**
+ * A permit taken synchronously for a caller that releases it itself (the ApiClient's fast path): ended
+ * exactly once, settled if its request may have been sent, refunded if it certainly was not.
+ */
+export interface Hold {
+  settle(): void
+  refund(): void
+}
+
+/** The hold of a permit that never comes back: nothing to settle or refund. */
+const freeHold: Hold = { settle: () => {}, refund: () => {} }
+
+class TicketHold implements Hold {
+  constructor(private readonly lane: Lane, private readonly ticket: Ticket) {}
+  settle(): void {
+    this.lane.settle(this.ticket)
+  }
+  refund(): void {
+    this.lane.refund(this.ticket)
+  }
+}
+
+/** `cost` permits of `lane` if they are free now and nobody waits for them, else `undefined`. */
+export const tryHold = (lane: Lane, cost: number): Hold | undefined => {
+  if (!lane.store.settles) return lane.tryTakeFree(cost) ? freeHold : undefined
+  const ticket = new Ticket(cost)
+  return lane.tryTake(ticket) ? new TicketHold(lane, ticket) : undefined
+}
+
+/**
  * Runs `effect` holding `cost` permits of `lane`. Interruption at any step loses nothing: a permit
  * granted but never used is refunded, one whose effect started is settled (its request may have been
  * sent), and a waiter that was never granted leaves the queue. One uninterruptible region and one exit

@@ -9,6 +9,7 @@ import type * as RateLimiterStore from "../RateLimiterStore.js"
 import type * as RateLimitHeaders from "../RateLimitHeaders.js"
 import * as TollgateError from "../TollgateError.js"
 import type * as Compile from "./compile.js"
+import * as Facets from "./facets.js"
 import type { Request } from "./queue.js"
 import { Checker, invalid, MAX_COUNT, MAX_PERIOD_MILLIS, MAX_PRIORITY } from "./validate.js"
 
@@ -154,10 +155,10 @@ export const toObservation = (info: RateLimitHeaders.RateLimitInfo, cost: number
 
 /** The limiter's service over a compiled policy. */
 export const serve = (root: Compile.Node, provider: string): RateLimiter.Service => {
+  // Without options every call guards the same way: one function, not one per call.
+  const plain = <A, E, R>(effect: Effect.Effect<A, E, R>) => root.withPermit(effect, noSubject, defaultRequest)
   const withPermit = (permitOptions?: RateLimiter.PermitOptions) => {
-    if (permitOptions === undefined) {
-      return <A, E, R>(effect: Effect.Effect<A, E, R>) => root.withPermit(effect, noSubject, defaultRequest)
-    }
+    if (permitOptions === undefined) return plain
     const request = toRequest(permitOptions)
     if (request instanceof TollgateError.InvalidArgument) {
       return <A, E, R>(_: Effect.Effect<A, E, R>) => Effect.fail(request)
@@ -165,18 +166,21 @@ export const serve = (root: Compile.Node, provider: string): RateLimiter.Service
     return <A, E, R>(effect: Effect.Effect<A, E, R>) => root.withPermit(effect, permitOptions, request)
   }
 
-  return {
+  const service: RateLimiter.Service = {
     provider,
     withPermit: withPermit as RateLimiter.Service["withPermit"],
     pauseUntil: (instant, subject) =>
       Effect.suspend(() => root.pauseUntil(DateTime.toEpochMillis(instant), subject ?? noSubject)),
-    observe: (info, subject) =>
+    observe: (info, report) =>
       Effect.suspend(() => {
-        const cost = subject?.cost
-        return root.observe(
-          toObservation(info, typeof cost === "number" && cost >= 1 ? cost : 1),
-          subject ?? noSubject
-        )
+        const cost = report?.cost
+        const observation = toObservation(info, typeof cost === "number" && cost >= 1 ? cost : 1)
+        const observed = root.observe(observation, report ?? noSubject)
+        const until = report?.throttledUntil
+        if (until === undefined) return observed
+        // A 429: the gate closes for the quota the server named, as `pauseUntil` would close it.
+        const paused = root.pauseUntil(DateTime.toEpochMillis(until), { ...report, limit: observation.limit })
+        return observed === Effect.void ? paused : Effect.zipRight(observed, paused)
       }),
     awaitGate: (subject) => Effect.suspend(() => root.awaitGate(subject ?? noSubject)),
     stats: Effect.sync(() => {
@@ -194,5 +198,7 @@ export const serve = (root: Compile.Node, provider: string): RateLimiter.Service
       root.collect(counters)
       return counters
     })
-  } satisfies RateLimiter.Service
+  }
+  Facets.registerLimiter(service, root)
+  return service
 }

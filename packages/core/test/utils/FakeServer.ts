@@ -3,6 +3,7 @@ import * as HttpClientError from "@effect/platform/HttpClientError"
 import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { Clock, Duration, Effect } from "effect"
+import * as Transport from "../../src/Transport.js"
 
 export interface Reply {
   readonly status?: number
@@ -21,6 +22,11 @@ export interface Arrival {
 }
 
 export interface FakeServerOptions {
+  /**
+   * Honour each request's abort signal, as a real transport does (the client then bounds attempts by
+   * aborting, without a fiber); declared with `Transport.abortable`. Default: false (a plain fake).
+   */
+  readonly abortable?: boolean
   /** Time before the server sees the request, and after it answers, in milliseconds. */
   readonly latency?: (n: number) => readonly [number, number]
   readonly handle: (request: HttpClientRequest.HttpClientRequest, context: { n: number; now: number }) => Reply
@@ -29,7 +35,7 @@ export interface FakeServerOptions {
 /** An in-memory transport: records every arrival with the virtual time the server saw it. */
 export const make = (options: FakeServerOptions) => {
   const arrivals: Array<Arrival> = []
-  const client = HttpClient.make((request) =>
+  const client = HttpClient.make((request, _url, signal) =>
     Effect.gen(function*() {
       const n = arrivals.length
       const [up, down] = options.latency?.(n) ?? [0, 0]
@@ -56,10 +62,21 @@ export const make = (options: FakeServerOptions) => {
           headers: { "content-type": "application/json", ...reply.headers }
         })
       )
-    })
+    }).pipe((
+      exchange
+    ) => (options.abortable === true ? Effect.raceFirst(exchange, aborted(request, signal)) : exchange))
   )
-  return { client, arrivals }
+  return { client: options.abortable === true ? Transport.abortable(client) : client, arrivals }
 }
+
+const aborted = (request: HttpClientRequest.HttpClientRequest, signal: AbortSignal) =>
+  Effect.async<never, HttpClientError.HttpClientError>((resume) => {
+    const abort = () =>
+      resume(Effect.fail(new HttpClientError.RequestError({ request, reason: "Transport", description: "aborted" })))
+    if (signal.aborted) return abort()
+    signal.addEventListener("abort", abort, { once: true })
+    return Effect.sync(() => signal.removeEventListener("abort", abort))
+  })
 
 /** The most entries of a list of instants inside any interval of length `window` (half-open). */
 export const maxInWindow = (times: ReadonlyArray<number>, window: number): number => {

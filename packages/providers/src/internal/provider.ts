@@ -89,9 +89,12 @@ export const build = (
     return { client, tokens, limiter }
   }).pipe(Effect.mapError(limitsError))
 
-/** A policy in the tuning that the limiter refuses is a configuration error, named by its option. */
+/**
+ * A policy in the tuning that the limiter refuses is a configuration error, named by its option; so is a
+ * client option the ApiClient refuses (a header value, a timeout).
+ */
 export const limitsError = (error: TollgateError.InvalidArgument): ConfigError.ConfigError =>
-  ConfigError.InvalidData(["limits"], error.message)
+  ConfigError.InvalidData([error.module === "ApiClient.make" ? error.argument : "limits"], error.message)
 
 const makeClient = (spec: Spec, tokens: TokenCache.Service, limiter: RateLimiter.Service) =>
   ApiClient.make({
@@ -104,7 +107,9 @@ const makeClient = (spec: Spec, tokens: TokenCache.Service, limiter: RateLimiter
     resetFormat: spec.resetFormat,
     timeout: spec.tuning.client?.timeout,
     permitDeadline: spec.tuning.client?.permitDeadline,
-    retry: spec.tuning.client?.retry
+    retry: spec.tuning.client?.retry,
+    // The provider module checked `baseUrl` against the user's loopback allowance already.
+    allowInsecureLoopback: true
   })
 
 /**
