@@ -191,7 +191,10 @@ class MemoryClientResponse extends Inspectable.Class implements HttpClientRespon
 
   get stream(): Stream.Stream<Uint8Array, HttpClientError.ResponseError> {
     const body = this.body
-    return body instanceof Uint8Array ? Stream.succeed(body) : Stream.mapError(body, (cause) => this.decodeError(cause))
+    // A copy: emulators answer constant bodies from bytes encoded once, which a reader must not change.
+    return body instanceof Uint8Array
+      ? Stream.sync(() => body.slice())
+      : Stream.mapError(body, (cause) => this.decodeError(cause))
   }
 
   toJSON(): unknown {
@@ -276,6 +279,24 @@ const responseOf = (
   )
 }
 
+/**
+ * Apps that can answer a server request handed to them, without a context to read it from: the
+ * emulators'. Providing the request as a service costs an `Effect.locally` per request.
+ */
+const direct = new WeakMap<
+  HttpApp.Default<any>,
+  (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<HttpServerResponse.HttpServerResponse, any>
+>()
+
+/** An app from a function of the request, which `dispatch` calls directly. */
+export const app = <E>(
+  handle: (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<HttpServerResponse.HttpServerResponse, E>
+): HttpApp.Default<E> => {
+  const app = Effect.flatMap(HttpServerRequest.HttpServerRequest, handle)
+  direct.set(app, handle)
+  return app
+}
+
 const removeHost = (url: URL): string => `${url.pathname}${url.search}`
 
 /**
@@ -286,31 +307,63 @@ export const dispatch = (
   request: HttpClientRequest.HttpClientRequest,
   url: URL,
   remoteAddress: string
-): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError> =>
-  Effect.gen(function*() {
-    const body = yield* requestBody(request)
-    let headers = request.headers
-    if (body.contentType !== undefined && headers["content-type"] === undefined) {
-      headers = Headers.set(headers, "content-type", body.contentType)
-    }
-    if (headers.host === undefined) headers = Headers.set(headers, "host", url.host)
-    const path = removeHost(url)
-    const serverRequest = new MemoryServerRequest(
-      request,
-      path,
-      path,
-      request.method,
-      headers,
-      body.bytes,
-      remoteAddress
-    )
-    const response = yield* app.pipe(
-      Effect.provideService(HttpServerRequest.HttpServerRequest, serverRequest),
-      Effect.catchTag("ConnectionDropped", (cause) =>
-        new HttpClientError.RequestError({ request, reason: "Transport", cause, description: cause.message })),
-      Effect.catchAllDefect(() =>
-        Effect.succeed(HttpServerResponse.text("Internal Server Error", { status: 500 }))
-      )
-    )
-    return yield* responseOf(request, response)
-  })
+): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError> => {
+  const body = request.body
+  const inMemory = body._tag === "Empty" || body._tag === "Uint8Array" ||
+    (body._tag === "Raw" && (typeof body.body === "string" || body.body instanceof Uint8Array))
+  return inMemory
+    ? answer(app, request, url, remoteAddress, requestBodySync(body))
+    : Effect.flatMap(requestBody(request), (read) => answer(app, request, url, remoteAddress, read))
+}
+
+const requestBodySync = (
+  body: HttpClientRequest.HttpClientRequest["body"]
+): { readonly bytes: Uint8Array; readonly contentType?: string | undefined } => {
+  switch (body._tag) {
+    case "Uint8Array":
+      return { bytes: body.body, contentType: body.contentType }
+    case "Raw":
+      return {
+        bytes: typeof body.body === "string" ? encoder.encode(body.body) : body.body as Uint8Array,
+        contentType: body.contentType
+      }
+    default:
+      return { bytes: empty }
+  }
+}
+
+const answer = (
+  app: HttpApp.Default<Faults.ConnectionDropped>,
+  request: HttpClientRequest.HttpClientRequest,
+  url: URL,
+  remoteAddress: string,
+  body: { readonly bytes: Uint8Array; readonly contentType?: string | undefined }
+): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError> => {
+  let headers = request.headers
+  if (body.contentType !== undefined && headers["content-type"] === undefined) {
+    headers = Headers.set(headers, "content-type", body.contentType)
+  }
+  if (headers.host === undefined) headers = Headers.set(headers, "host", url.host)
+  const path = removeHost(url)
+  const serverRequest = new MemoryServerRequest(
+    request,
+    path,
+    path,
+    request.method,
+    headers,
+    body.bytes,
+    remoteAddress
+  )
+  const handle = direct.get(app)
+  const response: Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped> = handle === undefined
+    ? Effect.provideService(app, HttpServerRequest.HttpServerRequest, serverRequest)
+    : Effect.suspend(() => handle(serverRequest))
+  return response.pipe(
+    Effect.catchTag(
+      "ConnectionDropped",
+      (cause) => new HttpClientError.RequestError({ request, reason: "Transport", cause, description: cause.message })
+    ),
+    Effect.catchAllDefect(() => Effect.succeed(HttpServerResponse.text("Internal Server Error", { status: 500 }))),
+    Effect.flatMap((response) => responseOf(request, response))
+  )
+}
