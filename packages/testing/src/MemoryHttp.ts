@@ -15,6 +15,7 @@ import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as UrlParams from "@effect/platform/UrlParams"
 import { Effect, Inspectable, Layer, Option, Stream } from "effect"
+import * as Memory from "./internal/memory.js"
 
 /**
  * What a handler answers.
@@ -136,7 +137,9 @@ export const requestText = (request: HttpClientRequest.HttpClientRequest): strin
 
 /**
  * An `HttpClient` answered by `handler`. Fail the handler with an `HttpClientError` to simulate a
- * transport failure; sleep in it to simulate latency.
+ * transport failure; sleep in it to simulate latency. A request the platform would trace gets its client
+ * span, as on a real transport; one it would not is answered without the abort controller and
+ * finalization-registry entry the platform makes per response (there is no connection to abort).
  *
  * @since 0.1.0
  * @category constructors
@@ -144,7 +147,7 @@ export const requestText = (request: HttpClientRequest.HttpClientRequest): strin
 export const client = (
   handler: (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<Reply, HttpClientError.HttpClientError>
 ): HttpClient.HttpClient =>
-  HttpClient.make((request) => Effect.map(handler(request), (reply) => response(request, reply)))
+  Memory.client((request) => Effect.map(handler(request), (reply) => response(request, reply)))
 
 /**
  * The same client as a Layer, to swap in for a real transport.

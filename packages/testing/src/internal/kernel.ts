@@ -216,13 +216,29 @@ export class Kernel {
     return { _tag: "Valid", record, token }
   }
 
+  /**
+   * The token in each `Authorization` header that carried one issued here: a client sends the same header
+   * string thousands of times, and reading the token out of it anew made a new string to hash per lookup.
+   */
+  private readonly bearers = new Map<string, string>()
+
   /** Checks the `Authorization: Bearer` header of a request. */
   checkBearer(request: HttpServerRequest.HttpServerRequest, now: number): BearerCheck {
     const header = request.headers["authorization"]
-    if (header === undefined || header.trim() === "") return { _tag: "Missing" }
-    const match = /^Bearer +(\S+) *$/i.exec(header)
-    if (match === null) return { _tag: "Invalid", reason: "malformed Authorization header", subject: undefined }
-    return this.checkToken(match[1]!, now)
+    if (header === undefined) return { _tag: "Missing" }
+    let token = this.bearers.get(header)
+    if (token === undefined) {
+      if (header.trim() === "") return { _tag: "Missing" }
+      const match = /^Bearer +(\S+) *$/i.exec(header)
+      if (match === null) return { _tag: "Invalid", reason: "malformed Authorization header", subject: undefined }
+      token = match[1]!
+      // Only headers carrying a token issued here, so that junk headers cannot fill the map.
+      if (this.recordOf(token) !== undefined) {
+        if (this.bearers.size >= maxTokenRecords) this.bearers.clear()
+        this.bearers.set(header, token)
+      }
+    }
+    return this.checkToken(token, now)
   }
 
   /** Revokes the live tokens matching `predicate`; returns how many. */

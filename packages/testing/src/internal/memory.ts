@@ -2,6 +2,7 @@ import type { HttpApp, HttpClientRequest } from "@effect/platform"
 import {
   Cookies,
   Headers,
+  HttpClient,
   HttpClientError,
   HttpClientResponse,
   HttpIncomingMessage,
@@ -11,7 +12,7 @@ import {
   Multipart,
   UrlParams
 } from "@effect/platform"
-import { Chunk, Effect, Inspectable, Option, Stream } from "effect"
+import { Chunk, Effect, FiberRef, Inspectable, Option, Stream } from "effect"
 import type * as Faults from "../Faults.js"
 
 const encoder = new TextEncoder()
@@ -365,5 +366,58 @@ const answer = (
     ),
     Effect.catchAllDefect(() => Effect.succeed(HttpServerResponse.text("Internal Server Error", { status: 500 }))),
     Effect.flatMap((response) => responseOf(request, response))
+  )
+}
+
+const maxCachedUrls = 1024
+
+/**
+ * An `HttpClient` over a function that answers in memory. A request the platform would trace gets the
+ * platform client's span, as on a real transport. One it would not (the tracer off, or
+ * `HttpClient.withTracerDisabledWhen`, as Tollgate's own clients do) is answered directly: there is no
+ * connection to abort, so it skips the abort controller and the finalization-registry entry the platform
+ * makes for every response, which a long simulation would pile up faster than the registry frees them.
+ * Untraced, each distinct URL string is parsed once; `answer` must treat the `URL` it is given as read-only.
+ */
+export const client = (
+  answer: (
+    request: HttpClientRequest.HttpClientRequest,
+    url: URL
+  ) => Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>
+): HttpClient.HttpClient => {
+  const traced = HttpClient.make(answer)
+  const urls = new Map<string, URL>()
+  const untraced = (
+    request: HttpClientRequest.HttpClientRequest
+  ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError> => {
+    // With query parameters or a fragment the platform builds a new URL; so does a page's location.
+    const plain = request.urlParams.length === 0 && request.hash._tag === "None" && !("location" in globalThis)
+    let url = plain ? urls.get(request.url) : undefined
+    if (url === undefined) {
+      const made = UrlParams.makeUrl(request.url, request.urlParams, request.hash)
+      if (made._tag === "Left") {
+        return Effect.fail(new HttpClientError.RequestError({ request, reason: "InvalidUrl", cause: made.left }))
+      }
+      url = made.right
+      if (plain) {
+        if (urls.size >= maxCachedUrls) urls.clear()
+        urls.set(request.url, url)
+      }
+    }
+    return answer(request, url)
+  }
+  return HttpClient.makeWith(
+    (effect: Effect.Effect<HttpClientRequest.HttpClientRequest>) =>
+      Effect.flatMap(
+        effect,
+        (request) =>
+          Effect.withFiberRuntime((fiber) =>
+            fiber.getFiberRef(FiberRef.currentTracerEnabled) &&
+              !fiber.getFiberRef(HttpClient.currentTracerDisabledWhen)(request)
+              ? traced.execute(request)
+              : untraced(request)
+          )
+      ),
+    Effect.succeed as HttpClient.HttpClient.Preprocess<never, never>
   )
 }
