@@ -15,7 +15,6 @@ import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as UrlParams from "@effect/platform/UrlParams"
 import { Effect, Inspectable, Layer, Option, Stream } from "effect"
-import * as Memory from "./internal/memory.js"
 
 /**
  * What a handler answers.
@@ -137,9 +136,7 @@ export const requestText = (request: HttpClientRequest.HttpClientRequest): strin
 
 /**
  * An `HttpClient` answered by `handler`. Fail the handler with an `HttpClientError` to simulate a
- * transport failure; sleep in it to simulate latency. A request the platform would trace gets its client
- * span, as on a real transport; one it would not is answered without the abort controller and
- * finalization-registry entry the platform makes per response (there is no connection to abort).
+ * transport failure; sleep in it to simulate latency.
  *
  * @since 0.1.0
  * @category constructors
@@ -147,7 +144,7 @@ export const requestText = (request: HttpClientRequest.HttpClientRequest): strin
 export const client = (
   handler: (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<Reply, HttpClientError.HttpClientError>
 ): HttpClient.HttpClient =>
-  Memory.client((request) => Effect.map(handler(request), (reply) => response(request, reply)))
+  HttpClient.make((request) => Effect.map(handler(request), (reply) => response(request, reply)))
 
 /**
  * The same client as a Layer, to swap in for a real transport.
