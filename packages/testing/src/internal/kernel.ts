@@ -65,6 +65,13 @@ export interface Route {
 
 type Chosen = Faults.Step | { readonly _tag: "Error" }
 
+interface Resolved {
+  readonly path: string
+  readonly respond: Respond
+}
+
+const maxResolvedUrls = 1024
+
 const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 /** A random string from Effect's `Random`. */
@@ -399,7 +406,7 @@ export class Kernel {
     routes: ReadonlyArray<Route>,
     notFound: (request: HttpServerRequest.HttpServerRequest) => HttpServerResponse.HttpServerResponse
   ): HttpApp.Default<Faults.ConnectionDropped> {
-    const router = FindMyWay.make<{ readonly path: string; readonly respond: Respond }>()
+    const router = FindMyWay.make<Resolved>()
     for (const route of routes) {
       const space = route.name.indexOf(" ")
       const path = route.name.slice(space + 1) as `/${string}`
@@ -415,12 +422,24 @@ export class Kernel {
       return respond
     }
     const noParams: Params = {}
+    // What a method and URL resolve to never changes, and clients send the same few URLs over and over:
+    // each is resolved once (the router also parses the query string every time).
+    const resolved = new Map<string, FindMyWay.FindResult<Resolved> | null>()
+    const resolve = (method: string, url: string) => {
+      const key = `${method} ${url}`
+      let found = resolved.get(key)
+      if (found === undefined) {
+        found = router.find(method, url) ?? (method === "HEAD" ? router.find("GET", url) : undefined) ?? null
+        if (resolved.size >= maxResolvedUrls) resolved.clear()
+        resolved.set(key, found)
+      }
+      return found
+    }
     const handle = (
       request: HttpServerRequest.HttpServerRequest
     ): Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped> => {
-      let found = router.find(request.method, request.url)
-      if (found === undefined && request.method === "HEAD") found = router.find("GET", request.url)
-      if (found === undefined) return notFoundOf(request.method)(request, noParams)
+      const found = resolve(request.method, request.url)
+      if (found === null) return notFoundOf(request.method)(request, noParams)
       const route = found.handler
       const params = found.params
       return Effect.withFiberRuntime((fiber) => {
