@@ -244,21 +244,25 @@ const runTarget = (target: Target<any>, end: number) =>
         if (clock.unsafeCurrentTimeMillis() >= end) return Effect.void
         const n = tally.requests++
         const started = clock.unsafeCurrentTimeMillis()
-        return Effect.flatMap(Effect.exit(subject.client.execute(target.request(n))), (exit) => {
+        const after = (ok: boolean): Effect.Effect<void> => {
           tally.latencies.push(clock.unsafeCurrentTimeMillis() - started)
-          let ok = false
-          if (Exit.isSuccess(exit)) {
-            const status = exit.value.status
-            ok = status >= 200 && status < 300
-            if (ok) tally.succeeded++
-            else count(`HTTP ${status}`)
-          } else {
-            const failure = Cause.failureOption(exit.cause)
-            if (Option.isSome(failure)) count((failure.value as { readonly _tag?: string })._tag ?? "Error")
-            else tally.lost++
-          }
           if (!ok) return Effect.zipRight(Effect.sleep(pauseAfterFailure), Effect.suspend(next))
           return think === undefined ? next() : Effect.zipRight(Effect.sleep(think), Effect.suspend(next))
+        }
+        return Effect.matchCauseEffect(subject.client.execute(target.request(n)), {
+          onFailure: (cause) => {
+            const failure = Cause.failureOption(cause)
+            if (Option.isSome(failure)) count((failure.value as { readonly _tag?: string })._tag ?? "Error")
+            else tally.lost++
+            return after(false)
+          },
+          onSuccess: (response) => {
+            const status = response.status
+            const ok = status >= 200 && status < 300
+            if (ok) tally.succeeded++
+            else count(`HTTP ${status}`)
+            return after(ok)
+          }
         })
       }
       return Effect.suspend(next)

@@ -1,7 +1,7 @@
 import type { HttpApp, HttpServerRequest } from "@effect/platform"
 import { HttpServerResponse } from "@effect/platform"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import { Clock, Context, Duration, Effect, Random, Stream, Tracer } from "effect"
+import { Clock, Context, Duration, Effect, Random, RuntimeFlags, Stream, Tracer } from "effect"
 import type { Scope } from "effect"
 import * as FindMyWay from "find-my-way-ts"
 import { IncomingMessage } from "node:http"
@@ -442,10 +442,12 @@ export class Kernel {
       if (found === null) return notFoundOf(request.method)(request, noParams)
       const route = found.handler
       const params = found.params
-      return Effect.withFiberRuntime((fiber) => {
+      return Effect.withFiberRuntime((fiber, status) => {
         const span = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
         if (span._tag === "Some" && span.value._tag === "Span") span.value.attribute("http.route", route.path)
-        return Effect.interruptible(route.respond(request, params))
+        const respond = route.respond(request, params)
+        // A region that is interruptible already needs no switch (and its revert) per request.
+        return RuntimeFlags.interruption(status.runtimeFlags) ? respond : Effect.interruptible(respond)
       })
     }
     return Memory.app(handle)

@@ -12,7 +12,7 @@ import {
   Multipart,
   UrlParams
 } from "@effect/platform"
-import { Chunk, Effect, FiberRef, Inspectable, Option, Stream } from "effect"
+import { Cause, Chunk, Effect, FiberRef, Inspectable, Option, Stream } from "effect"
 import type * as Faults from "../Faults.js"
 
 const encoder = new TextEncoder()
@@ -359,14 +359,26 @@ const answer = (
   const response: Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped> = handle === undefined
     ? Effect.provideService(app, HttpServerRequest.HttpServerRequest, serverRequest)
     : Effect.suspend(() => handle(serverRequest))
-  return response.pipe(
-    Effect.catchTag(
-      "ConnectionDropped",
-      (cause) => new HttpClientError.RequestError({ request, reason: "Transport", cause, description: cause.message })
-    ),
-    Effect.catchAllDefect(() => Effect.succeed(HttpServerResponse.text("Internal Server Error", { status: 500 }))),
-    Effect.flatMap((response) => responseOf(request, response))
-  )
+  // One handler for all outcomes, rather than a combinator each: a dropped connection is a transport error
+  // (whatever else failed alongside), otherwise a defect is a 500, and anything else (an interruption)
+  // passes through.
+  return Effect.matchCauseEffect(response, {
+    onFailure: (cause) => {
+      const failure = Cause.failureOption(cause)
+      if (failure._tag === "Some" && failure.value._tag === "ConnectionDropped") {
+        return new HttpClientError.RequestError({
+          request,
+          reason: "Transport",
+          cause: failure.value,
+          description: failure.value.message
+        })
+      }
+      return Option.isSome(Cause.dieOption(cause))
+        ? responseOf(request, HttpServerResponse.text("Internal Server Error", { status: 500 }))
+        : Effect.failCause(cause as Cause.Cause<never>)
+    },
+    onSuccess: (response) => responseOf(request, response)
+  })
 }
 
 const maxCachedUrls = 1024
