@@ -1,6 +1,6 @@
 import { HttpClientRequest, HttpRouter, HttpServerResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Effect, TestClock } from "effect"
+import { Clock, Effect, Stream, TestClock } from "effect"
 import * as fc from "fast-check"
 import * as NoraSandbox from "../src/NoraSandbox.js"
 import * as Sandbox from "../src/Sandbox.js"
@@ -123,6 +123,19 @@ describe("NoraSandbox", () => {
         expect(submission.body).toMatchObject({ formId: id, status: "received" })
         const unknown = yield* send(client, getWith(`${base}/api/nothing`, t))
         expect(unknown.status).toBe(404)
+      }))
+
+    it.effect("answer the same bytes every time, whatever a reader does to the bytes it streamed", () =>
+      Effect.gen(function*() {
+        const { client, token } = yield* setup()
+        const t = yield* token()
+        const first = yield* send(client, getWith(`${base}/api/forms`, t))
+        const response = yield* client.execute(getWith(`${base}/api/forms`, t))
+        const chunks = yield* Stream.runCollect(response.stream)
+        for (const chunk of chunks) chunk.fill(0x20)
+        const again = yield* send(client, getWith(`${base}/api/forms`, t))
+        expect(again.text).toBe(first.text)
+        expect(JSON.parse(again.text).total).toBeGreaterThan(0)
       }))
 
     it.effect("are matched as the platform's HttpRouter matches them", () =>
