@@ -65,6 +65,15 @@ export interface Route {
 
 type Chosen = Faults.Step | { readonly _tag: "Error" }
 
+/** What the kernel's guard records of each answer (the route kind decides how). */
+type Recorder = (
+  at: number,
+  request: HttpServerRequest.HttpServerRequest,
+  status: number,
+  handled: Handled | undefined,
+  fault: Recording.Fault | undefined
+) => void
+
 interface Resolved {
   readonly path: string
   readonly respond: Respond
@@ -473,13 +482,7 @@ export class Kernel {
   private guard(
     target: Faults.Target,
     handler: Handler,
-    record: (
-      at: number,
-      request: HttpServerRequest.HttpServerRequest,
-      status: number,
-      handled: Handled | undefined,
-      fault: Recording.Fault | undefined
-    ) => void
+    record: Recorder
   ): Respond {
     const answer = (
       request: HttpServerRequest.HttpServerRequest,
@@ -528,13 +531,7 @@ export class Kernel {
     request: HttpServerRequest.HttpServerRequest,
     params: Params,
     handler: Handler,
-    record: (
-      at: number,
-      request: HttpServerRequest.HttpServerRequest,
-      status: number,
-      handled: Handled | undefined,
-      fault: Recording.Fault | undefined
-    ) => void,
+    record: Recorder,
     at: number
   ): Effect.Effect<HttpServerResponse.HttpServerResponse> {
     return Effect.map(handler(request, params), (handled) => {
@@ -548,13 +545,7 @@ export class Kernel {
     config: Faults.Config,
     target: Faults.Target,
     chosen: Chosen,
-    record: (
-      at: number,
-      request: HttpServerRequest.HttpServerRequest,
-      status: number,
-      handled: Handled | undefined,
-      fault: Recording.Fault | undefined
-    ) => void,
+    record: Recorder,
     at: number
   ): Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped> {
     switch (chosen._tag) {
