@@ -21,12 +21,11 @@
  *
  * @since 0.1.0
  */
-import type { HttpServerResponse } from "@effect/platform"
-import { HttpRouter, HttpServerRequest } from "@effect/platform"
+import type { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Clock, Effect } from "effect"
 import type * as Emulator from "./Emulator.js"
 import * as Http from "./internal/http.js"
-import type { Handled } from "./internal/kernel.js"
+import type { Handled, Handler } from "./internal/kernel.js"
 import { Kernel, randomString } from "./internal/kernel.js"
 import { SlidingLog } from "./internal/limiters.js"
 
@@ -188,12 +187,12 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
     })
     const badRequest = (description: string) => refused(errorStatus.request, codes.badRequest, description, description)
 
-    const jsonBody = Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      if (Http.mediaType(request) !== "application/json") return undefined
-      const parsed = Http.parseJson(yield* Http.bodyText(request))
-      return parsed !== undefined && Http.isRecord(parsed.value) ? parsed.value : undefined
-    })
+    const jsonBody = (request: HttpServerRequest.HttpServerRequest) =>
+      Effect.gen(function*() {
+        if (Http.mediaType(request) !== "application/json") return undefined
+        const parsed = Http.parseJson(yield* Http.bodyText(request))
+        return parsed !== undefined && Http.isRecord(parsed.value) ? parsed.value : undefined
+      })
 
     /** Issues an access token, with a new refresh token or, on a refresh in `reuse` mode, the one sent. */
     const grant = (client: Credentials, reused?: { readonly token: string; readonly record: RefreshRecord }) =>
@@ -233,224 +232,222 @@ export const make = (options?: Options): Effect.Effect<NombaSandbox> =>
         }
       })
 
-    const issueToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const accountId = request.headers["accountid"]
-      // Interpretation NOMBA-5: every documented request sends accountId, so every token request needs it.
-      if (accountId === undefined || accountId === "") return badRequest("The accountId header is required")
-      const body = yield* jsonBody
-      if (body === undefined) return badRequest("The request body must be a JSON object")
-      if (body.grant_type !== "client_credentials") return badRequest("grant_type must be client_credentials")
-      if (typeof body.client_id !== "string" || typeof body.client_secret !== "string") {
-        return badRequest("client_id and client_secret are required")
-      }
-      const client = clients.find((c) =>
-        Http.safeEqual(c.clientId, body.client_id as string) &&
-        Http.safeEqual(c.clientSecret, body.client_secret as string)
-      )
-      if (client === undefined) {
-        return refused(
-          errorStatus.credentials,
-          codes.invalidCredentials,
-          "Invalid client credentials",
-          "invalid credentials"
+    const issueToken: Handler = (request) =>
+      Effect.gen(function*() {
+        const accountId = request.headers["accountid"]
+        // Interpretation NOMBA-5: every documented request sends accountId, so every token request needs it.
+        if (accountId === undefined || accountId === "") return badRequest("The accountId header is required")
+        const body = yield* jsonBody(request)
+        if (body === undefined) return badRequest("The request body must be a JSON object")
+        if (body.grant_type !== "client_credentials") return badRequest("grant_type must be client_credentials")
+        if (typeof body.client_id !== "string" || typeof body.client_secret !== "string") {
+          return badRequest("client_id and client_secret are required")
+        }
+        const client = clients.find((c) =>
+          Http.safeEqual(c.clientId, body.client_id as string) &&
+          Http.safeEqual(c.clientSecret, body.client_secret as string)
         )
-      }
-      if (client.accountId !== accountId) {
-        return refused(errorStatus.credentials, codes.invalidAccount, "Invalid accountId", "invalid accountId")
-      }
-      return yield* grant(client)
-    })
+        if (client === undefined) {
+          return refused(
+            errorStatus.credentials,
+            codes.invalidCredentials,
+            "Invalid client credentials",
+            "invalid credentials"
+          )
+        }
+        if (client.accountId !== accountId) {
+          return refused(errorStatus.credentials, codes.invalidAccount, "Invalid accountId", "invalid accountId")
+        }
+        return yield* grant(client)
+      })
 
-    const refreshToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const accountId = request.headers["accountid"]
-      if (accountId === undefined || accountId === "") return badRequest("The accountId header is required")
-      // Interpretation NOMBA-3: the Bearer access token may have expired ("refresh the token when it expires"),
-      // not been revoked.
-      const bearer = /^Bearer +(\S+) *$/i.exec(request.headers["authorization"] ?? "")?.[1]
-      const access = bearer === undefined ? undefined : kernel.recordOf(bearer)
-      if (access === undefined || access.revoked) {
+    const refreshToken: Handler = (request) =>
+      Effect.gen(function*() {
+        const accountId = request.headers["accountid"]
+        if (accountId === undefined || accountId === "") return badRequest("The accountId header is required")
+        // Interpretation NOMBA-3: the Bearer access token may have expired ("refresh the token when it expires"),
+        // not been revoked.
+        const bearer = /^Bearer +(\S+) *$/i.exec(request.headers["authorization"] ?? "")?.[1]
+        const access = bearer === undefined ? undefined : kernel.recordOf(bearer)
+        if (access === undefined || access.revoked) {
+          return {
+            response: envelope(401, codes.unauthorized, "A valid Bearer access token is required", {
+              "www-authenticate": bearer === undefined ? "Bearer" : "Bearer error=\"invalid_token\""
+            }),
+            outcome: "refused",
+            reason: bearer === undefined ? "missing token" : "invalid token"
+          }
+        }
+        const body = yield* jsonBody(request)
+        if (body === undefined) return badRequest("The request body must be a JSON object")
+        if (body.grant_type !== "refresh_token") return badRequest("grant_type must be refresh_token")
+        if (typeof body.refresh_token !== "string" || body.refresh_token === "") {
+          return badRequest("refresh_token is required")
+        }
+        // Interpretation NOMBA-2: a refresh token does not expire; it ends with its access token's revocation or,
+        // rotated, with its use. Interpretation NOMBA-9: the previous access token stays valid until it expires.
+        const stored = refreshTokens.get(body.refresh_token)
+        if (stored === undefined || stored.used || stored.clientId !== access.subject) {
+          return refused(
+            errorStatus.refresh,
+            codes.invalidRefreshToken,
+            "Invalid or expired refresh token",
+            stored?.used === true ? "refresh token already used" : "unknown refresh token"
+          )
+        }
+        if (stored.accountId !== accountId) {
+          return refused(errorStatus.credentials, codes.invalidAccount, "Invalid accountId", "invalid accountId")
+        }
+        const client = clients.find((c) => c.clientId === stored.clientId)!
+        // Interpretation NOMBA-1: the docs' example answers a refresh with the refresh token it was sent.
+        if (refreshMode === "reuse") return yield* grant(client, { token: body.refresh_token, record: stored })
+        stored.used = true
+        return yield* grant(client)
+      })
+
+    const revokeToken: Handler = (request) =>
+      Effect.gen(function*() {
+        const accountId = request.headers["accountid"]
+        if (accountId === undefined || accountId === "") return badRequest("The accountId header is required")
+        const body = yield* jsonBody(request)
+        if (body === undefined) return badRequest("The request body must be a JSON object")
+        if (typeof body.clientId !== "string" || typeof body.access_token !== "string") {
+          return badRequest("clientId and access_token are required")
+        }
+        const client = clients.find((c) => c.clientId === body.clientId)
+        if (client === undefined) {
+          return refused(errorStatus.credentials, codes.invalidCredentials, "Unknown clientId", "unknown client")
+        }
+        if (client.accountId !== accountId) {
+          return refused(errorStatus.credentials, codes.invalidAccount, "Invalid accountId", "invalid accountId")
+        }
+        // Interpretation NOMBA-6: revoking an unknown or dead token succeeds (RFC 7009 §2.2), and revokes the
+        // refresh token issued with it; a token of another client is refused.
+        const record = kernel.recordOf(body.access_token)
+        if (record !== undefined && record.subject !== client.clientId) {
+          return refused(
+            errorStatus.credentials,
+            codes.invalidCredentials,
+            "The token was not issued to this client",
+            "token of another client"
+          )
+        }
+        const now = yield* Clock.currentTimeMillis
+        if (record !== undefined) {
+          kernel.revokeWhere(now, (r) => r === record)
+          for (const stored of refreshTokens.values()) {
+            if (stored.accessJti === record.jti) stored.used = true
+          }
+        }
         return {
-          response: envelope(401, codes.unauthorized, "A valid Bearer access token is required", {
-            "www-authenticate": bearer === undefined ? "Bearer" : "Bearer error=\"invalid_token\""
-          }),
-          outcome: "refused",
-          reason: bearer === undefined ? "missing token" : "invalid token"
+          response: Http.json(200, { code: codes.success, description: "Token revoked successfully" }),
+          outcome: "granted"
         }
-      }
-      const body = yield* jsonBody
-      if (body === undefined) return badRequest("The request body must be a JSON object")
-      if (body.grant_type !== "refresh_token") return badRequest("grant_type must be refresh_token")
-      if (typeof body.refresh_token !== "string" || body.refresh_token === "") {
-        return badRequest("refresh_token is required")
-      }
-      // Interpretation NOMBA-2: a refresh token does not expire; it ends with its access token's revocation or,
-      // rotated, with its use. Interpretation NOMBA-9: the previous access token stays valid until it expires.
-      const stored = refreshTokens.get(body.refresh_token)
-      if (stored === undefined || stored.used || stored.clientId !== access.subject) {
-        return refused(
-          errorStatus.refresh,
-          codes.invalidRefreshToken,
-          "Invalid or expired refresh token",
-          stored?.used === true ? "refresh token already used" : "unknown refresh token"
-        )
-      }
-      if (stored.accountId !== accountId) {
-        return refused(errorStatus.credentials, codes.invalidAccount, "Invalid accountId", "invalid accountId")
-      }
-      const client = clients.find((c) => c.clientId === stored.clientId)!
-      // Interpretation NOMBA-1: the docs' example answers a refresh with the refresh token it was sent.
-      if (refreshMode === "reuse") return yield* grant(client, { token: body.refresh_token, record: stored })
-      stored.used = true
-      return yield* grant(client)
-    })
-
-    const revokeToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const accountId = request.headers["accountid"]
-      if (accountId === undefined || accountId === "") return badRequest("The accountId header is required")
-      const body = yield* jsonBody
-      if (body === undefined) return badRequest("The request body must be a JSON object")
-      if (typeof body.clientId !== "string" || typeof body.access_token !== "string") {
-        return badRequest("clientId and access_token are required")
-      }
-      const client = clients.find((c) => c.clientId === body.clientId)
-      if (client === undefined) {
-        return refused(errorStatus.credentials, codes.invalidCredentials, "Unknown clientId", "unknown client")
-      }
-      if (client.accountId !== accountId) {
-        return refused(errorStatus.credentials, codes.invalidAccount, "Invalid accountId", "invalid accountId")
-      }
-      // Interpretation NOMBA-6: revoking an unknown or dead token succeeds (RFC 7009 §2.2), and revokes the
-      // refresh token issued with it; a token of another client is refused.
-      const record = kernel.recordOf(body.access_token)
-      if (record !== undefined && record.subject !== client.clientId) {
-        return refused(
-          errorStatus.credentials,
-          codes.invalidCredentials,
-          "The token was not issued to this client",
-          "token of another client"
-        )
-      }
-      const now = yield* Clock.currentTimeMillis
-      if (record !== undefined) {
-        kernel.revokeWhere(now, (r) => r === record)
-        for (const stored of refreshTokens.values()) {
-          if (stored.accessJti === record.jti) stored.used = true
-        }
-      }
-      return {
-        response: Http.json(200, { code: codes.success, description: "Token revoked successfully" }),
-        outcome: "granted"
-      }
-    })
+      })
 
     /** Authentication, then the accountId header, then the optional limit, then the route. */
-    const guarded = <R>(
-      handler: (accountId: string) => Effect.Effect<Handled, never, R>
-    ): Effect.Effect<Handled, never, R | HttpServerRequest.HttpServerRequest> =>
-      Effect.gen(function*() {
-        const request = yield* HttpServerRequest.HttpServerRequest
-        const now = yield* Clock.currentTimeMillis
+    const guarded = (
+      handler: (accountId: string, request: HttpServerRequest.HttpServerRequest) => Effect.Effect<Handled>
+    ): Handler =>
+    (request) =>
+      Effect.clockWith((clock): Effect.Effect<Handled> => {
+        const now = clock.unsafeCurrentTimeMillis()
         const check = kernel.checkBearer(request, now)
         if (check._tag !== "Valid") {
-          return {
+          return Effect.succeed({
             response: envelope(401, codes.unauthorized, "Unauthorized", {
               "www-authenticate": check._tag === "Missing" ? "Bearer" : "Bearer error=\"invalid_token\""
             }),
             client: check._tag === "Invalid" ? check.subject : undefined,
             reason: check._tag === "Missing" ? "missing token" : check.reason
-          }
+          })
         }
         const client = check.record.subject
         const accountId = request.headers["accountid"]
         if (accountId === undefined || accountId === "") {
-          return { response: envelope(400, codes.badRequest, "The accountId header is required"), client }
+          return Effect.succeed({
+            response: envelope(400, codes.badRequest, "The accountId header is required"),
+            client
+          })
         }
         // Interpretation NOMBA-10: the API routes and this 403 are the sandbox's own.
         if (accountId !== check.record.data.accountId) {
-          return {
+          return Effect.succeed({
             response: envelope(403, codes.invalidAccount, "The token does not belong to this accountId"),
             client
-          }
+          })
         }
         if (log !== undefined && !log.take(accountId, now).admitted) {
-          return { response: envelope(429, codes.rateLimited, "Too many requests"), client }
+          return Effect.succeed({ response: envelope(429, codes.rateLimited, "Too many requests"), client })
         }
-        const handled = yield* handler(accountId)
-        return { ...handled, client, admitted: true }
+        return Effect.map(handler(accountId, request), (handled) => ({ ...handled, client, admitted: true }))
       })
 
     const success = (data: unknown, status = 200): Handled => ({
       response: Http.json(status, { code: codes.success, description: "Success", data })
     })
 
-    const transfer = Effect.gen(function*() {
-      const body = yield* jsonBody
-      if (body === undefined) {
-        return { response: envelope(400, codes.badRequest, "The request body must be a JSON object") }
-      }
-      const amount = body.amount
-      if (typeof amount !== "number" || !(amount > 0)) {
-        return { response: envelope(400, codes.badRequest, "amount must be a positive number") }
-      }
-      if (typeof body.accountNumber !== "string" || !/^\d{10}$/.test(body.accountNumber)) {
-        return { response: envelope(400, codes.badRequest, "accountNumber must be 10 digits") }
-      }
-      for (const field of ["bankCode", "merchantTxRef"] as const) {
-        if (typeof body[field] !== "string" || body[field] === "") {
-          return { response: envelope(400, codes.badRequest, `${field} is required`) }
+    const transfer = (request: HttpServerRequest.HttpServerRequest) =>
+      Effect.gen(function*() {
+        const body = yield* jsonBody(request)
+        if (body === undefined) {
+          return { response: envelope(400, codes.badRequest, "The request body must be a JSON object") }
         }
-      }
-      const now = yield* Clock.currentTimeMillis
-      return success({
-        id: `API-TRANSFER-${(yield* randomString(10)).toUpperCase()}`,
-        status: "SUCCESS",
-        amount,
-        fee: 10.75,
-        merchantTxRef: body.merchantTxRef,
-        timeCreated: new Date(now).toISOString()
+        const amount = body.amount
+        if (typeof amount !== "number" || !(amount > 0)) {
+          return { response: envelope(400, codes.badRequest, "amount must be a positive number") }
+        }
+        if (typeof body.accountNumber !== "string" || !/^\d{10}$/.test(body.accountNumber)) {
+          return { response: envelope(400, codes.badRequest, "accountNumber must be 10 digits") }
+        }
+        for (const field of ["bankCode", "merchantTxRef"] as const) {
+          if (typeof body[field] !== "string" || body[field] === "") {
+            return { response: envelope(400, codes.badRequest, `${field} is required`) }
+          }
+        }
+        const now = yield* Clock.currentTimeMillis
+        return success({
+          id: `API-TRANSFER-${(yield* randomString(10)).toUpperCase()}`,
+          status: "SUCCESS",
+          amount,
+          fee: 10.75,
+          merchantTxRef: body.merchantTxRef,
+          timeCreated: new Date(now).toISOString()
+        })
       })
-    })
 
-    const router = HttpRouter.empty.pipe(
-      HttpRouter.post("/v1/auth/token/issue", kernel.token("issue", "POST /v1/auth/token/issue", issueToken)),
-      HttpRouter.post("/v1/auth/token/refresh", kernel.token("refresh", "POST /v1/auth/token/refresh", refreshToken)),
-      HttpRouter.post("/v1/auth/token/revoke", kernel.token("revoke", "POST /v1/auth/token/revoke", revokeToken)),
-      HttpRouter.get(
-        "/v1/accounts",
-        kernel.api(
-          "GET /v1/accounts",
-          guarded((accountId) =>
-            Effect.succeed(success({
-              results: [{
-                accountId,
-                accountName: "Sandbox Business",
-                accountType: "PRIMARY",
-                currency: "NGN",
-                status: "ACTIVE"
-              }],
-              cursor: ""
-            }))
-          )
-        )
-      ),
-      HttpRouter.get(
-        "/v1/accounts/balance",
-        kernel.api(
-          "GET /v1/accounts/balance",
-          guarded(() => Effect.succeed(success({ amount: "1500000.00", currency: "NGN" })))
-        )
-      ),
-      HttpRouter.post(
-        "/v1/transfers/bank",
-        kernel.api("POST /v1/transfers/bank", guarded(() => transfer))
-      )
-    )
+    // An account's answer never changes: encoded once per account (the kernel adds the Date header to a copy).
+    const accounts = new Map<string, Handled>()
+    const account = (accountId: string): Handled => {
+      let handled = accounts.get(accountId)
+      if (handled === undefined) {
+        handled = success({
+          results: [{
+            accountId,
+            accountName: "Sandbox Business",
+            accountType: "PRIMARY",
+            currency: "NGN",
+            status: "ACTIVE"
+          }],
+          cursor: ""
+        })
+        accounts.set(accountId, handled)
+      }
+      return handled
+    }
+    const balance = Effect.succeed(success({ amount: "1500000.00", currency: "NGN" }))
+
+    const routes = [
+      kernel.token("issue", "POST /v1/auth/token/issue", issueToken),
+      kernel.token("refresh", "POST /v1/auth/token/refresh", refreshToken),
+      kernel.token("revoke", "POST /v1/auth/token/revoke", revokeToken),
+      kernel.api("GET /v1/accounts", guarded((accountId) => Effect.succeed(account(accountId)))),
+      kernel.api("GET /v1/accounts/balance", guarded(() => balance)),
+      kernel.api("POST /v1/transfers/bank", guarded((_, request) => transfer(request)))
+    ]
 
     // Interpretation ALL-2: unknown routes answer 404 in the provider's own error shape.
-    const app = kernel.app(router, () => envelope(404, codes.notFound, "Resource not found"))
+    const app = kernel.app(routes, () => envelope(404, codes.notFound, "Resource not found"))
 
     return {
       provider: "nomba",

@@ -14,11 +14,11 @@
  *
  * @since 0.1.0
  */
-import { HttpRouter, HttpServerRequest } from "@effect/platform"
+import type { HttpServerRequest } from "@effect/platform"
 import { Clock, Effect } from "effect"
 import type * as Emulator from "./Emulator.js"
 import * as Http from "./internal/http.js"
-import type { Handled } from "./internal/kernel.js"
+import type { Handled, Handler, Params } from "./internal/kernel.js"
 import { Kernel, randomString } from "./internal/kernel.js"
 import { SlidingLog } from "./internal/limiters.js"
 
@@ -159,156 +159,143 @@ export const make = (options?: Options): Effect.Effect<NoraSandbox> =>
         retryAfter ? { "retry-after": String(Math.max(1, Math.ceil((decision.resetAt - now) / 1000))) } : {}
       )
 
-    const issueToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      // Interpretation NORA-5: Content-Type must be JSON; Accept is not checked (absent, it means any type).
-      if (Http.mediaType(request) !== "application/json") {
-        return badRequest("Content-Type must be application/json", "wrong content type")
-      }
-      const parsed = Http.parseJson(yield* Http.bodyText(request))
-      if (parsed === undefined) return badRequest("Request body must be valid JSON", "malformed JSON")
-      if (!Http.isRecord(parsed.value)) return badRequest("Request body must be a JSON object", "not an object")
-      const body = parsed.value
-      const problems = (["clientId", "clientSecret", "organizationId"] as const).flatMap((name) =>
-        typeof body[name] !== "string"
-          ? [`${name} must be a string`]
-          : body[name] === ""
-          ? [`${name} should not be empty`]
-          : []
-      )
-      if (problems.length > 0) return badRequest(problems, "missing or invalid parameters")
-      // Interpretation NORA-1: a token request counts against the limit of the client it names.
-      const named = clients.find((c) => Http.safeEqual(c.clientId, body.clientId as string))
-      if (countTokenRequests && named !== undefined) {
-        const now = yield* Clock.currentTimeMillis
-        const decision = log.take(named.clientId, now)
-        if (!decision.admitted) {
-          return { response: tooManyRequests(decision, now), outcome: "refused", reason: "rate limited" }
+    const issueToken: Handler = (request) =>
+      Effect.gen(function*() {
+        // Interpretation NORA-5: Content-Type must be JSON; Accept is not checked (absent, it means any type).
+        if (Http.mediaType(request) !== "application/json") {
+          return badRequest("Content-Type must be application/json", "wrong content type")
         }
-      }
-      const client = clients.find((c) =>
-        Http.safeEqual(c.clientId, body.clientId as string) &&
-        Http.safeEqual(c.clientSecret, body.clientSecret as string) &&
-        Http.safeEqual(c.organizationId, body.organizationId as string)
-      )
-      if (client === undefined) {
+        const parsed = Http.parseJson(yield* Http.bodyText(request))
+        if (parsed === undefined) return badRequest("Request body must be valid JSON", "malformed JSON")
+        if (!Http.isRecord(parsed.value)) return badRequest("Request body must be a JSON object", "not an object")
+        const body = parsed.value
+        const problems = (["clientId", "clientSecret", "organizationId"] as const).flatMap((name) =>
+          typeof body[name] !== "string"
+            ? [`${name} must be a string`]
+            : body[name] === ""
+            ? [`${name} should not be empty`]
+            : []
+        )
+        if (problems.length > 0) return badRequest(problems, "missing or invalid parameters")
+        // Interpretation NORA-1: a token request counts against the limit of the client it names.
+        const named = clients.find((c) => Http.safeEqual(c.clientId, body.clientId as string))
+        if (countTokenRequests && named !== undefined) {
+          const now = yield* Clock.currentTimeMillis
+          const decision = log.take(named.clientId, now)
+          if (!decision.admitted) {
+            return { response: tooManyRequests(decision, now), outcome: "refused", reason: "rate limited" }
+          }
+        }
+        const client = clients.find((c) =>
+          Http.safeEqual(c.clientId, body.clientId as string) &&
+          Http.safeEqual(c.clientSecret, body.clientSecret as string) &&
+          Http.safeEqual(c.organizationId, body.organizationId as string)
+        )
+        if (client === undefined) {
+          return {
+            response: Http.json(401, { statusCode: 401, message: "Invalid credentials", error: "Unauthorized" }),
+            reason: "invalid credentials"
+          }
+        }
+        const { token } = yield* kernel.issue({
+          subject: client.clientId,
+          lifetimeMillis: tokenLifetimeSeconds * 1000,
+          exp: true,
+          claims: {
+            iss: "https://main.formflow-dev.net",
+            sub: client.clientId,
+            aud: "formflow-api",
+            org: client.organizationId,
+            token_use: "access"
+          }
+        })
         return {
-          response: Http.json(401, { statusCode: 401, message: "Invalid credentials", error: "Unauthorized" }),
-          reason: "invalid credentials"
-        }
-      }
-      const { token } = yield* kernel.issue({
-        subject: client.clientId,
-        lifetimeMillis: tokenLifetimeSeconds * 1000,
-        exp: true,
-        claims: {
-          iss: "https://main.formflow-dev.net",
-          sub: client.clientId,
-          aud: "formflow-api",
-          org: client.organizationId,
-          token_use: "access"
+          response: Http.json(200, { token, expires_in: tokenLifetimeSeconds, token_type: "Bearer" }, {
+            "cache-control": "no-store"
+          })
         }
       })
-      return {
-        response: Http.json(200, { token, expires_in: tokenLifetimeSeconds, token_type: "Bearer" }, {
-          "cache-control": "no-store"
-        })
-      }
-    })
 
     /** Authentication, then the per-client sliding log, then the route. */
-    const guarded = <R>(
-      handler: (client: string) => Effect.Effect<Handled, never, R>
-    ): Effect.Effect<Handled, never, R | HttpServerRequest.HttpServerRequest> =>
-      Effect.gen(function*() {
-        const request = yield* HttpServerRequest.HttpServerRequest
-        const now = yield* Clock.currentTimeMillis
+    const guarded = (
+      handler: (
+        client: string,
+        request: HttpServerRequest.HttpServerRequest,
+        params: Params
+      ) => Effect.Effect<Handled>
+    ): Handler =>
+    (request, params) =>
+      Effect.clockWith((clock): Effect.Effect<Handled> => {
+        const now = clock.unsafeCurrentTimeMillis()
         // Interpretation NORA-6: any token but a valid one is a 401 with a Bearer challenge (RFC 6750).
         const check = kernel.checkBearer(request, now)
         if (check._tag !== "Valid") {
-          return {
+          return Effect.succeed({
             response: Http.json(401, { statusCode: 401, message: "Unauthorized" }, {
               "www-authenticate": check._tag === "Missing" ? "Bearer" : "Bearer error=\"invalid_token\""
             }),
             client: check._tag === "Invalid" ? check.subject : undefined,
             reason: check._tag === "Missing" ? "missing token" : check.reason
-          }
+          })
         }
         const client = check.record.subject
         // Interpretation NORA-2: "60 requests per minute" per client, over any 60 s (a sliding log).
         const decision = log.take(client, now)
-        if (!decision.admitted) return { response: tooManyRequests(decision, now), client, admitted: false }
-        const handled = yield* handler(client)
-        return { ...handled, client, admitted: true }
+        if (!decision.admitted) {
+          return Effect.succeed({ response: tooManyRequests(decision, now), client, admitted: false })
+        }
+        return Effect.map(handler(client, request, params), (handled) => ({ ...handled, client, admitted: true }))
       })
 
     const formNotFound = (formId: string | undefined): Handled => ({
       response: Http.json(404, { statusCode: 404, message: `Form ${formId ?? ""} not found`, error: "Not Found" })
     })
 
+    // The same answer every time: encoded once (the kernel adds the Date header to a copy).
+    const formList = Effect.succeed<Handled>({
+      response: Http.json(200, { data: forms.map(({ id, name }) => ({ id, name })), total: forms.length })
+    })
+
     // Interpretation NORA-8: the docs document no API routes; these forms are the sandbox's own.
-    const router = HttpRouter.empty.pipe(
-      HttpRouter.post("/api/token", kernel.token("issue", "POST /api/token", issueToken)),
-      HttpRouter.get(
-        "/api/forms",
-        kernel.api(
-          "GET /api/forms",
-          guarded(() =>
-            Effect.succeed({
-              response: Http.json(200, {
-                data: forms.map(({ id, name }) => ({ id, name })),
-                total: forms.length
+    const routes = [
+      kernel.token("issue", "POST /api/token", issueToken),
+      kernel.api("GET /api/forms", guarded(() => formList)),
+      kernel.api(
+        "GET /api/forms/:formId",
+        guarded((_client, _request, { formId }) => {
+          const form = forms.find((f) => f.id === formId)
+          return Effect.succeed(form === undefined ? formNotFound(formId) : { response: Http.json(200, form) })
+        })
+      ),
+      kernel.api(
+        "POST /api/forms/:formId/submissions",
+        guarded((_client, request, { formId }) =>
+          Effect.gen(function*() {
+            const form = forms.find((f) => f.id === formId)
+            if (form === undefined) return formNotFound(formId)
+            const parsed = Http.mediaType(request) === "application/json"
+              ? Http.parseJson(yield* Http.bodyText(request))
+              : undefined
+            if (parsed === undefined || !Http.isRecord(parsed.value)) {
+              return badRequest("Request body must be a JSON object", "invalid submission")
+            }
+            const now = yield* Clock.currentTimeMillis
+            return {
+              response: Http.json(201, {
+                id: `sub_${yield* randomString(16)}`,
+                formId: form.id,
+                status: "received",
+                createdAt: new Date(now).toISOString()
               })
-            })
-          )
-        )
-      ),
-      HttpRouter.get(
-        "/api/forms/:formId",
-        kernel.api(
-          "GET /api/forms/:formId",
-          guarded(() =>
-            Effect.map(HttpRouter.params, ({ formId }) => {
-              const form = forms.find((f) => f.id === formId)
-              return form === undefined ? formNotFound(formId) : { response: Http.json(200, form) }
-            })
-          )
-        )
-      ),
-      HttpRouter.post(
-        "/api/forms/:formId/submissions",
-        kernel.api(
-          "POST /api/forms/:formId/submissions",
-          guarded(() =>
-            Effect.gen(function*() {
-              const { formId } = yield* HttpRouter.params
-              const form = forms.find((f) => f.id === formId)
-              if (form === undefined) return formNotFound(formId)
-              const request = yield* HttpServerRequest.HttpServerRequest
-              const parsed = Http.mediaType(request) === "application/json"
-                ? Http.parseJson(yield* Http.bodyText(request))
-                : undefined
-              if (parsed === undefined || !Http.isRecord(parsed.value)) {
-                return badRequest("Request body must be a JSON object", "invalid submission")
-              }
-              const now = yield* Clock.currentTimeMillis
-              return {
-                response: Http.json(201, {
-                  id: `sub_${yield* randomString(16)}`,
-                  formId: form.id,
-                  status: "received",
-                  createdAt: new Date(now).toISOString()
-                })
-              }
-            })
-          )
+            }
+          })
         )
       )
-    )
+    ]
 
     // Interpretation ALL-2: unknown routes answer 404 in the provider's own error shape.
     const app = kernel.app(
-      router,
+      routes,
       (request) =>
         Http.json(404, {
           statusCode: 404,

@@ -23,11 +23,11 @@
  *
  * @since 0.1.0
  */
-import { HttpRouter, HttpServerRequest } from "@effect/platform"
+import type { HttpServerRequest } from "@effect/platform"
 import { Clock, Effect, Option } from "effect"
 import type * as Emulator from "./Emulator.js"
 import * as Http from "./internal/http.js"
-import type { Handled } from "./internal/kernel.js"
+import type { Handled, Handler } from "./internal/kernel.js"
 import { Kernel } from "./internal/kernel.js"
 import { SlidingLog, TokenBucket } from "./internal/limiters.js"
 
@@ -226,9 +226,8 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
       : { limit: options.rateLimit.limit, windowMillis: kernel.scaled(options.rateLimit.windowMillis) }
     const log = rateLimit === undefined ? undefined : new SlidingLog(rateLimit.limit, rateLimit.windowMillis)
 
-    const issueToken = (path: string): Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> =>
+    const issueToken = (path: string): Handler => (request) =>
       Effect.gen(function*() {
-        const request = yield* HttpServerRequest.HttpServerRequest
         const now = yield* Clock.currentTimeMillis
         // Interpretation NORCE-3: keyed on the client's address; every request counts, refused or not.
         const decision = bucket.take(clientIp(request), now)
@@ -347,15 +346,15 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
       Http.json(status, { error, error_description: description }, headers)
 
     /** Authentication, then the ApplicationId header, then the optional limit, then the route. */
-    const guarded = <R>(
-      handler: (query: URLSearchParams, applicationId: string) => Effect.Effect<Handled, never, R>
-    ): Effect.Effect<Handled, never, R | HttpServerRequest.HttpServerRequest> =>
-      Effect.gen(function*() {
-        const request = yield* HttpServerRequest.HttpServerRequest
-        const now = yield* Clock.currentTimeMillis
+    const guarded = (
+      handler: (query: URLSearchParams, applicationId: string) => Effect.Effect<Handled>
+    ): Handler =>
+    (request) =>
+      Effect.clockWith((clock): Effect.Effect<Handled> => {
+        const now = clock.unsafeCurrentTimeMillis()
         const check = kernel.checkBearer(request, now)
         if (check._tag !== "Valid") {
-          return {
+          return Effect.succeed({
             response: check._tag === "Missing"
               ? apiError(401, "unauthorized", "A Bearer token is required", { "www-authenticate": "Bearer" })
               : apiError(401, "invalid_token", "The access token is invalid, expired or revoked", {
@@ -363,96 +362,93 @@ export const make = (options?: Options): Effect.Effect<NorceSandbox> =>
               }),
             client: check._tag === "Invalid" ? check.subject : undefined,
             reason: check._tag === "Missing" ? "missing token" : check.reason
-          }
+          })
         }
         const client = check.record.subject
         // Interpretation NORCE-10: the docs require the header; what answers its absence is ours.
         const applicationId = request.headers["applicationid"]?.trim()
         if (applicationId === undefined || applicationId === "") {
-          return {
+          return Effect.succeed({
             response: apiError(400, "missing_application_id", "The ApplicationId header is required"),
             client
-          }
+          })
         }
         if (applicationId !== check.record.data.applicationId) {
-          return {
+          return Effect.succeed({
             response: apiError(403, "forbidden_application", `The client may not access application ${applicationId}`),
             client
-          }
+          })
         }
         const query = Http.queryOf(request.url)
         const format = query.get("format")
         if (format !== null && format.toLowerCase() !== "json") {
-          return { response: apiError(400, "unsupported_format", "The sandbox only answers format=json"), client }
+          return Effect.succeed({
+            response: apiError(400, "unsupported_format", "The sandbox only answers format=json"),
+            client
+          })
         }
         if (log !== undefined && !log.take(client, now).admitted) {
-          return {
+          return Effect.succeed({
             response: apiError(429, "too_many_requests", "Too many requests"),
             client,
             admitted: false
-          }
+          })
         }
-        const handled = yield* handler(query, applicationId)
-        return { ...handled, client, admitted: true }
+        return Effect.map(handler(query, applicationId), (handled) => ({ ...handled, client, admitted: true }))
       })
 
-    const router = HttpRouter.empty.pipe(
-      HttpRouter.post(
-        tokenPaths.commerce,
-        kernel.token("issue", `POST ${tokenPaths.commerce}`, issueToken(tokenPaths.commerce))
-      ),
-      HttpRouter.post(
-        tokenPaths.storm,
-        kernel.token("issue", `POST ${tokenPaths.storm}`, issueToken(tokenPaths.storm))
-      ),
-      HttpRouter.get(
-        "/commerce/metadata/1.1/GetApplication",
-        kernel.api(
-          "GET /commerce/metadata/1.1/GetApplication",
-          guarded((_, applicationId) =>
-            Effect.succeed({
-              response: Http.json(200, {
-                ApplicationId: Number(applicationId),
-                Name: "Norce Sandbox Store",
-                UniqueName: "norce-sandbox",
-                DefaultCultureCode: "sv-SE",
-                DefaultCurrencyCode: "SEK",
-                IsActive: true
-              })
-            })
-          )
-        )
-      ),
-      HttpRouter.get(
-        "/commerce/products/1.1/GetProduct",
-        kernel.api(
-          "GET /commerce/products/1.1/GetProduct",
-          guarded((query) => {
-            const id = query.get("id")
-            if (id === null || !/^\d+$/.test(id)) {
-              return Effect.succeed({ response: apiError(400, "invalid_request", "The id parameter must be a number") })
-            }
-            const product = products.find((p) => p.ProductId === Number(id))
-            return Effect.succeed({
-              response: product === undefined
-                ? apiError(404, "not_found", `Product ${id} not found`)
-                : Http.json(200, product)
-            })
+    // An application's answer never changes: encoded once per application id (the kernel adds the Date
+    // header to a copy).
+    const applications = new Map<string, Handled>()
+    const application = (applicationId: string): Handled => {
+      let handled = applications.get(applicationId)
+      if (handled === undefined) {
+        handled = {
+          response: Http.json(200, {
+            ApplicationId: Number(applicationId),
+            Name: "Norce Sandbox Store",
+            UniqueName: "norce-sandbox",
+            DefaultCultureCode: "sv-SE",
+            DefaultCurrencyCode: "SEK",
+            IsActive: true
           })
-        )
+        }
+        applications.set(applicationId, handled)
+      }
+      return handled
+    }
+
+    const routes = [
+      kernel.token("issue", `POST ${tokenPaths.commerce}`, issueToken(tokenPaths.commerce)),
+      kernel.token("issue", `POST ${tokenPaths.storm}`, issueToken(tokenPaths.storm)),
+      kernel.api(
+        "GET /commerce/metadata/1.1/GetApplication",
+        guarded((_, applicationId) => Effect.succeed(application(applicationId)))
       ),
-      HttpRouter.get(
-        "/commerce/products/1.1/ListProducts",
-        kernel.api(
-          "GET /commerce/products/1.1/ListProducts",
-          guarded(() => Effect.succeed({ response: Http.json(200, { Items: products, ItemCount: products.length }) }))
-        )
+      kernel.api(
+        "GET /commerce/products/1.1/GetProduct",
+        guarded((query) => {
+          const id = query.get("id")
+          if (id === null || !/^\d+$/.test(id)) {
+            return Effect.succeed({ response: apiError(400, "invalid_request", "The id parameter must be a number") })
+          }
+          const product = products.find((p) => p.ProductId === Number(id))
+          return Effect.succeed({
+            response: product === undefined
+              ? apiError(404, "not_found", `Product ${id} not found`)
+              : Http.json(200, product)
+          })
+        })
+      ),
+      kernel.api(
+        "GET /commerce/products/1.1/ListProducts",
+        guarded(() => Effect.succeed({ response: Http.json(200, { Items: products, ItemCount: products.length }) }))
       )
-    )
+    ]
 
     // Interpretation ALL-2: unknown routes answer 404 in the provider's own error shape.
     const app = kernel.app(
-      router,
+      routes,
       (request) => Http.json(404, { error: "not_found", error_description: `No route ${Http.pathOf(request.url)}` })
     )
 

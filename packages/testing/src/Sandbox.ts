@@ -11,10 +11,10 @@
  * @since 0.1.0
  */
 import type { HttpApp, HttpServerError } from "@effect/platform"
-import { HttpClient, HttpClientError, UrlParams } from "@effect/platform"
-import type { HttpClientRequest, HttpClientResponse } from "@effect/platform"
+import { HttpClient, HttpClientError } from "@effect/platform"
+import type { HttpClientRequest } from "@effect/platform"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Context, Effect, FiberRef, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 import type { Scope } from "effect"
 import * as Http from "node:http"
 import type * as Emulator from "./Emulator.js"
@@ -200,7 +200,8 @@ export interface ClientOptions {
  * would not (the tracer off, or `HttpClient.withTracerDisabledWhen`, as Tollgate's own clients do) is
  * answered directly: there is no connection to abort, so it skips the abort controller the platform
  * registers for every response, which a long simulation would otherwise pile up faster than the
- * finalization registry frees it.
+ * finalization registry frees it. `route` is given a URL parsed once per distinct URL string: read it,
+ * do not change it.
  *
  * @since 0.1.0
  * @category constructors
@@ -222,29 +223,7 @@ export const makeClient = (
       )
       : Memory.dispatch(app, request, url, remoteAddress)
   }
-  const traced = HttpClient.make(answer)
-  const untraced = (
-    request: HttpClientRequest.HttpClientRequest
-  ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError> => {
-    const url = UrlParams.makeUrl(request.url, request.urlParams, request.hash)
-    return url._tag === "Left"
-      ? Effect.fail(new HttpClientError.RequestError({ request, reason: "InvalidUrl", cause: url.left }))
-      : answer(request, url.right)
-  }
-  return HttpClient.makeWith(
-    (effect: Effect.Effect<HttpClientRequest.HttpClientRequest>) =>
-      Effect.flatMap(
-        effect,
-        (request) =>
-          Effect.withFiberRuntime((fiber) =>
-            fiber.getFiberRef(FiberRef.currentTracerEnabled) &&
-              !fiber.getFiberRef(HttpClient.currentTracerDisabledWhen)(request)
-              ? traced.execute(request)
-              : untraced(request)
-          )
-      ),
-    Effect.succeed as HttpClient.HttpClient.Preprocess<never, never>
-  )
+  return Memory.client(answer)
 }
 
 const routesOf = (service: Service): Map<string, HttpApp.Default<Faults.ConnectionDropped>> => {

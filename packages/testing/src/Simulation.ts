@@ -151,9 +151,10 @@ export interface Options {
   readonly start?: number | Date | undefined
 }
 
-const percentiles = (values: Array<number>): Percentiles => {
-  if (values.length === 0) return { p50: 0, p90: 0, p99: 0, max: 0 }
-  values.sort((a, b) => a - b)
+const percentiles = (latencies: Array<number>): Percentiles => {
+  if (latencies.length === 0) return { p50: 0, p90: 0, p99: 0, max: 0 }
+  // A typed array sorts numerically without a comparator call per comparison.
+  const values = Float64Array.from(latencies).sort()
   const at = (q: number) => values[Math.min(values.length - 1, Math.floor(q * values.length))]!
   return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: values[values.length - 1]! }
 }
@@ -237,26 +238,34 @@ const runTarget = (target: Target<any>, end: number) =>
             )
         )
       ), { discard: true })
-    const worker = Effect.gen(function*() {
-      while ((yield* Clock.currentTimeMillis) < end) {
+    // A loop of plain Effects, not a generator: it runs once per simulated request.
+    const worker = Effect.clockWith((clock) => {
+      const next = (): Effect.Effect<void> => {
+        if (clock.unsafeCurrentTimeMillis() >= end) return Effect.void
         const n = tally.requests++
-        const started = yield* Clock.currentTimeMillis
-        const exit = yield* Effect.exit(subject.client.execute(target.request(n)))
-        tally.latencies.push((yield* Clock.currentTimeMillis) - started)
-        let ok = false
-        if (Exit.isSuccess(exit)) {
-          const status = exit.value.status
-          ok = status >= 200 && status < 300
-          if (ok) tally.succeeded++
-          else count(`HTTP ${status}`)
-        } else {
-          const failure = Cause.failureOption(exit.cause)
-          if (Option.isSome(failure)) count((failure.value as { readonly _tag?: string })._tag ?? "Error")
-          else tally.lost++
+        const started = clock.unsafeCurrentTimeMillis()
+        const after = (ok: boolean): Effect.Effect<void> => {
+          tally.latencies.push(clock.unsafeCurrentTimeMillis() - started)
+          if (!ok) return Effect.zipRight(Effect.sleep(pauseAfterFailure), Effect.suspend(next))
+          return think === undefined ? next() : Effect.zipRight(Effect.sleep(think), Effect.suspend(next))
         }
-        if (!ok) yield* Effect.sleep(pauseAfterFailure)
-        else if (think !== undefined) yield* Effect.sleep(think)
+        return Effect.matchCauseEffect(subject.client.execute(target.request(n)), {
+          onFailure: (cause) => {
+            const failure = Cause.failureOption(cause)
+            if (Option.isSome(failure)) count((failure.value as { readonly _tag?: string })._tag ?? "Error")
+            else tally.lost++
+            return after(false)
+          },
+          onSuccess: (response) => {
+            const status = response.status
+            const ok = status >= 200 && status < 300
+            if (ok) tally.succeeded++
+            else count(`HTTP ${status}`)
+            return after(ok)
+          }
+        })
       }
+      return Effect.suspend(next)
     })
     yield* Effect.all(Array.from({ length: target.fibers }, () => worker), { concurrency: "unbounded", discard: true })
     const tokens = subject.tokens === undefined ? Option.none() : Option.some(yield* subject.tokens.stats)

@@ -19,11 +19,12 @@
  *
  * @since 0.1.0
  */
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import type { HttpServerRequest } from "@effect/platform"
+import { HttpServerResponse } from "@effect/platform"
 import { Clock, Effect } from "effect"
 import type * as Emulator from "./Emulator.js"
 import * as Http from "./internal/http.js"
-import type { Handled } from "./internal/kernel.js"
+import type { Handled, Handler } from "./internal/kernel.js"
 import { Kernel, randomString } from "./internal/kernel.js"
 import { SlidingLog } from "./internal/limiters.js"
 
@@ -205,47 +206,47 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
     ]
 
     // Interpretation TP-9: the token request carries no Bearer token, so it is not rate limited.
-    const issueToken: Effect.Effect<Handled, never, HttpServerRequest.HttpServerRequest> = Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      // Interpretation TP-10: key and secret in the query string, as the curl example sends them; a body is ignored.
-      const query = Http.queryOf(request.url)
-      const key = query.get("key")
-      const secret = query.get("secret")
-      if (key === null || secret === null || key === "" || secret === "") {
-        return {
-          response: Http.json(400, errors(215, "Bad Authentication data: key and secret are required")),
-          reason: "missing key or secret"
+    const issueToken: Handler = (request) =>
+      Effect.gen(function*() {
+        // Interpretation TP-10: key and secret in the query string, as the curl example sends them; a body is ignored.
+        const query = Http.queryOf(request.url)
+        const key = query.get("key")
+        const secret = query.get("secret")
+        if (key === null || secret === null || key === "" || secret === "") {
+          return {
+            response: Http.json(400, errors(215, "Bad Authentication data: key and secret are required")),
+            reason: "missing key or secret"
+          }
         }
-      }
-      const app = apps.find((a) => Http.safeEqual(a.key, key) && Http.safeEqual(a.secret, secret))
-      if (app === undefined || deleted.has(app.key)) {
-        return {
-          response: Http.json(401, errors(32, "Could not authenticate you")),
-          reason: app === undefined ? "invalid credentials" : "app deleted"
+        const app = apps.find((a) => Http.safeEqual(a.key, key) && Http.safeEqual(a.secret, secret))
+        if (app === undefined || deleted.has(app.key)) {
+          return {
+            response: Http.json(401, errors(32, "Could not authenticate you")),
+            reason: app === undefined ? "invalid credentials" : "app deleted"
+          }
         }
-      }
-      const { token } = yield* kernel.issue({
-        subject: app.key,
-        lifetimeMillis: tokenLifetimeMillis,
-        // Interpretation TP-7: no exp; a token lives until its app is deleted (or a server-side lifetime).
-        exp: false,
-        claims: {
-          sub: app.key,
-          owner: {
-            uid: `uid_${app.key.slice(0, 12)}`,
-            uname: "sandbox",
-            uavatar: "//www.gravatar.com/avatar/00000000000000000000000000000000?d=identicon"
-          },
-          app_name: app.appName,
-          scope: ["notarization:*", "storage:*", "ipfs:*", "streams:*", "connect:*", "infura:*", "cluster:*", "sso"],
-          aud: "https://developers.token-project.eu",
-          grant_type: "client_credentials"
+        const { token } = yield* kernel.issue({
+          subject: app.key,
+          lifetimeMillis: tokenLifetimeMillis,
+          // Interpretation TP-7: no exp; a token lives until its app is deleted (or a server-side lifetime).
+          exp: false,
+          claims: {
+            sub: app.key,
+            owner: {
+              uid: `uid_${app.key.slice(0, 12)}`,
+              uname: "sandbox",
+              uavatar: "//www.gravatar.com/avatar/00000000000000000000000000000000?d=identicon"
+            },
+            app_name: app.appName,
+            scope: ["notarization:*", "storage:*", "ipfs:*", "streams:*", "connect:*", "infura:*", "cluster:*", "sso"],
+            aud: "https://developers.token-project.eu",
+            grant_type: "client_credentials"
+          }
+        })
+        return {
+          response: Http.json(200, { token_type: "bearer", access_token: token }, { "cache-control": "no-store" })
         }
       })
-      return {
-        response: Http.json(200, { token_type: "bearer", access_token: token }, { "cache-control": "no-store" })
-      }
-    })
 
     // Interpretation TP-1: the docs call the reset both "the remaining window" and "UTC epoch seconds";
     // epoch seconds by default, seconds until the reset with `resetFormat: "delta-seconds"`.
@@ -259,63 +260,71 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
     })
 
     /** Authentication, then the per-app per-endpoint sliding log, then the route; X-RateLimit-* always. */
-    const guarded = <R>(
+    const guarded = (
       route: Route,
-      handler: (app: string) => Effect.Effect<Handled, never, R>
-    ): Effect.Effect<Handled, never, R | HttpServerRequest.HttpServerRequest> =>
-      Effect.gen(function*() {
-        const request = yield* HttpServerRequest.HttpServerRequest
-        const now = yield* Clock.currentTimeMillis
-        const check = kernel.checkBearer(request, now)
-        const log = logs.get(route)!
-        if (check._tag !== "Valid") {
-          const subject = check._tag === "Invalid" ? check.subject : undefined
-          // Interpretation TP-6: the headers on every answer, refusals included; a refusal takes no slot.
-          const state = subject === undefined
-            ? { remaining: endpointLimits[route].limit, resetAt: now }
-            : log.peek(subject, now)
-          return {
-            response: Http.json(
-              401,
-              check._tag === "Missing"
-                ? errors(215, "Bad Authentication data")
-                : errors(89, "Invalid or expired token"),
-              {
-                ...rateHeaders(route, state.remaining, state.resetAt, now),
-                "www-authenticate": check._tag === "Missing" ? "Bearer" : "Bearer error=\"invalid_token\""
-              }
-            ),
-            client: subject,
-            reason: check._tag === "Missing" ? "missing token" : check.reason
+      handler: (app: string, request: HttpServerRequest.HttpServerRequest) => Effect.Effect<Handled>
+    ): Handler => {
+      const log = logs.get(route)!
+      return (request) =>
+        Effect.clockWith((clock): Effect.Effect<Handled> => {
+          const now = clock.unsafeCurrentTimeMillis()
+          const check = kernel.checkBearer(request, now)
+          if (check._tag !== "Valid") {
+            const subject = check._tag === "Invalid" ? check.subject : undefined
+            // Interpretation TP-6: the headers on every answer, refusals included; a refusal takes no slot.
+            const state = subject === undefined
+              ? { remaining: endpointLimits[route].limit, resetAt: now }
+              : log.peek(subject, now)
+            return Effect.succeed({
+              response: Http.json(
+                401,
+                check._tag === "Missing"
+                  ? errors(215, "Bad Authentication data")
+                  : errors(89, "Invalid or expired token"),
+                {
+                  ...rateHeaders(route, state.remaining, state.resetAt, now),
+                  "www-authenticate": check._tag === "Missing" ? "Bearer" : "Bearer error=\"invalid_token\""
+                }
+              ),
+              client: subject,
+              reason: check._tag === "Missing" ? "missing token" : check.reason
+            })
           }
-        }
-        const app = check.record.subject
-        // Interpretation TP-4: "up to 10 requests over any 2-minute interval": a sliding log per app.
-        const decision = log.take(app, now)
-        const headers = rateHeaders(route, decision.remaining, decision.resetAt, now)
-        if (!decision.admitted) {
-          return { response: Http.json(429, rateLimitedBody, headers), client: app }
-        }
-        const handled = yield* handler(app)
-        return {
-          ...handled,
-          response: HttpServerResponse.setHeaders(handled.response, headers),
-          client: app,
-          admitted: true
-        }
-      })
-
-    const api = <R>(route: Route, handler: (app: string) => Effect.Effect<Handled, never, R>) => {
-      const [method, path] = route.split(" ") as ["GET" | "POST", `/${string}`]
-      return HttpRouter.makeRoute(method, path, kernel.api(route, guarded(route, handler)))
+          const app = check.record.subject
+          // Interpretation TP-4: "up to 10 requests over any 2-minute interval": a sliding log per app.
+          const decision = log.take(app, now)
+          const headers = rateHeaders(route, decision.remaining, decision.resetAt, now)
+          if (!decision.admitted) {
+            return Effect.succeed({ response: Http.json(429, rateLimitedBody, headers), client: app })
+          }
+          return Effect.map(handler(app, request), (handled) => ({
+            ...handled,
+            response: HttpServerResponse.setHeaders(handled.response, headers),
+            client: app,
+            admitted: true
+          }))
+        })
     }
 
-    const router = HttpRouter.fromIterable([
-      HttpRouter.makeRoute("POST", "/auth/token", kernel.token("issue", "POST /auth/token", issueToken)),
-      api("GET /notarizations/stamps", () => Effect.succeed({ response: Http.json(200, { data: stamps }) })),
-      api("POST /notarizations/stamps", () =>
+    const api = (
+      route: Route,
+      handler: (app: string, request: HttpServerRequest.HttpServerRequest) => Effect.Effect<Handled>
+    ) => kernel.api(route, guarded(route, handler))
+
+    // The list is encoded once per change (the kernel adds the Date header to a copy).
+    let stampList: Handled | undefined
+    const storageFiles = Effect.succeed<Handled>({
+      response: Http.json(200, {
+        data: [{ cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi", name: "hello.txt", size: 12 }]
+      })
+    })
+
+    const served = [
+      kernel.token("issue", "POST /auth/token", issueToken),
+      api("GET /notarizations/stamps", () =>
+        Effect.succeed(stampList ??= { response: Http.json(200, { data: stamps }) })),
+      api("POST /notarizations/stamps", (_, request) =>
         Effect.gen(function*() {
-          const request = yield* HttpServerRequest.HttpServerRequest
           const parsed = Http.mediaType(request) === "application/json"
             ? Http.parseJson(yield* Http.bodyText(request))
             : undefined
@@ -331,19 +340,18 @@ export const make = (options?: Options): Effect.Effect<TokenProjectSandbox> =>
             createdAt: new Date(now).toISOString()
           }
           stamps.push(stamp)
-          if (stamps.length > 100) stamps.splice(1, 1)
+          if (stamps.length > 100) {
+            stamps.splice(1, 1)
+          }
+          stampList = undefined
           return { response: Http.json(201, stamp) }
         })),
       api("GET /storage/files", () =>
-        Effect.succeed({
-          response: Http.json(200, {
-            data: [{ cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi", name: "hello.txt", size: 12 }]
-          })
-        }))
-    ])
+        storageFiles)
+    ]
 
     // Interpretation ALL-2: unknown routes answer 404 in the provider's own error shape.
-    const app = kernel.app(router, () => Http.json(404, errors(34, "Sorry, that page does not exist")))
+    const app = kernel.app(served, () => Http.json(404, errors(34, "Sorry, that page does not exist")))
 
     return {
       provider: "token-project",

@@ -1,8 +1,9 @@
-import { HttpClientRequest } from "@effect/platform"
+import { HttpClientRequest, HttpRouter, HttpServerResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Effect, TestClock } from "effect"
+import { Clock, Effect, Stream, TestClock } from "effect"
 import * as fc from "fast-check"
 import * as NoraSandbox from "../src/NoraSandbox.js"
+import * as Sandbox from "../src/Sandbox.js"
 import { base, clientFor, getWith, jwtHeader, jwtPayload, postJson, send } from "./utils/http.js"
 
 const creds = NoraSandbox.defaultCredentials
@@ -122,6 +123,81 @@ describe("NoraSandbox", () => {
         expect(submission.body).toMatchObject({ formId: id, status: "received" })
         const unknown = yield* send(client, getWith(`${base}/api/nothing`, t))
         expect(unknown.status).toBe(404)
+      }))
+
+    it.effect("answer the same bytes every time, whatever a reader does to the bytes it streamed", () =>
+      Effect.gen(function*() {
+        const { client, token } = yield* setup()
+        const t = yield* token()
+        const first = yield* send(client, getWith(`${base}/api/forms`, t))
+        const response = yield* client.execute(getWith(`${base}/api/forms`, t))
+        const chunks = yield* Stream.runCollect(response.stream)
+        for (const chunk of chunks) chunk.fill(0x20)
+        const again = yield* send(client, getWith(`${base}/api/forms`, t))
+        expect(again.text).toBe(first.text)
+        expect(JSON.parse(again.text).total).toBeGreaterThan(0)
+      }))
+
+    it.effect("are matched as the platform's HttpRouter matches them", () =>
+      Effect.gen(function*() {
+        const { client, nora, token } = yield* setup()
+        const t = yield* token()
+        // The same templates in the platform's router, answering with the route and the parameters it found.
+        const templates = ["GET /api/forms", "GET /api/forms/:formId", "POST /api/forms/:formId/submissions"] as const
+        const router = templates.reduce(
+          (router, template) => {
+            const [method, path] = template.split(" ") as ["GET" | "POST", `/${string}`]
+            return HttpRouter.route(method)(
+              path,
+              Effect.map(HttpRouter.params, (params) => HttpServerResponse.unsafeJson({ route: template, params }))
+            )(router)
+          },
+          HttpRouter.empty
+        )
+        const platform = Sandbox.makeClient(() =>
+          Effect.catchTag(router, "RouteNotFound", () =>
+            Effect.succeed(HttpServerResponse.unsafeJson({ route: "*", params: {} })))
+        )
+        const cases: ReadonlyArray<readonly ["GET" | "HEAD" | "POST", string]> = [
+          ["GET", "/api/forms"],
+          ["HEAD", "/api/forms"],
+          ["GET", "/api/forms/"],
+          ["GET", "/api/forms?page=2&page=3"],
+          ["GET", "/API/forms"],
+          ["GET", "/api//forms"],
+          ["GET", "/api/forms/frm_motor_quote"],
+          ["GET", "/api/forms/frm%5Fmotor_quote"],
+          ["GET", "/api/forms/a%2Fb"],
+          ["GET", "/api/forms/%E2%9C%93?x=1"],
+          ["POST", "/api/forms"],
+          ["POST", "/api/forms/frm_home_claim/submissions"],
+          ["GET", "/api/forms/frm_home_claim/submissions"],
+          ["GET", "/api/token"],
+          ["HEAD", "/nothing"]
+        ]
+        // Twice: the second pass finds every resolution cached.
+        for (const [method, path] of [...cases, ...cases]) {
+          const request = HttpClientRequest.make(method)(`${base}${path}`).pipe(HttpClientRequest.bearerToken(t))
+          const expected = (yield* send(platform, request)).body as {
+            readonly route: string
+            readonly params: Record<string, string>
+          }
+          const answer = yield* send(client, request)
+          const arrivals = (yield* nora.recording).arrivals
+          const recorded = arrivals[arrivals.length - 1]!
+          expect([method, path, recorded.route]).toEqual([
+            method,
+            path,
+            expected.route === "*" ? `${method} *` : expected.route
+          ])
+          if (expected.route === "GET /api/forms/:formId" && method === "GET") {
+            const formId = expected.params.formId
+            expect([path, answer.body.id ?? answer.body.message]).toEqual([
+              path,
+              answer.status === 200 ? formId : `Form ${formId} not found`
+            ])
+          }
+        }
       }))
 
     it.effect("answer 401 with WWW-Authenticate without a token, with a forged one, or a malformed header", () =>

@@ -1,14 +1,16 @@
-import type { HttpApp, HttpRouter } from "@effect/platform"
-import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import type { HttpApp, HttpServerRequest } from "@effect/platform"
+import { HttpServerResponse } from "@effect/platform"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import { Clock, Duration, Effect, Random, Stream } from "effect"
+import { Clock, Context, Duration, Effect, Random, RuntimeFlags, Stream, Tracer } from "effect"
 import type { Scope } from "effect"
+import * as FindMyWay from "find-my-way-ts"
 import { IncomingMessage } from "node:http"
 import type * as Emulator from "../Emulator.js"
 import * as Faults from "../Faults.js"
 import * as Recording from "../Recording.js"
 import * as Http from "./http.js"
 import * as Jwt from "./jwt.js"
+import * as Memory from "./memory.js"
 
 /** An access token the emulator issued. */
 export interface TokenRecord {
@@ -40,7 +42,44 @@ export interface Handled {
   readonly reason?: string | undefined
 }
 
+/** The parameters of a route's path template (`:formId`), decoded. */
+export type Params = Readonly<Record<string, string | undefined>>
+
+/** A route's own logic: the request and its path parameters in, what it answers out. */
+export type Handler = (request: HttpServerRequest.HttpServerRequest, params: Params) => Effect.Effect<Handled>
+
+/** A handler behind the kernel's faults and recording. */
+export type Respond = (
+  request: HttpServerRequest.HttpServerRequest,
+  params: Params
+) => Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped>
+
+/**
+ * A route of an emulator. Its name, `"METHOD /path/:param"`, is both what it serves (a path template as
+ * the platform's `HttpRouter` takes it) and the route the recording names.
+ */
+export interface Route {
+  readonly name: string
+  readonly respond: Respond
+}
+
 type Chosen = Faults.Step | { readonly _tag: "Error" }
+
+/** What the kernel's guard records of each answer (the route kind decides how). */
+type Recorder = (
+  at: number,
+  request: HttpServerRequest.HttpServerRequest,
+  status: number,
+  handled: Handled | undefined,
+  fault: Recording.Fault | undefined
+) => void
+
+interface Resolved {
+  readonly path: string
+  readonly respond: Respond
+}
+
+const maxResolvedUrls = 1024
 
 const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -193,13 +232,29 @@ export class Kernel {
     return { _tag: "Valid", record, token }
   }
 
+  /**
+   * The token in each `Authorization` header that carried one issued here: a client sends the same header
+   * string thousands of times, and reading the token out of it anew made a new string to hash per lookup.
+   */
+  private readonly bearers = new Map<string, string>()
+
   /** Checks the `Authorization: Bearer` header of a request. */
   checkBearer(request: HttpServerRequest.HttpServerRequest, now: number): BearerCheck {
     const header = request.headers["authorization"]
-    if (header === undefined || header.trim() === "") return { _tag: "Missing" }
-    const match = /^Bearer +(\S+) *$/i.exec(header)
-    if (match === null) return { _tag: "Invalid", reason: "malformed Authorization header", subject: undefined }
-    return this.checkToken(match[1]!, now)
+    if (header === undefined) return { _tag: "Missing" }
+    let token = this.bearers.get(header)
+    if (token === undefined) {
+      if (header.trim() === "") return { _tag: "Missing" }
+      const match = /^Bearer +(\S+) *$/i.exec(header)
+      if (match === null) return { _tag: "Invalid", reason: "malformed Authorization header", subject: undefined }
+      token = match[1]!
+      // Only headers carrying a token issued here, so that junk headers cannot fill the map.
+      if (this.recordOf(token) !== undefined) {
+        if (this.bearers.size >= maxTokenRecords) this.bearers.clear()
+        this.bearers.set(header, token)
+      }
+    }
+    return this.checkToken(token, now)
   }
 
   /** Revokes the live tokens matching `predicate`; returns how many. */
@@ -297,40 +352,32 @@ export class Kernel {
     }
   }
 
-  /** Wraps a token endpoint handler: faults, then recording. */
-  token<R>(
-    kind: Recording.TokenKind,
-    route: string,
-    handler: Effect.Effect<Handled, never, R>
-  ): Effect.Effect<
-    HttpServerResponse.HttpServerResponse,
-    Faults.ConnectionDropped,
-    R | HttpServerRequest.HttpServerRequest
-  > {
-    return this.guard("token", handler, (at, _request, status, handled, fault) => {
-      const c = this.counters
-      c[kind]++
-      if (status === 401) c.unauthorizedToken++
-      if (status === 429) c.rateLimitedToken++
-      const outcome: Recording.TokenOutcome = fault !== undefined
-        ? "fault"
-        : handled?.outcome ?? (status >= 200 && status < 300 ? "granted" : "refused")
-      c[outcome === "fault" ? "faults" : outcome]++
-      if (this.recordArrivals) {
-        this.tokenRequests.push({ at, kind, route, status, outcome, reason: fault ?? handled?.reason })
-      }
-    })
+  /** A token endpoint route: faults, then the handler, then recording. */
+  token(kind: Recording.TokenKind, route: string, handler: Handler): Route {
+    return {
+      name: route,
+      respond: this.guard("token", handler, (at, _request, status, handled, fault) => {
+        const c = this.counters
+        c[kind]++
+        if (status === 401) c.unauthorizedToken++
+        if (status === 429) c.rateLimitedToken++
+        const outcome: Recording.TokenOutcome = fault !== undefined
+          ? "fault"
+          : handled?.outcome ?? (status >= 200 && status < 300 ? "granted" : "refused")
+        c[outcome === "fault" ? "faults" : outcome]++
+        if (this.recordArrivals) {
+          this.tokenRequests.push({ at, kind, route, status, outcome, reason: fault ?? handled?.reason })
+        }
+      })
+    }
   }
 
-  /** Wraps an API route handler: faults, then recording. */
-  api<R>(
-    route: string,
-    handler: Effect.Effect<Handled, never, R>
-  ): Effect.Effect<
-    HttpServerResponse.HttpServerResponse,
-    Faults.ConnectionDropped,
-    R | HttpServerRequest.HttpServerRequest
-  > {
+  /** An API route: faults, then the handler, then recording. */
+  api(route: string, handler: Handler): Route {
+    return { name: route, respond: this.apiGuard(route, handler) }
+  }
+
+  private apiGuard(route: string, handler: Handler): Respond {
     return this.guard("api", handler, (at, request, status, handled, fault) => {
       const c = this.counters
       if (status === 401) c.unauthorizedApi++
@@ -353,16 +400,66 @@ export class Kernel {
     })
   }
 
-  /** Turns a router into the emulator's app, answering unknown routes with `notFound` (through the API faults). */
+  /**
+   * The emulator's app: each request goes to the route its method and path match, and an unknown route
+   * is answered with `notFound` (through the API faults, recorded as `"METHOD *"`).
+   *
+   * Routes are matched by find-my-way, as the platform's `HttpRouter` matches them (a `HEAD` falls back
+   * to the `GET` route), and a matched route runs interruptibly with the route's path set as the
+   * current span's `http.route`, as there. The router itself is not used: per request it copies the
+   * fiber's whole context and runs the route under `Effect.locally`, which was most of the time an
+   * emulator took to answer in memory. The app also hands the in-memory transport a direct entry that
+   * takes the request as an argument, so no context is provided at all there.
+   */
   app(
-    router: HttpRouter.HttpRouter<Faults.ConnectionDropped, never>,
+    routes: ReadonlyArray<Route>,
     notFound: (request: HttpServerRequest.HttpServerRequest) => HttpServerResponse.HttpServerResponse
   ): HttpApp.Default<Faults.ConnectionDropped> {
-    return Effect.catchTag(
-      router,
-      "RouteNotFound",
-      (error) => this.api(`${error.request.method} *`, Effect.succeed({ response: notFound(error.request) }))
-    )
+    const router = FindMyWay.make<Resolved>()
+    for (const route of routes) {
+      const space = route.name.indexOf(" ")
+      const path = route.name.slice(space + 1) as `/${string}`
+      router.on(route.name.slice(0, space), path, { path, respond: route.respond })
+    }
+    const unknown = new Map<string, Respond>()
+    const notFoundOf = (method: string): Respond => {
+      let respond = unknown.get(method)
+      if (respond === undefined) {
+        respond = this.apiGuard(`${method} *`, (request) => Effect.succeed({ response: notFound(request) }))
+        unknown.set(method, respond)
+      }
+      return respond
+    }
+    const noParams: Params = {}
+    // What a method and URL resolve to never changes, and clients send the same few URLs over and over:
+    // each is resolved once (the router also parses the query string every time).
+    const resolved = new Map<string, FindMyWay.FindResult<Resolved> | null>()
+    const resolve = (method: string, url: string) => {
+      const key = `${method} ${url}`
+      let found = resolved.get(key)
+      if (found === undefined) {
+        found = router.find(method, url) ?? (method === "HEAD" ? router.find("GET", url) : undefined) ?? null
+        if (resolved.size >= maxResolvedUrls) resolved.clear()
+        resolved.set(key, found)
+      }
+      return found
+    }
+    const handle = (
+      request: HttpServerRequest.HttpServerRequest
+    ): Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped> => {
+      const found = resolve(request.method, request.url)
+      if (found === null) return notFoundOf(request.method)(request, noParams)
+      const route = found.handler
+      const params = found.params
+      return Effect.withFiberRuntime((fiber, status) => {
+        const span = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
+        if (span._tag === "Some" && span.value._tag === "Span") span.value.attribute("http.route", route.path)
+        const respond = route.respond(request, params)
+        // A region that is interruptible already needs no switch (and its revert) per request.
+        return RuntimeFlags.interruption(status.runtimeFlags) ? respond : Effect.interruptible(respond)
+      })
+    }
+    return Memory.app(handle)
   }
 
   private dateSecond = Number.NaN
@@ -378,70 +475,100 @@ export class Kernel {
     return this.dateValue
   }
 
-  private guard<R>(
+  /**
+   * Faults in front of a handler, then the recording. Written as plain functions over a few Effects
+   * rather than a generator: an emulator answers every request of a long simulation through it.
+   */
+  private guard(
     target: Faults.Target,
-    handler: Effect.Effect<Handled, never, R>,
-    record: (
-      at: number,
+    handler: Handler,
+    record: Recorder
+  ): Respond {
+    const answer = (
       request: HttpServerRequest.HttpServerRequest,
-      status: number,
-      handled: Handled | undefined,
-      fault: Recording.Fault | undefined
-    ) => void
-  ): Effect.Effect<
-    HttpServerResponse.HttpServerResponse,
-    Faults.ConnectionDropped,
-    R | HttpServerRequest.HttpServerRequest
-  > {
-    return Effect.gen(this, function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const step = this.scripts[target].shift()
-      const config = this.faultConfig[target]
-      if (config.latency !== undefined) {
-        const min = Duration.toMillis(config.latency.min)
-        const max = Duration.toMillis(config.latency.max)
-        const millis = max > min ? min + (yield* Random.next) * (max - min) : min
-        if (millis > 0) yield* Effect.sleep(Duration.millis(millis))
-      }
-      if (step?.delay !== undefined) yield* Effect.sleep(step.delay)
-      const at = yield* Clock.currentTimeMillis
-      let chosen: Chosen | undefined = step !== undefined && step._tag !== "PassThrough" ? step : undefined
-      if (step === undefined) {
+      params: Params,
+      config: Faults.Config,
+      step: Faults.Step | undefined
+    ) =>
+      Effect.clockWith((clock) => {
+        const at = clock.unsafeCurrentTimeMillis()
+        if (step !== undefined) {
+          return step._tag === "PassThrough"
+            ? this.handle(request, params, handler, record, at)
+            : this.fault(request, config, target, step, record, at)
+        }
         const total = config.dropRate + config.timeoutRate + config.errorRate
-        if (total > 0) {
-          const u = yield* Random.next
-          if (u < config.dropRate) chosen = Faults.drop({ mode: config.dropMode })
-          else if (u < config.dropRate + config.timeoutRate) chosen = Faults.timeout()
-          else if (u < total) chosen = { _tag: "Error" }
-        }
-      }
-      if (chosen === undefined) {
-        const handled = yield* handler
-        record(at, request, handled.response.status, handled, undefined)
-        return HttpServerResponse.setHeader(handled.response, "date", this.dateHeader(at))
-      }
-      switch (chosen._tag) {
-        case "Respond": {
-          record(at, request, chosen.status, undefined, "scripted")
-          return Http.raw(chosen.status, chosen.body, chosen.headers)
-        }
-        case "Error": {
-          record(at, request, config.errorStatus, undefined, "error")
-          return HttpServerResponse.setHeader(errorPage(config), "date", this.dateHeader(at))
-        }
-        case "Timeout": {
-          record(at, request, 0, undefined, "timeout")
-          return yield* Effect.never
-        }
-        case "Drop": {
-          record(at, request, 0, undefined, "drop")
-          return yield* dropConnection(request, chosen.mode, target)
-        }
-        case "PassThrough": {
-          return yield* Effect.dieMessage("unreachable")
-        }
-      }
+        if (!(total > 0)) return this.handle(request, params, handler, record, at)
+        return Effect.flatMap(Random.next, (u) => {
+          const chosen: Chosen | undefined = u < config.dropRate
+            ? Faults.drop({ mode: config.dropMode })
+            : u < config.dropRate + config.timeoutRate
+            ? Faults.timeout()
+            : u < total
+            ? { _tag: "Error" }
+            : undefined
+          return chosen === undefined
+            ? this.handle(request, params, handler, record, at)
+            : this.fault(request, config, target, chosen, record, at)
+        })
+      })
+    return (request, params) =>
+      Effect.suspend(() => {
+        const step = this.scripts[target].shift()
+        const config = this.faultConfig[target]
+        const answered = answer(request, params, config, step)
+        const delayed = step?.delay === undefined ? answered : Effect.zipRight(Effect.sleep(step.delay), answered)
+        const latency = config.latency
+        if (latency === undefined) return delayed
+        const min = Duration.toMillis(latency.min)
+        const max = Duration.toMillis(latency.max)
+        const sleep = (millis: number) => millis > 0 ? Effect.zipRight(Effect.sleep(millis), delayed) : delayed
+        return max > min ? Effect.flatMap(Random.next, (u) => sleep(min + u * (max - min))) : sleep(min)
+      })
+  }
+
+  private handle(
+    request: HttpServerRequest.HttpServerRequest,
+    params: Params,
+    handler: Handler,
+    record: Recorder,
+    at: number
+  ): Effect.Effect<HttpServerResponse.HttpServerResponse> {
+    return Effect.map(handler(request, params), (handled) => {
+      record(at, request, handled.response.status, handled, undefined)
+      return HttpServerResponse.setHeader(handled.response, "date", this.dateHeader(at))
     })
+  }
+
+  private fault(
+    request: HttpServerRequest.HttpServerRequest,
+    config: Faults.Config,
+    target: Faults.Target,
+    chosen: Chosen,
+    record: Recorder,
+    at: number
+  ): Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped> {
+    switch (chosen._tag) {
+      case "Respond": {
+        record(at, request, chosen.status, undefined, "scripted")
+        return Effect.succeed(Http.raw(chosen.status, chosen.body, chosen.headers))
+      }
+      case "Error": {
+        record(at, request, config.errorStatus, undefined, "error")
+        return Effect.succeed(HttpServerResponse.setHeader(errorPage(config), "date", this.dateHeader(at)))
+      }
+      case "Timeout": {
+        record(at, request, 0, undefined, "timeout")
+        return Effect.never
+      }
+      case "Drop": {
+        record(at, request, 0, undefined, "drop")
+        return dropConnection(request, chosen.mode, target)
+      }
+      case "PassThrough": {
+        return Effect.dieMessage("unreachable")
+      }
+    }
   }
 }
 

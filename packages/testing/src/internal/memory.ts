@@ -2,6 +2,7 @@ import type { HttpApp, HttpClientRequest } from "@effect/platform"
 import {
   Cookies,
   Headers,
+  HttpClient,
   HttpClientError,
   HttpClientResponse,
   HttpIncomingMessage,
@@ -11,7 +12,7 @@ import {
   Multipart,
   UrlParams
 } from "@effect/platform"
-import { Chunk, Effect, Inspectable, Option, Stream } from "effect"
+import { Cause, Chunk, Effect, FiberRef, Inspectable, Option, Stream } from "effect"
 import type * as Faults from "../Faults.js"
 
 const encoder = new TextEncoder()
@@ -191,7 +192,10 @@ class MemoryClientResponse extends Inspectable.Class implements HttpClientRespon
 
   get stream(): Stream.Stream<Uint8Array, HttpClientError.ResponseError> {
     const body = this.body
-    return body instanceof Uint8Array ? Stream.succeed(body) : Stream.mapError(body, (cause) => this.decodeError(cause))
+    // A copy: emulators answer constant bodies from bytes encoded once, which a reader must not change.
+    return body instanceof Uint8Array
+      ? Stream.sync(() => body.slice())
+      : Stream.mapError(body, (cause) => this.decodeError(cause))
   }
 
   toJSON(): unknown {
@@ -276,6 +280,24 @@ const responseOf = (
   )
 }
 
+/**
+ * Apps that can answer a server request handed to them, without a context to read it from: the
+ * emulators'. Providing the request as a service costs an `Effect.locally` per request.
+ */
+const direct = new WeakMap<
+  HttpApp.Default<any>,
+  (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<HttpServerResponse.HttpServerResponse, any>
+>()
+
+/** An app from a function of the request, which `dispatch` calls directly. */
+export const app = <E>(
+  handle: (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<HttpServerResponse.HttpServerResponse, E>
+): HttpApp.Default<E> => {
+  const app = Effect.flatMap(HttpServerRequest.HttpServerRequest, handle)
+  direct.set(app, handle)
+  return app
+}
+
 const removeHost = (url: URL): string => `${url.pathname}${url.search}`
 
 /**
@@ -286,31 +308,128 @@ export const dispatch = (
   request: HttpClientRequest.HttpClientRequest,
   url: URL,
   remoteAddress: string
-): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError> =>
-  Effect.gen(function*() {
-    const body = yield* requestBody(request)
-    let headers = request.headers
-    if (body.contentType !== undefined && headers["content-type"] === undefined) {
-      headers = Headers.set(headers, "content-type", body.contentType)
-    }
-    if (headers.host === undefined) headers = Headers.set(headers, "host", url.host)
-    const path = removeHost(url)
-    const serverRequest = new MemoryServerRequest(
-      request,
-      path,
-      path,
-      request.method,
-      headers,
-      body.bytes,
-      remoteAddress
-    )
-    const response = yield* app.pipe(
-      Effect.provideService(HttpServerRequest.HttpServerRequest, serverRequest),
-      Effect.catchTag("ConnectionDropped", (cause) =>
-        new HttpClientError.RequestError({ request, reason: "Transport", cause, description: cause.message })),
-      Effect.catchAllDefect(() =>
-        Effect.succeed(HttpServerResponse.text("Internal Server Error", { status: 500 }))
-      )
-    )
-    return yield* responseOf(request, response)
+): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError> => {
+  const body = request.body
+  const inMemory = body._tag === "Empty" || body._tag === "Uint8Array" ||
+    (body._tag === "Raw" && (typeof body.body === "string" || body.body instanceof Uint8Array))
+  return inMemory
+    ? answer(app, request, url, remoteAddress, requestBodySync(body))
+    : Effect.flatMap(requestBody(request), (read) => answer(app, request, url, remoteAddress, read))
+}
+
+const requestBodySync = (
+  body: HttpClientRequest.HttpClientRequest["body"]
+): { readonly bytes: Uint8Array; readonly contentType?: string | undefined } => {
+  switch (body._tag) {
+    case "Uint8Array":
+      return { bytes: body.body, contentType: body.contentType }
+    case "Raw":
+      return {
+        bytes: typeof body.body === "string" ? encoder.encode(body.body) : body.body as Uint8Array,
+        contentType: body.contentType
+      }
+    default:
+      return { bytes: empty }
+  }
+}
+
+const answer = (
+  app: HttpApp.Default<Faults.ConnectionDropped>,
+  request: HttpClientRequest.HttpClientRequest,
+  url: URL,
+  remoteAddress: string,
+  body: { readonly bytes: Uint8Array; readonly contentType?: string | undefined }
+): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError> => {
+  let headers = request.headers
+  if (body.contentType !== undefined && headers["content-type"] === undefined) {
+    headers = Headers.set(headers, "content-type", body.contentType)
+  }
+  if (headers.host === undefined) headers = Headers.set(headers, "host", url.host)
+  const path = removeHost(url)
+  const serverRequest = new MemoryServerRequest(
+    request,
+    path,
+    path,
+    request.method,
+    headers,
+    body.bytes,
+    remoteAddress
+  )
+  const handle = direct.get(app)
+  const response: Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped> = handle === undefined
+    ? Effect.provideService(app, HttpServerRequest.HttpServerRequest, serverRequest)
+    : Effect.suspend(() => handle(serverRequest))
+  // One handler for all outcomes, rather than a combinator each: a dropped connection is a transport error
+  // (whatever else failed alongside), otherwise a defect is a 500, and anything else (an interruption)
+  // passes through.
+  return Effect.matchCauseEffect(response, {
+    onFailure: (cause) => {
+      const failure = Cause.failureOption(cause)
+      if (failure._tag === "Some" && failure.value._tag === "ConnectionDropped") {
+        return new HttpClientError.RequestError({
+          request,
+          reason: "Transport",
+          cause: failure.value,
+          description: failure.value.message
+        })
+      }
+      return Option.isSome(Cause.dieOption(cause))
+        ? responseOf(request, HttpServerResponse.text("Internal Server Error", { status: 500 }))
+        : Effect.failCause(cause as Cause.Cause<never>)
+    },
+    onSuccess: (response) => responseOf(request, response)
   })
+}
+
+const maxCachedUrls = 1024
+
+/**
+ * An `HttpClient` over a function that answers in memory. A request the platform would trace gets the
+ * platform client's span, as on a real transport. One it would not (the tracer off, or
+ * `HttpClient.withTracerDisabledWhen`, as Tollgate's own clients do) is answered directly: there is no
+ * connection to abort, so it skips the abort controller and the finalization-registry entry the platform
+ * makes for every response, which a long simulation would pile up faster than the registry frees them.
+ * Untraced, each distinct URL string is parsed once; `answer` must treat the `URL` it is given as read-only.
+ */
+export const client = (
+  answer: (
+    request: HttpClientRequest.HttpClientRequest,
+    url: URL
+  ) => Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>
+): HttpClient.HttpClient => {
+  const traced = HttpClient.make(answer)
+  const urls = new Map<string, URL>()
+  const untraced = (
+    request: HttpClientRequest.HttpClientRequest
+  ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError> => {
+    // With query parameters or a fragment the platform builds a new URL; so does a page's location.
+    const plain = request.urlParams.length === 0 && request.hash._tag === "None" && !("location" in globalThis)
+    let url = plain ? urls.get(request.url) : undefined
+    if (url === undefined) {
+      const made = UrlParams.makeUrl(request.url, request.urlParams, request.hash)
+      if (made._tag === "Left") {
+        return Effect.fail(new HttpClientError.RequestError({ request, reason: "InvalidUrl", cause: made.left }))
+      }
+      url = made.right
+      if (plain) {
+        if (urls.size >= maxCachedUrls) urls.clear()
+        urls.set(request.url, url)
+      }
+    }
+    return answer(request, url)
+  }
+  return HttpClient.makeWith(
+    (effect: Effect.Effect<HttpClientRequest.HttpClientRequest>) =>
+      Effect.flatMap(
+        effect,
+        (request) =>
+          Effect.withFiberRuntime((fiber) =>
+            fiber.getFiberRef(FiberRef.currentTracerEnabled) &&
+              !fiber.getFiberRef(HttpClient.currentTracerDisabledWhen)(request)
+              ? traced.execute(request)
+              : untraced(request)
+          )
+      ),
+    Effect.succeed as HttpClient.HttpClient.Preprocess<never, never>
+  )
+}

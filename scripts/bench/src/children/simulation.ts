@@ -4,7 +4,11 @@
  * `Simulation` (virtual time, in-memory sandbox emulators) and each provider module's `make`. Prints one
  * JSON line.
  *
- * Usage: node --import tsx simulation.ts <virtual hours> (the bench runs it bundled: `Child.bundle`)
+ * With `floor` it runs the same emulators, limits lifted, behind bare clients instead (a token fetched
+ * once, the request sent as is): what the simulator itself (virtual time, workers, in-memory transport,
+ * emulators) costs per request, the floor under the Tollgate clients' share.
+ *
+ * Usage: node --import tsx simulation.ts <virtual hours> [floor] (the bench runs it bundled: `Child.bundle`)
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
@@ -22,6 +26,7 @@ import { Effect, Option, Redacted } from "effect"
 import type { Scope } from "effect"
 
 const hours = Number(process.argv[2] ?? "24")
+const floor = process.argv[3] === "floor"
 
 // The simulation's transport answers every URL from its one emulator; a loopback base URL passes the
 // providers' https-only check without anything leaving the process.
@@ -107,6 +112,97 @@ export const targets: ReadonlyArray<Simulation.Target<unknown>> = [
   }
 ]
 
+/** No limit any client could reach in a floor run. */
+const lifted = { limit: 1_000_000_000, windowMillis: 60_000 }
+
+/**
+ * A client that only authenticates: one token from the emulator's token endpoint, then every request sent
+ * with it and `headers`, the platform's tracing off (as Tollgate's clients switch it off).
+ */
+const bare = (options: {
+  readonly token: HttpClientRequest.HttpClientRequest
+  readonly read: (body: any) => string
+  readonly headers?: Readonly<Record<string, string>> | undefined
+}) =>
+(http: HttpClient.HttpClient) =>
+  Effect.gen(function*() {
+    const untraced = HttpClient.withTracerDisabledWhen(http, () => true)
+    const response = yield* Effect.orDie(untraced.execute(HttpClientRequest.prependUrl(options.token, baseUrl)))
+    const headers = { ...options.headers, authorization: `Bearer ${options.read(yield* Effect.orDie(response.json))}` }
+    const client = HttpClient.mapRequest(
+      untraced,
+      (request) => HttpClientRequest.setHeaders(HttpClientRequest.prependUrl(request, baseUrl), headers)
+    )
+    return { client } as Simulation.Subject
+  })
+
+/** The same providers and demand, limits lifted, behind bare clients (a floor run lasts minutes, not hours). */
+export const floorTargets: ReadonlyArray<Simulation.Target<unknown>> = [
+  {
+    name: "Nora",
+    emulator: NoraSandbox.make({ rateLimit: lifted }),
+    latency,
+    client: bare({
+      token: HttpClientRequest.bodyUnsafeJson(HttpClientRequest.post("/api/token"), NoraSandbox.defaultCredentials),
+      read: (body) => body.token
+    }),
+    request: Simulation.get("/api/forms"),
+    fibers
+  },
+  {
+    name: "Norce",
+    emulator: NorceSandbox.make(),
+    latency,
+    client: bare({
+      token: HttpClientRequest.bodyUrlParams(HttpClientRequest.post("/identity/1.0/connect/token"), {
+        grant_type: "client_credentials",
+        client_id: NorceSandbox.defaultCredentials.clientId,
+        client_secret: NorceSandbox.defaultCredentials.clientSecret,
+        scope: "playground"
+      }),
+      read: (body) => body.access_token,
+      headers: { applicationid: NorceSandbox.defaultCredentials.applicationId }
+    }),
+    request: Simulation.get("/commerce/metadata/1.1/GetApplication?format=json"),
+    fibers
+  },
+  {
+    name: "Nomba",
+    emulator: NombaSandbox.make(),
+    latency,
+    client: bare({
+      token: HttpClientRequest.post("/v1/auth/token/issue").pipe(
+        HttpClientRequest.setHeader("accountid", NombaSandbox.defaultCredentials.accountId),
+        HttpClientRequest.bodyUnsafeJson({
+          grant_type: "client_credentials",
+          client_id: NombaSandbox.defaultCredentials.clientId,
+          client_secret: NombaSandbox.defaultCredentials.clientSecret
+        })
+      ),
+      read: (body) => body.data.access_token,
+      headers: { accountid: NombaSandbox.defaultCredentials.accountId }
+    }),
+    request: Simulation.get("/v1/accounts"),
+    fibers
+  },
+  {
+    name: "Token project",
+    emulator: TokenProjectSandbox.make({ rateLimit: lifted }),
+    latency,
+    client: bare({
+      token: HttpClientRequest.post("/auth/token").pipe(
+        HttpClientRequest.setUrlParams({
+          key: TokenProjectSandbox.defaultCredentials.key,
+          secret: TokenProjectSandbox.defaultCredentials.secret
+        })
+      ),
+      read: (body) => body.access_token
+    }),
+    request: (n) => HttpClientRequest.get(n % 2 === 0 ? "/notarizations/stamps" : "/storage/files"),
+    fibers
+  }
+]
+
 export interface Output {
   readonly wallMillis: number
   readonly virtualMillis: number
@@ -138,7 +234,7 @@ const main = async () => {
   }
   const rssBeforeRun = process.memoryUsage().rss
   const sampler = setInterval(sample, 20)
-  const result = await Simulation.run({ targets, duration: `${hours} hours` })
+  const result = await Simulation.run({ targets: floor ? floorTargets : targets, duration: `${hours} hours` })
   sample()
   clearInterval(sampler)
   const output: Output = {
