@@ -152,6 +152,24 @@ describe("all four providers in one Layer graph", () => {
       expect(seen.at(-1)).toBe("POST /v1/auth/token/revoke")
     }).pipe(Effect.scoped))
 
+  // Issue 17: the four APIs are outside the user's trust boundary, so a traced program sends them no trace
+  // context (token requests included) unless a provider is told to.
+  it.live("a traced program sends no traceparent or b3 to any of the four providers by default", () =>
+    Effect.gen(function*() {
+      const info = yield* server()
+      yield* program.pipe(
+        Effect.withSpan("parent"),
+        Effect.provide(AllProviders.pipe(Layer.provide(NodeHttpClient.layerUndici))),
+        Effect.withConfigProvider(ConfigProvider.fromMap(env(info.url)))
+      )
+      expect(info.requests.length).toBeGreaterThanOrEqual(8)
+      const traced = info.requests.flatMap((r) =>
+        Object.keys(r.headers).filter((name) => name === "traceparent" || name.startsWith("b3"))
+          .map((name) => `${r.method} ${r.path} ${name}`)
+      )
+      expect(traced).toEqual([])
+    }).pipe(Effect.scoped))
+
   it.live("a test replaces any one provider with a fake Layer, the others stay real", () =>
     Effect.gen(function*() {
       const info = yield* server()
