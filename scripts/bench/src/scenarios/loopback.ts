@@ -196,9 +196,10 @@ const notes = (results: ReadonlyArray<Throughput.Result>): Array<string> => {
 @effect/platform client adds ${us(platform - undici)} on top (its span, an AbortController registered with a
 FinalizationRegistry per response, undici's \`request\` API with its promise, abort listener and Node stream per
 body, the body read through \`Effect.cached\`), and Tollgate adds ${us(tollgate - platform)}
-of its own (${us(tollgate - untimed)} of it the per-attempt deadline: over a real socket every attempt suspends, so
-it runs in a child fiber with an entry in the client's deadline heap, and the caller waits for that fiber; the rest
-is broken down in scenario 1).`,
+of its own (${us(tollgate - untimed)} of it the per-attempt deadline: the platform's client honours abort signals,
+so the client learns that from the first request and hands each attempt's deadline to it as an \`AbortController\`
+of its own, registered for the request, with an entry in the client's deadline heap; no child fiber. The rest is
+broken down in scenario 1).`,
     `**@tollgate/undici.** \`UndiciHttpClient\` adds ${us(transport - undici)} to undici, where the platform's client
 adds ${us(platform - undici)}. It hands undici a dispatch handler that resumes the fiber from undici's callbacks and
 buffers the body (no promise, no AbortSignal, no Node stream per response), keeps the platform's span and trace

@@ -163,9 +163,10 @@ const explain = (results: ReadonlyArray<Throughput.Result>): Array<string> => {
 request; ≤ 1.2× leaves it ${us(0.2 * bareUs)}. Measured in the same rounds: with the default per-attempt timeout
 turned off (\`timeout: Duration.infinity\`) Tollgate costs ${us(micros("Tollgate, per-attempt timeout off"))} per
 request instead of ${us(tollgateUs)}. Attempts are bounded by one deadline heap per client (one unref'd timer),
-not by an \`Effect.timeoutFail\` race per attempt, and an attempt that completes without suspending (as over this
-transport) needs no heap entry; what remains is the child fiber each attempt runs in, so a deadline can interrupt
-it. The limiter's acquire/release alone adds ${us(micros("bare + Tollgate's limiter permit only") - bareUs)}; one
+not by an \`Effect.timeoutFail\` race per attempt; \`MemoryHttp.client\` is declared \`Transport.abortable\`, so each
+attempt's deadline is an \`AbortController\` handed to the transport and a heap entry, with no child fiber. The limiter's acquire/release alone adds ${
+      us(micros("bare + Tollgate's limiter permit only") - bareUs)
+    }; one
 \`Effect.withSpan\` with default options adds ${us(micros("bare + one Effect.withSpan (default options)") - bareUs)}.
 Tollgate replaces the platform's \`http.client\` span of each attempt with one \`tollgate.request\` span per request
 (no stack trace captured), so both sides pay for one span. Tracing is most of the *bare* client's time: with the
