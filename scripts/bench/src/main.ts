@@ -106,10 +106,9 @@ const main = async () => {
   const loadNote = busiest > cores
     ? `\n**This run was noisy.** The 1-minute load average, sampled every 10 s, was ${
       typical.toFixed(1)
-    } (median) and up to ${
-      busiest.toFixed(1)
-    } on ${cores} cores: other work (other sessions running their test suites) shared the CPU, so absolute figures are
-inflated and their spreads wide. The paired ratios, and the verdicts computed from them, are the figures to cite.\n`
+    } (median) and up to ${busiest.toFixed(1)} on ${cores} cores:
+other work (other sessions running their test suites) shared the CPU, so absolute figures are inflated and their
+spreads wide. The paired ratios, and the verdicts computed from them, are the figures to cite.\n`
     : ""
   const command = `pnpm bench${quick ? " --quick" : ""}${onlyArg === undefined ? "" : ` ${onlyArg}`}`
   const markdown = renderRun({

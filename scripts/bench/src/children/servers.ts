@@ -39,6 +39,21 @@ const random = (seed: number) => () => {
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296
 }
 
+/** Answers `status` (a 200 says "ok") after `delay` ms, the request body discarded. */
+const answerLater = (
+  request: Http.IncomingMessage,
+  response: Http.ServerResponse,
+  status: number,
+  headers: Record<string, string>,
+  delay: number
+): void => {
+  request.resume()
+  setTimeout(() => {
+    response.writeHead(status, headers)
+    response.end(status === 200 ? "ok" : "rate limited")
+  }, delay)
+}
+
 interface WindowSpec {
   readonly name: string
   readonly limit: number
@@ -76,12 +91,7 @@ const startWindow = async (spec: WindowSpec): Promise<number> => {
       admitted.push(now)
     }
     log.push([now, status])
-    const delay = spec.minLatency + latency() * (spec.maxLatency - spec.minLatency)
-    request.resume()
-    setTimeout(() => {
-      response.writeHead(status, headers)
-      response.end(status === 200 ? "ok" : "rate limited")
-    }, delay)
+    answerLater(request, response, status, headers, spec.minLatency + latency() * (spec.maxLatency - spec.minLatency))
   })
 }
 
@@ -129,12 +139,7 @@ const startFixed = async (spec: FixedSpec): Promise<number> => {
     if (status === 429) headers["retry-after"] = reset
     log.push([now, status])
     windows.push(index)
-    const delay = spec.minLatency + latency() * (spec.maxLatency - spec.minLatency)
-    request.resume()
-    setTimeout(() => {
-      response.writeHead(status, headers)
-      response.end(status === 200 ? "ok" : "rate limited")
-    }, delay)
+    answerLater(request, response, status, headers, spec.minLatency + latency() * (spec.maxLatency - spec.minLatency))
   })
 }
 

@@ -57,6 +57,16 @@ interface Driver {
 // notice before the round's servers close.
 const GRACE_MILLIS = 300
 
+/** `callers` copies of `caller` from `start`, abandoned `GRACE_MILLIS` after the deadline. */
+const runCallers = <E, R>(caller: Effect.Effect<void, E, R>, callers: number, start: number, deadline: number) =>
+  Effect.zipRight(
+    Effect.sleep(Duration.millis(Math.max(0, start - Date.now()))),
+    Effect.suspend(() =>
+      Effect.forEach(Array.from({ length: callers }), () => caller, { concurrency: "unbounded", discard: true })
+        .pipe(Effect.timeoutOption(Duration.millis(deadline - Date.now() + GRACE_MILLIS)))
+    )
+  )
+
 const effectDriver = (peer: Peers.EffectPeer): Driver => ({
   name: peer.name,
   drive: ({ deadline, plan, start, url }) =>
@@ -71,12 +81,7 @@ const effectDriver = (peer: Peers.EffectPeer): Driver => ({
         body: () => Effect.ignore(limiter.guard(send)),
         step: () => {}
       })
-      yield* Effect.sleep(Duration.millis(Math.max(0, start - Date.now())))
-      yield* Effect.forEach(Array.from({ length: plan.callers }), () => caller, {
-        concurrency: "unbounded",
-        discard: true
-      })
-        .pipe(Effect.timeoutOption(Duration.millis(deadline - Date.now() + GRACE_MILLIS)))
+      yield* runCallers(caller, plan.callers, start, deadline)
       return {}
     }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici), Effect.runPromise)
 })
@@ -120,12 +125,7 @@ const tollgateDriver: Driver = {
           Effect.map(limiter.stats, (stats) => ({ granted: stats.granted, queued: stats.queued, inFlight }))
         )
       )
-      yield* Effect.sleep(Duration.millis(Math.max(0, start - Date.now())))
-      yield* Effect.forEach(Array.from({ length: plan.callers }), () => caller, {
-        concurrency: "unbounded",
-        discard: true
-      })
-        .pipe(Effect.timeoutOption(Duration.millis(deadline - Date.now() + GRACE_MILLIS)))
+      yield* runCallers(caller, plan.callers, start, deadline)
       return {
         holdMillis: holds.length === 0 ? undefined : holds.reduce((a, b) => a + b, 0) / holds.length,
         stats: yield* Fiber.join(atDeadline)
@@ -248,12 +248,7 @@ const driveLearned = (mode: Mode, learned: LearnedPlan, { deadline, start, url }
         ),
       step: () => {}
     })
-    yield* Effect.sleep(Duration.millis(Math.max(0, start - Date.now())))
-    yield* Effect.forEach(Array.from({ length: learned.callers }), () => caller, {
-      concurrency: "unbounded",
-      discard: true
-    })
-      .pipe(Effect.timeoutOption(Duration.millis(deadline - Date.now() + GRACE_MILLIS)))
+    yield* runCallers(caller, learned.callers, start, deadline)
     return { failures, failureSample } satisfies LearnedObserved
   }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici), Effect.runPromise)
 
