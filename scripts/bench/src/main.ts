@@ -61,6 +61,10 @@ const main = async () => {
   const started = performance.now()
   const loadAtStart = loadAverage()
   const revisionAtStart = gitRevision()
+  // The machine is shared with other work: the load through the run says how noisy its figures are.
+  const loads: Array<number> = [loadAtStart]
+  const loadSampler = setInterval(() => loads.push(loadAverage()), 10_000)
+  loadSampler.unref()
   const stamp = () => `[${((performance.now() - started) / 1000).toFixed(1).padStart(6)} s]`
   const context: Context = { quick, log: (message) => process.stderr.write(`${stamp()} ${message}\n`) }
   // A peer rejecting a promise nobody awaits any more (a call aborted when its round ended) must not end the run.
@@ -93,6 +97,19 @@ const main = async () => {
   }
 
   const wallMillis = performance.now() - started
+  clearInterval(loadSampler)
+  loads.push(loadAverage())
+  const cores = Os.availableParallelism()
+  const busiest = Math.max(...loads)
+  const sortedLoads = [...loads].sort((a, b) => a - b)
+  const typical = sortedLoads[sortedLoads.length >> 1]!
+  const loadNote = busiest > cores
+    ? `\n**This run was noisy.** The 1-minute load average, sampled every 10 s, was ${
+      typical.toFixed(1)
+    } (median) and up to ${busiest.toFixed(1)} on ${cores} cores:
+other work (other sessions running their test suites) shared the CPU, so absolute figures are inflated and their
+spreads wide. The paired ratios, and the verdicts computed from them, are the figures to cite.\n`
+    : ""
   const command = `pnpm bench${quick ? " --quick" : ""}${onlyArg === undefined ? "" : ` ${onlyArg}`}`
   const markdown = renderRun({
     quick,
@@ -100,7 +117,7 @@ const main = async () => {
     sections,
     wallMillis,
     command
-  }, preamble)
+  }, preamble + loadNote)
   process.stdout.write(`\n## Targets at a glance\n\n${renderTargets(sections)}\n\n`)
   const file = quick || only !== undefined
     ? Path.join(Os.tmpdir(), `tollgate-bench-${quick ? "quick" : "partial"}-${Date.now()}.md`)

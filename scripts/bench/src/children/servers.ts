@@ -1,6 +1,6 @@
 /**
- * Loopback servers for the bench, in their own process: strict sliding-window API servers (scenario 3),
- * a plain 200 server (scenario 7) and an OAuth2 token endpoint (scenario 4). Plain node:http, no
+ * Loopback servers for the bench, in their own process: strict sliding-window API servers and fixed-window
+ * servers that announce their budget (scenario 3), a plain 200 server (scenario 7) and an OAuth2 token endpoint (scenario 4). Plain node:http, no
  * framework, so the server's own cost stays small and identical for every client measured.
  */
 import * as Http from "node:http"
@@ -37,6 +37,21 @@ const random = (seed: number) => () => {
   t = Math.imul(t ^ (t >>> 15), t | 1)
   t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+}
+
+/** Answers `status` (a 200 says "ok") after `delay` ms, the request body discarded. */
+const answerLater = (
+  request: Http.IncomingMessage,
+  response: Http.ServerResponse,
+  status: number,
+  headers: Record<string, string>,
+  delay: number
+): void => {
+  request.resume()
+  setTimeout(() => {
+    response.writeHead(status, headers)
+    response.end(status === 200 ? "ok" : "rate limited")
+  }, delay)
 }
 
 interface WindowSpec {
@@ -76,24 +91,69 @@ const startWindow = async (spec: WindowSpec): Promise<number> => {
       admitted.push(now)
     }
     log.push([now, status])
-    const delay = spec.minLatency + latency() * (spec.maxLatency - spec.minLatency)
-    request.resume()
-    setTimeout(() => {
-      response.writeHead(status, headers)
-      response.end(status === 200 ? "ok" : "rate limited")
-    }, delay)
+    answerLater(request, response, status, headers, spec.minLatency + latency() * (spec.maxLatency - spec.minLatency))
+  })
+}
+
+interface FixedSpec extends WindowSpec {
+  /** Also log the window index of each arrival (see `fixedWindows`). */
+  readonly fixed: true
+}
+
+/** The window index of each arrival at a fixed-window server, aligned with its `arrivals` log. */
+const fixedWindows = new Map<string, Array<number>>()
+
+/**
+ * A fixed window of `limit` requests per `windowMillis`, starting at the first request after the previous
+ * window ended (as `express-rate-limit` and `@fastify/rate-limit` count per client). Every answer announces
+ * `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (whole seconds until the window ends,
+ * rounded up); a request over the limit is answered 429 with `Retry-After` and still counts in its window.
+ * This is the server of issue 14, written for the bench (core's tests have their own; the bench imports no
+ * test files).
+ */
+const startFixed = async (spec: FixedSpec): Promise<number> => {
+  let windowStart = Number.NEGATIVE_INFINITY
+  let count = 0
+  let index = -1
+  const log: Array<readonly [number, number]> = []
+  const windows: Array<number> = []
+  arrivals.set(spec.name, log)
+  fixedWindows.set(spec.name, windows)
+  const latency = random(spec.seed)
+  return listen(spec.name, (request, response) => {
+    const now = Date.now()
+    if (now >= windowStart + spec.windowMillis) {
+      windowStart = now
+      count = 0
+      index++
+    }
+    count++
+    const reset = String(Math.ceil((windowStart + spec.windowMillis - now) / 1000))
+    const status = count > spec.limit ? 429 : 200
+    const headers: Record<string, string> = {
+      "content-type": "text/plain",
+      "x-ratelimit-limit": String(spec.limit),
+      "x-ratelimit-remaining": String(Math.max(0, spec.limit - count)),
+      "x-ratelimit-reset": reset
+    }
+    if (status === 429) headers["retry-after"] = reset
+    log.push([now, status])
+    windows.push(index)
+    answerLater(request, response, status, headers, spec.minLatency + latency() * (spec.maxLatency - spec.minLatency))
   })
 }
 
 let tokenRequests = 0
 
 serve({
-  startWindows: async (specs: ReadonlyArray<WindowSpec>) => {
+  startWindows: async (specs: ReadonlyArray<WindowSpec | FixedSpec>) => {
     const ports: Record<string, number> = {}
-    for (const spec of specs) ports[spec.name] = await startWindow(spec)
+    for (const spec of specs) ports[spec.name] = await ("fixed" in spec ? startFixed(spec) : startWindow(spec))
     return ports
   },
   arrivals: (names: ReadonlyArray<string>) => Object.fromEntries(names.map((name) => [name, arrivals.get(name) ?? []])),
+  fixedWindows: (names: ReadonlyArray<string>) =>
+    Object.fromEntries(names.map((name) => [name, fixedWindows.get(name) ?? []])),
   startPlain: () =>
     listen("plain", (request, response) => {
       request.resume()
@@ -131,6 +191,7 @@ serve({
     for (const name of names) {
       await close(name)
       arrivals.delete(name)
+      fixedWindows.delete(name)
     }
   }
 })

@@ -30,6 +30,13 @@ export interface Options {
   readonly targetMillis: number
   /** Operation counts are rounded up to a multiple of this (e.g. the number of concurrent callers). */
   readonly granularity?: number | undefined
+  /**
+   * Each contender's timed run of a round is cut into this many slices, run round-robin across the
+   * contenders, and its rate is its operations ÷ the sum of its slices' times. A burst of load from
+   * elsewhere then lands on every contender's slices alike instead of on one contender's whole run, which
+   * is what a paired ratio needs on a shared machine. 1 (the default) runs each contender's run whole.
+   */
+  readonly slices?: number | undefined
   /** Smallest count tried during calibration. */
   readonly initialCount?: number | undefined
   readonly log: (message: string) => void
@@ -92,31 +99,60 @@ export const measure = async (contenders: ReadonlyArray<Contender>, options: Opt
       const label = measured ? `round ${round - options.warmups + 1}/${options.rounds}` : `warm-up ${round + 1}`
       // Rotate the order each round.
       const order = contenders.map((_, i) => contenders[(i + round) % contenders.length]!)
+      const active: Array<Contender> = []
       for (const contender of order) {
         if (errors.has(contender.name)) continue
         try {
-          let runner = runners.get(contender.name)
-          if (runner === undefined) {
+          if (!runners.has(contender.name)) {
             options.log(`${options.label}: ${contender.name} (calibrating)`)
-            runner = await contender.prepare()
+            const runner = await contender.prepare()
             runners.set(contender.name, runner)
             counts.set(contender.name, await calibrate(runner, options))
           }
-          const n = counts.get(contender.name)!
-          const elapsed = await timeRun(runner, n)
-          const perSecond = (n / elapsed) * 1000
-          if (measured) rates.get(contender.name)!.push(perSecond)
-          // Calibration may have run on cold code or during a burst of load from elsewhere: warm-ups correct it.
-          else counts.set(contender.name, rescale(n, elapsed, options))
-          options.log(
-            `${options.label}: ${contender.name} ${label}: ${Math.round(perSecond).toLocaleString("en")}/s (${
-              n.toLocaleString("en")
-            } in ${elapsed.toFixed(0)} ms)`
-          )
+          active.push(contender)
         } catch (error) {
           errors.set(contender.name, errorMessage(error))
           options.log(`${options.label}: ${contender.name} failed: ${errorMessage(error)}`)
         }
+      }
+      const slices = Math.max(1, options.slices ?? 1)
+      const elapsed = new Map<string, number>(active.map((c) => [c.name, 0]))
+      const done = new Map<string, number>(active.map((c) => [c.name, 0]))
+      for (let slice = 0; slice < slices; slice++) {
+        for (const contender of active) {
+          if (errors.has(contender.name)) continue
+          try {
+            const n = counts.get(contender.name)!
+            // The slices add up to n, each a multiple of the granularity.
+            const granularity = options.granularity ?? 1
+            const units = Math.round(n / granularity)
+            const share = (Math.floor((units * (slice + 1)) / slices) - Math.floor((units * slice) / slices)) *
+              granularity
+            if (share === 0) continue
+            elapsed.set(
+              contender.name,
+              elapsed.get(contender.name)! + await timeRun(runners.get(contender.name)!, share)
+            )
+            done.set(contender.name, done.get(contender.name)! + share)
+          } catch (error) {
+            errors.set(contender.name, errorMessage(error))
+            options.log(`${options.label}: ${contender.name} failed: ${errorMessage(error)}`)
+          }
+        }
+      }
+      for (const contender of active) {
+        if (errors.has(contender.name)) continue
+        const n = done.get(contender.name)!
+        const took = elapsed.get(contender.name)!
+        const perSecond = (n / took) * 1000
+        if (measured) rates.get(contender.name)!.push(perSecond)
+        // Calibration may have run on cold code or during a burst of load from elsewhere: warm-ups correct it.
+        else counts.set(contender.name, rescale(n, took, options))
+        options.log(
+          `${options.label}: ${contender.name} ${label}: ${Math.round(perSecond).toLocaleString("en")}/s (${
+            n.toLocaleString("en")
+          } in ${took.toFixed(0)} ms${slices > 1 ? ` over ${slices} slices` : ""})`
+        )
       }
     }
   } finally {

@@ -11,7 +11,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as ApiClient from "@tollgate/core/ApiClient"
 import * as RateLimiter from "@tollgate/core/RateLimiter"
-import { Duration, Effect, Fiber } from "effect"
+import { Cause, Duration, Effect, Fiber } from "effect"
 import { Pool } from "undici"
 import * as Child from "../lib/child.js"
 import type { Context } from "../lib/context.js"
@@ -57,6 +57,16 @@ interface Driver {
 // notice before the round's servers close.
 const GRACE_MILLIS = 300
 
+/** `callers` copies of `caller` from `start`, abandoned `GRACE_MILLIS` after the deadline. */
+const runCallers = <E, R>(caller: Effect.Effect<void, E, R>, callers: number, start: number, deadline: number) =>
+  Effect.zipRight(
+    Effect.sleep(Duration.millis(Math.max(0, start - Date.now()))),
+    Effect.suspend(() =>
+      Effect.forEach(Array.from({ length: callers }), () => caller, { concurrency: "unbounded", discard: true })
+        .pipe(Effect.timeoutOption(Duration.millis(deadline - Date.now() + GRACE_MILLIS)))
+    )
+  )
+
 const effectDriver = (peer: Peers.EffectPeer): Driver => ({
   name: peer.name,
   drive: ({ deadline, plan, start, url }) =>
@@ -71,12 +81,7 @@ const effectDriver = (peer: Peers.EffectPeer): Driver => ({
         body: () => Effect.ignore(limiter.guard(send)),
         step: () => {}
       })
-      yield* Effect.sleep(Duration.millis(Math.max(0, start - Date.now())))
-      yield* Effect.forEach(Array.from({ length: plan.callers }), () => caller, {
-        concurrency: "unbounded",
-        discard: true
-      })
-        .pipe(Effect.timeoutOption(Duration.millis(deadline - Date.now() + GRACE_MILLIS)))
+      yield* runCallers(caller, plan.callers, start, deadline)
       return {}
     }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici), Effect.runPromise)
 })
@@ -120,12 +125,7 @@ const tollgateDriver: Driver = {
           Effect.map(limiter.stats, (stats) => ({ granted: stats.granted, queued: stats.queued, inFlight }))
         )
       )
-      yield* Effect.sleep(Duration.millis(Math.max(0, start - Date.now())))
-      yield* Effect.forEach(Array.from({ length: plan.callers }), () => caller, {
-        concurrency: "unbounded",
-        discard: true
-      })
-        .pipe(Effect.timeoutOption(Duration.millis(deadline - Date.now() + GRACE_MILLIS)))
+      yield* runCallers(caller, plan.callers, start, deadline)
       return {
         holdMillis: holds.length === 0 ? undefined : holds.reduce((a, b) => a + b, 0) / holds.length,
         stats: yield* Fiber.join(atDeadline)
@@ -183,6 +183,122 @@ const drivers: ReadonlyArray<Driver> = [
   jsDriver(Peers.rateLimiterFlexibleEvenly)
 ]
 
+/**
+ * Issue 14's modes: a server that announces its budget (`X-RateLimit-*`, `Retry-After` on 429), and a client
+ * configured right, twice too high, too low (half) or not at all (`ApiClient.make` with no limiter, whose
+ * default is `RateLimiter.learned()`).
+ */
+type Mode = "configured right" | "configured 2× too high" | "configured too low (half)" | "not configured"
+const modes: ReadonlyArray<Mode> = [
+  "configured right",
+  "configured 2× too high",
+  "configured too low (half)",
+  "not configured"
+]
+
+interface LearnedPlan {
+  /** The server's real budget. */
+  readonly budget: Peers.Budget
+  /** Concurrent callers: more than the limit. */
+  readonly callers: number
+}
+
+const configuredLimit = (mode: Mode, limit: number): number | undefined =>
+  mode === "configured right"
+    ? limit
+    : mode === "configured 2× too high"
+    ? 2 * limit
+    : mode === "configured too low (half)"
+    ? Math.max(1, Math.floor(limit / 2))
+    : undefined
+
+interface LearnedObserved {
+  /** Requests that ended in a failure (not counting those interrupted at the end of the run). */
+  readonly failures: number
+  readonly failureSample: string | undefined
+}
+
+/**
+ * Callers loop until the deadline, each request a `client.get` then its body; a request that fails is counted
+ * (no caller retries by hand: the ApiClient's own retries are what is measured).
+ */
+const driveLearned = (mode: Mode, learned: LearnedPlan, { deadline, start, url }: Omit<RoundOptions, "plan">) =>
+  Effect.gen(function*() {
+    const configured = configuredLimit(mode, learned.budget.limit)
+    const limiter = configured === undefined
+      ? undefined
+      : yield* RateLimiter.make(
+        RateLimiter.slidingWindow({ limit: configured, window: Duration.millis(learned.budget.windowMillis) }),
+        { provider: "bench" }
+      )
+    const client = yield* ApiClient.make({ provider: "bench", limiter })
+    let failures = 0
+    let failureSample: string | undefined
+    const caller = Effect.whileLoop({
+      while: () => Date.now() < deadline,
+      body: () =>
+        Effect.flatMap(client.get(url), (r) => r.text).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.sync(() => {
+              if (Cause.isInterruptedOnly(cause)) return
+              failures++
+              failureSample ??= Cause.pretty(cause).split("\n")[0]
+            })
+          )
+        ),
+      step: () => {}
+    })
+    yield* runCallers(caller, learned.callers, start, deadline)
+    return { failures, failureSample } satisfies LearnedObserved
+  }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici), Effect.runPromise)
+
+interface LearnedOutcome extends LearnedObserved {
+  readonly utilization: number
+  readonly admitted: number
+  readonly rejected: number
+  /** Arrivals (admitted or refused) in the busiest server window after the first. */
+  readonly maxLater: number
+  readonly rejectedLater: number
+  readonly error: string | undefined
+}
+
+/**
+ * Reads a fixed-window server's log over the run: its windows are its own (each starts at the first arrival
+ * after the previous one ended), so "after the first" means after the window the client learned in.
+ */
+const analyzeLearned = (
+  log: ReadonlyArray<readonly [number, number]>,
+  windows: ReadonlyArray<number>,
+  start: number,
+  end: number,
+  learned: LearnedPlan,
+  runWindows: number
+): Omit<LearnedOutcome, keyof LearnedObserved | "error"> => {
+  const perWindow = new Map<number, number>()
+  let admitted = 0
+  let rejected = 0
+  let rejectedLater = 0
+  const first = windows[0]
+  for (let i = 0; i < log.length; i++) {
+    const [t, status] = log[i]!
+    const window = windows[i]!
+    if (t < start || t >= end) continue
+    if (status === 200) admitted++
+    else if (status === 429) {
+      rejected++
+      if (window !== first) rejectedLater++
+    }
+    if (window !== first) perWindow.set(window, (perWindow.get(window) ?? 0) + 1)
+  }
+  return {
+    utilization: admitted / (runWindows * learned.budget.limit),
+    admitted,
+    rejected,
+    rejectedLater,
+    maxLater: Math.max(0, ...perWindow.values())
+  }
+}
+
 interface Outcome extends Observed {
   readonly utilization: number
   readonly admitted: number
@@ -229,8 +345,14 @@ const analyze = (
   }
 }
 
-const runRound = async (servers: Child.Child, plan: Plan, round: number, log: (m: string) => void) => {
-  const specs = drivers.map((driver, i) => ({
+const runRound = async (
+  servers: Child.Child,
+  plan: Plan,
+  learned: LearnedPlan,
+  round: number,
+  log: (m: string) => void
+) => {
+  const specs = drivers.map((_, i) => ({
     name: `r${round}-${i}`,
     limit: plan.budget.limit,
     windowMillis: plan.budget.windowMillis,
@@ -239,37 +361,84 @@ const runRound = async (servers: Child.Child, plan: Plan, round: number, log: (m
     // The same seed for every server of the round: every limiter meets the same latencies.
     seed: 1000 + round
   }))
-  const ports = await servers.call<Record<string, number>>("startWindows", specs)
+  // The learned modes run in the same rounds, each against its own announcing fixed-window server.
+  const fixedSpecs = modes.map((_, i) => ({
+    name: `r${round}-fixed-${i}`,
+    limit: learned.budget.limit,
+    windowMillis: learned.budget.windowMillis,
+    minLatency: plan.minLatency,
+    maxLatency: plan.maxLatency,
+    seed: 2000 + round,
+    fixed: true as const
+  }))
+  const ports = await servers.call<Record<string, number>>("startWindows", [...specs, ...fixedSpecs])
   const start = Date.now() + 300
   const deadline = start + plan.windows * plan.budget.windowMillis
-  log(`3 exactness: round ${round + 1}/${plan.rounds}: ${drivers.length} limiters for ${(deadline - start) / 1000} s`)
-  const results = await Promise.all(drivers.map(async (driver, i) => {
-    try {
-      const observed = await driver.drive({ url: `http://127.0.0.1:${ports[specs[i]!.name]}`, start, deadline, plan })
-      return { ...observed, error: undefined }
-    } catch (error) {
-      return { error: errorMessage(error) }
-    }
-  }))
-  const logs = await servers.call<Record<string, Array<readonly [number, number]>>>(
-    "arrivals",
-    specs.map((s) => s.name)
+  log(
+    `3 exactness: round ${round + 1}/${plan.rounds}: ${drivers.length} limiters and ${modes.length} learned modes for ${
+      (deadline - start) / 1000
+    } s`
   )
-  await servers.call("close", specs.map((s) => s.name))
-  return drivers.map((_, i): Outcome => ({ ...analyze(logs[specs[i]!.name] ?? [], start, plan), ...results[i]! }))
+  const [results, learnedResults] = await Promise.all([
+    Promise.all(drivers.map(async (driver, i) => {
+      try {
+        const observed = await driver.drive({ url: `http://127.0.0.1:${ports[specs[i]!.name]}`, start, deadline, plan })
+        return { ...observed, error: undefined }
+      } catch (error) {
+        return { error: errorMessage(error) }
+      }
+    })),
+    Promise.all(modes.map(async (mode, i) => {
+      try {
+        const url = `http://127.0.0.1:${ports[fixedSpecs[i]!.name]}`
+        return { ...(await driveLearned(mode, learned, { url, start, deadline })), error: undefined }
+      } catch (error) {
+        return { failures: 0, failureSample: undefined, error: errorMessage(error) }
+      }
+    }))
+  ])
+  const names = [...specs, ...fixedSpecs].map((s) => s.name)
+  const logs = await servers.call<Record<string, Array<readonly [number, number]>>>("arrivals", names)
+  const windows = await servers.call<Record<string, Array<number>>>("fixedWindows", fixedSpecs.map((s) => s.name))
+  await servers.call("close", names)
+  const runWindows = (plan.windows * plan.budget.windowMillis) / learned.budget.windowMillis
+  return {
+    outcomes: drivers.map((_, i): Outcome => ({ ...analyze(logs[specs[i]!.name] ?? [], start, plan), ...results[i]! })),
+    learned: modes.map((_, i): LearnedOutcome => ({
+      ...analyzeLearned(
+        logs[fixedSpecs[i]!.name] ?? [],
+        windows[fixedSpecs[i]!.name] ?? [],
+        start,
+        deadline,
+        learned,
+        runWindows
+      ),
+      ...learnedResults[i]!
+    }))
+  }
 }
 
 export const run = async (context: Context): Promise<Section> => {
   const plan: Plan = context.quick
     ? { budget: { limit: 5, windowMillis: 1000 }, windows: 3, minLatency: 5, maxLatency: 40, callers: 10, rounds: 1 }
     : { budget: { limit: 20, windowMillis: 2000 }, windows: 10, minLatency: 5, maxLatency: 40, callers: 40, rounds: 3 }
+  // Issue 14's server: 10 per 2 s, announced; 20 callers, twice the limit.
+  const learned: LearnedPlan = context.quick
+    ? { budget: { limit: 5, windowMillis: 1000 }, callers: 10 }
+    : { budget: { limit: 10, windowMillis: 2000 }, callers: 20 }
   const servers = Child.spawn("servers.ts")
   const rounds: Array<Array<Outcome>> = []
+  const learnedRounds: Array<Array<LearnedOutcome>> = []
   try {
-    for (let round = 0; round < plan.rounds; round++) rounds.push(await runRound(servers, plan, round, context.log))
+    for (let round = 0; round < plan.rounds; round++) {
+      const result = await runRound(servers, plan, learned, round, context.log)
+      rounds.push(result.outcomes)
+      learnedRounds.push(result.learned)
+    }
   } finally {
     await servers.close()
   }
+  const learnedSection = learnedReport(learned, learnedRounds, plan)
 
   const { limit, windowMillis } = plan.budget
   const per = (i: number) => rounds.map((r) => r[i]!)
@@ -315,7 +484,8 @@ export const run = async (context: Context): Promise<Section> => {
       name: `Tollgate: never more than ${limit} arrivals in any ${windowMillis} ms window`,
       met: ours.worstWindow <= limit,
       measured: `at most ${ours.worstWindow}`
-    }
+    },
+    ...learnedSection.targets
   ]
   // Under saturating demand a sliding-window limiter is never silent much longer than one window plus a
   // request's time; anything longer means it stopped admitting while callers waited.
@@ -393,10 +563,108 @@ simply call again; Tollgate closes its gate until Retry-After.
         ...(anyFailure ? ["error"] : [])
       ],
       rows: rows.map((r) => r.cells)
-    }],
+    }, learnedSection.table],
     targets,
-    notes
+    notes: [...notes, ...learnedSection.notes]
   }
+}
+
+/** The learned-mode rows: what issue 14 asks of each mode, checked in every round. */
+const learnedReport = (learned: LearnedPlan, rounds: ReadonlyArray<ReadonlyArray<LearnedOutcome>>, plan: Plan) => {
+  const { limit, windowMillis } = learned.budget
+  const per = (i: number) => rounds.map((r) => r[i]!)
+  const rows = modes.map((mode, i) => {
+    const outcomes = per(i)
+    const error = outcomes.find((o) => o.error !== undefined)?.error
+    return {
+      mode,
+      error,
+      utilization: summarize(outcomes.map((o) => o.utilization)),
+      rejected: summarize(outcomes.map((o) => o.rejected)),
+      worstRejected: Math.max(...outcomes.map((o) => o.rejected)),
+      worstRejectedLater: Math.max(...outcomes.map((o) => o.rejectedLater)),
+      worstFailures: Math.max(...outcomes.map((o) => o.failures)),
+      failures: summarize(outcomes.map((o) => o.failures)),
+      failureSample: outcomes.find((o) => o.failureSample !== undefined)?.failureSample,
+      worstLater: Math.max(...outcomes.map((o) => o.maxLater)),
+      admitted: summarize(outcomes.map((o) => o.admitted))
+    }
+  })
+  const row = (mode: Mode) => rows.find((r) => r.mode === mode)!
+  const decided = (r: (typeof rows)[number], met: boolean) => r.error === undefined ? met : undefined
+  const target = (mode: Mode, name: string, met: (r: (typeof rows)[number]) => boolean) => {
+    const r = row(mode)
+    return {
+      name: `learned, ${mode}: ${name}`,
+      met: decided(r, met(r)),
+      measured:
+        `${r.worstFailures} failures, ${r.worstRejected} 429s (${r.worstRejectedLater} after the first window), ` +
+        `at most ${r.worstLater} arrivals in a later window, ${Format.percent(r.utilization.median)} utilization`
+    }
+  }
+  const targets: Array<Target> = [
+    target("configured right", "0 failures, 0 429s", (r) => r.worstFailures === 0 && r.worstRejected === 0),
+    target(
+      "configured 2× too high",
+      `0 failures, ≤ ${limit} 429s, every later window ≤ ${limit}`,
+      (r) => r.worstFailures === 0 && r.worstRejected <= limit && r.worstLater <= limit
+    ),
+    target(
+      "configured too low (half)",
+      "0 failures, 0 429s",
+      (r) => r.worstFailures === 0 && r.worstRejected === 0
+    ),
+    target(
+      "not configured",
+      `0 failures, ≤ ${limit} 429s, every later window ≤ ${limit}`,
+      (r) => r.worstFailures === 0 && r.worstRejected <= limit && r.worstLater <= limit
+    )
+  ]
+  const anyError = rows.some((r) => r.error !== undefined)
+  const table = {
+    caption: `Learned budgets (issue 14): a fixed-window server announcing ${limit} per ${windowMillis / 1000} s`,
+    headers: [
+      "client configuration",
+      "utilization, median (min–max)",
+      "429s, median (min–max)",
+      "failed requests, median (min–max)",
+      "most arrivals in a later server window (worst round)",
+      "admitted in run, median",
+      ...(anyError ? ["error"] : [])
+    ],
+    rows: rows.map((r) => [
+      `Tollgate ApiClient, ${r.mode}${
+        r.mode === "not configured" ?
+          " (default `RateLimiter.learned()`)" :
+          ` (slidingWindow ${configuredLimit(r.mode, limit)} per ${windowMillis / 1000} s)`
+      }`,
+      Format.withSpread(r.utilization, (v) => Format.percent(v)),
+      Format.withSpread(r.rejected, (v) => String(Math.round(v))),
+      Format.withSpread(r.failures, (v) => String(Math.round(v))),
+      `${r.worstLater} (limit ${limit})`,
+      String(Math.round(r.admitted.median)),
+      ...(anyError ? [r.error ?? ""] : [])
+    ])
+  }
+  const failed = rows.filter((r) => r.failureSample !== undefined)
+  const notes = [
+    `**Learned budgets.** In the same rounds, four more Tollgate clients each drive ${learned.callers} callers
+(twice the limit) for the same ${(plan.windows * plan.budget.windowMillis) / 1000} s against their own server with a
+real budget of **${limit} per ${windowMillis / 1000} s**: a fixed window starting at the first request after the
+previous one ended (as \`express-rate-limit\` and \`@fastify/rate-limit\` count), announcing
+\`X-RateLimit-Limit\`, \`X-RateLimit-Remaining\` and \`X-RateLimit-Reset\` (seconds until the reset) on every
+answer and \`Retry-After\` on a 429, with the same ${plan.minLatency}–${plan.maxLatency} ms latencies. The clients
+are configured with the right limit, twice it, half of it, or none at all. Utilization is the admitted requests ÷
+(${limit} × the ${(plan.windows * plan.budget.windowMillis) / windowMillis} windows the run lasts): a
+fixed-window server's windows start only at the first arrival after the previous one ended, and a configured
+limit of half the real one is never loosened (by design), so that row stays near 50%. A failed request is one whose
+\`ApiClient\` call failed (retries exhausted, \`RateLimited\`); requests still queued at the end are interrupted and
+not counted.`,
+    ...(failed.length === 0 ? [] : [
+      `**Failures seen:** ${failed.map((r) => `${r.mode}: \`${r.failureSample}\``).join("; ")}.`
+    ])
+  ]
+  return { table, targets, notes }
 }
 
 /**
