@@ -210,6 +210,29 @@ type Deferred = Deferred.Deferred<AccessToken.AccessToken, TollgateError.TokenEr
  * the store uses it (bounded by `closeTimeout`, logging rather than failing if that goes wrong), and
  * interrupts a request still in flight, whose waiters fail with `TokenEndpointUnavailable`.
  *
+ * @example
+ * ```ts
+ * import { AccessToken, TokenCache, TokenSource } from "@tollgate/core"
+ * import { DateTime, Effect, Either, Redacted } from "effect"
+ *
+ * let minted = 0
+ * const source = TokenSource.make({
+ *   identity: { provider: "acme", endpoint: "https://auth.acme.example/token", clientId: "my-client" },
+ *   fetch: Effect.map(DateTime.now, (receivedAt) =>
+ *     Either.getOrThrow(AccessToken.make({ value: Redacted.make(`token-${++minted}`), expiresIn: 3600, receivedAt })))
+ * })
+ *
+ * const program = Effect.gen(function*() {
+ *   const tokens = yield* TokenCache.make(source)
+ *   // Concurrent callers share one token request; later callers get the cached token.
+ *   yield* Effect.all([tokens.get, tokens.get, tokens.get], { concurrency: "unbounded" })
+ *   yield* tokens.get
+ *   console.log(minted) // 1
+ * }).pipe(Effect.scoped)
+ *
+ * Effect.runPromise(program)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -506,6 +529,27 @@ export class TokenCacheBackend extends Context.Reference<TokenCacheBackend>()("@
 /**
  * Builds a cache with the backend in context.
  *
+ * @example
+ * ```ts
+ * import { AccessToken, TokenCache, TokenSource } from "@tollgate/core"
+ * import { DateTime, Effect, Either, Redacted } from "effect"
+ *
+ * const source = TokenSource.make({
+ *   identity: { provider: "acme", endpoint: "https://auth.acme.example/token", clientId: "my-client" },
+ *   fetch: Effect.map(DateTime.now, (receivedAt) =>
+ *     Either.getOrThrow(AccessToken.make({ value: Redacted.make("t0k3n"), expiresIn: 3600, receivedAt })))
+ * })
+ *
+ * // In this process's memory, unless a Layer such as `RedisTokenCache.layerBackend` provides a shared backend.
+ * const program = Effect.gen(function*() {
+ *   const tokens = yield* TokenCache.makeWithBackend(source)
+ *   const token = yield* tokens.get
+ *   console.log(token.type) // "Bearer"
+ * }).pipe(Effect.scoped)
+ *
+ * Effect.runPromise(program)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -517,6 +561,27 @@ export const makeWithBackend = (
 
 /**
  * A cache over the `TokenSource` in context.
+ *
+ * @example
+ * ```ts
+ * import { AccessToken, TokenCache, TokenSource } from "@tollgate/core"
+ * import { DateTime, Effect, Either, Layer, Redacted } from "effect"
+ *
+ * const source = TokenSource.make({
+ *   identity: { provider: "acme", endpoint: "https://auth.acme.example/token", clientId: "my-client" },
+ *   fetch: Effect.map(DateTime.now, (receivedAt) =>
+ *     Either.getOrThrow(AccessToken.make({ value: Redacted.make("t0k3n"), expiresIn: 3600, receivedAt })))
+ * })
+ *
+ * const TokensLive = TokenCache.layer({ timeout: "10 seconds" }).pipe(Layer.provide(TokenSource.layer(source)))
+ *
+ * const program = Effect.gen(function*() {
+ *   const tokens = yield* TokenCache.TokenCache
+ *   yield* tokens.get
+ *   console.log((yield* tokens.stats).fetches) // 1
+ * })
+ * Effect.runPromise(Effect.provide(program, TokensLive))
+ * ```
  *
  * @since 0.1.0
  * @category layers
