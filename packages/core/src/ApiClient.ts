@@ -317,7 +317,10 @@ export const make = (
  *   HttpClient.HttpClient,
  *   HttpClient.make((request) =>
  *     Effect.succeed(
- *       HttpClientResponse.fromWeb(request, Response.json({ bearer: request.headers.authorization?.startsWith("Bearer ") }))
+ *       HttpClientResponse.fromWeb(
+ *         request,
+ *         Response.json({ bearer: request.headers.authorization?.startsWith("Bearer ") })
+ *       )
  *     )
  *   )
  * )

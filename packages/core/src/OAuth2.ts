@@ -190,7 +190,10 @@ export const identity = (options: Options): TokenSource.Identity => ({
  * // An in-memory authorization server, so the example needs no network.
  * const authServer = HttpClient.make((request) =>
  *   Effect.succeed(
- *     HttpClientResponse.fromWeb(request, Response.json({ access_token: "t0k3n", token_type: "Bearer", expires_in: 3600 }))
+ *     HttpClientResponse.fromWeb(
+ *       request,
+ *       Response.json({ access_token: "t0k3n", token_type: "Bearer", expires_in: 3600 })
+ *     )
  *   )
  * )
  *
@@ -381,7 +384,11 @@ export interface IssuerOptions
  *
  * const program = Effect.gen(function*() {
  *   // The token endpoint and the authentication method come from the issuer's metadata.
- *   const source = yield* OAuth2.fromIssuer({ issuer, clientId: "my-client", clientSecret: Redacted.make("my-secret") })
+ *   const source = yield* OAuth2.fromIssuer({
+ *     issuer,
+ *     clientId: "my-client",
+ *     clientSecret: Redacted.make("my-secret")
+ *   })
  *   console.log(source.identity.endpoint) // "https://auth.acme.example/oauth/token"
  *   const token = yield* source.fetch
  *   console.log(token.type) // "Bearer"

@@ -126,7 +126,10 @@ export const layer = (source: Service): Layer.Layer<TokenSource> => Layer.succee
  *   HttpClient.HttpClient,
  *   HttpClient.make((request) =>
  *     Effect.succeed(
- *       HttpClientResponse.fromWeb(request, Response.json({ access_token: "t0k3n", token_type: "Bearer", expires_in: 3600 }))
+ *       HttpClientResponse.fromWeb(
+ *         request,
+ *         Response.json({ access_token: "t0k3n", token_type: "Bearer", expires_in: 3600 })
+ *       )
  *     )
  *   )
  * )

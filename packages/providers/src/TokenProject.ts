@@ -217,7 +217,8 @@ export const make = definition.make, tokenSource = definition.tokenSource
  * import { TokenProjectSandbox, Sandbox } from "@tollgate/testing"
  * import { ConfigProvider, Effect, Layer } from "effect"
  *
- * // `layerConfig()` reads the TOKEN_PROJECT_* variables, here from a map; `layer(options)` takes the options as values.
+ * // `layerConfig()` reads the TOKEN_PROJECT_* variables, here from a map;
+ * // `layer(options)` takes the options as values.
  * const { key, secret } = TokenProjectSandbox.defaultCredentials
  * const environment = ConfigProvider.fromMap(
  *   new Map([

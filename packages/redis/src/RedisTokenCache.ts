@@ -373,6 +373,32 @@ export const store = (
 /**
  * Builds a shared cache over `source`: core's `TokenCache.make` over this module's store.
  *
+ * @example
+ * ```ts
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { OAuth2 } from "@tollgate/core"
+ * import { RedisConnection, RedisTokenCache } from "@tollgate/redis"
+ * import { Config, Effect, Redacted } from "effect"
+ *
+ * // One token for the fleet: the first process fetches it, the others read it (encrypted at rest).
+ * const program = Effect.gen(function*() {
+ *   const source = yield* OAuth2.make({
+ *     provider: "acme",
+ *     tokenUrl: "https://auth.acme.example/oauth/token",
+ *     clientId: "my-client",
+ *     clientSecret: yield* Config.redacted("ACME_CLIENT_SECRET")
+ *   })
+ *   const tokens = yield* RedisTokenCache.make(source, {
+ *     encryptionKey: yield* Config.redacted("TOLLGATE_REDIS_ENCRYPTION_KEY")
+ *   })
+ *   return yield* tokens.get
+ * }).pipe(
+ *   Effect.scoped,
+ *   Effect.provide(RedisConnection.layer({ url: Redacted.make("redis://127.0.0.1:6379") })),
+ *   Effect.provide(NodeHttpClient.layerUndici)
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -390,6 +416,26 @@ export const make = (
 /**
  * A shared cache over the `TokenSource` in context, under core's `TokenCache` Tag: swap
  * `TokenCache.layer(options)` for this and the program shares its token with the fleet.
+ *
+ * @example
+ * ```ts
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { OAuth2, TokenSource } from "@tollgate/core"
+ * import { RedisConnection, RedisTokenCache } from "@tollgate/redis"
+ * import { Layer, Redacted } from "effect"
+ *
+ * // In place of `TokenCache.layer()`: the same Tag, the fleet's token.
+ * const TokensLive = RedisTokenCache.layer({ revokeOnClose: "last-user" }).pipe(
+ *   Layer.provide(TokenSource.layerEffect(OAuth2.make({
+ *     provider: "acme",
+ *     tokenUrl: "https://auth.acme.example/oauth/token",
+ *     clientId: "my-client",
+ *     clientSecret: Redacted.make("my-secret")
+ *   }))),
+ *   Layer.provide(RedisConnection.layer({ url: "redis://127.0.0.1:6379" })),
+ *   Layer.provide(NodeHttpClient.layerUndici)
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category layers
@@ -413,6 +459,15 @@ export const config: Config.Config<Option.Option<Redacted.Redacted<string>>> = C
  * `layer` with the encryption key from `config` and the connection from `RedisConnection.layerFromEnv`
  * (`REDIS_URL`): the one-line replacement for `TokenCache.layer(options)`.
  *
+ * @example
+ * ```ts
+ * import { RedisTokenCache } from "@tollgate/redis"
+ *
+ * // In place of `TokenCache.layer(options)`: REDIS_URL and TOLLGATE_REDIS_ENCRYPTION_KEY from the environment.
+ * // It still needs the `TokenSource` in context.
+ * const TokensLive = RedisTokenCache.layerConfig({ timeout: "10 seconds" })
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -431,6 +486,22 @@ export const layerConfig = (
  * Makes every token cache built through `TokenCache.makeWithBackend` a Redis one: provider modules
  * (`Nora.layer`, ...) and `TokenCache.layer` then share their tokens with the fleet. `options` add the
  * Redis-only settings (encryption key, lock, revocation rule) to what each cache asks for.
+ *
+ * @example
+ * ```ts
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Norce } from "@tollgate/providers"
+ * import { RedisConnection, RedisTokenCache } from "@tollgate/redis"
+ * import { Layer, Redacted } from "effect"
+ *
+ * // Every cache built through `TokenCache.makeWithBackend` (provider Layers included) now shares its token.
+ * const encryptionKey = Redacted.make("32 random bytes in base64, e.g. from `openssl rand -base64 32`")
+ * const NorceLive = Norce.layerConfig().pipe(
+ *   Layer.provide(RedisTokenCache.layerBackend({ encryptionKey })),
+ *   Layer.provide(RedisConnection.layerFromEnv),
+ *   Layer.provide(NodeHttpClient.layerUndici)
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category layers

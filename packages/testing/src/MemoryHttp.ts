@@ -174,6 +174,27 @@ const aborted = (
 /**
  * The same client as a Layer, to swap in for a real transport.
  *
+ * @example
+ * ```ts
+ * import { ApiClient } from "@tollgate/core"
+ * import { MemoryHttp } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * // A scripted API: the first request is throttled for one second, later ones succeed.
+ * let calls = 0
+ * const Api = MemoryHttp.layer(() =>
+ *   Effect.succeed(
+ *     ++calls === 1 ? { status: 429, headers: { "retry-after": "1" } } : { body: { ok: true } }
+ *   )
+ * )
+ *
+ * Effect.gen(function*() {
+ *   const client = yield* ApiClient.make({ provider: "acme", baseUrl: "https://api.acme.example" })
+ *   const response = yield* client.get("/items")
+ *   console.log(response.status, calls) // 200 2: Tollgate waited out the 429 and retried
+ * }).pipe(Effect.scoped, Effect.provide(Api), Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */

@@ -157,6 +157,31 @@ const isoSeconds = (millis: number): string =>
 /**
  * Builds a Nomba emulator. Its time comes from `Clock` and its randomness from `Random`.
  *
+ * @example
+ * ```ts
+ * import { HttpClientRequest } from "@effect/platform"
+ * import { NombaSandbox, Sandbox } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * Effect.gen(function*() {
+ *   // Nomba's emulator, reached in memory; its answers are Nomba's `{ code, description, data }` envelope.
+ *   const emulator = yield* NombaSandbox.make()
+ *   const { accountId, clientId, clientSecret } = emulator.credentials
+ *   const response = yield* Sandbox.makeClient(() => emulator.app).execute(
+ *     HttpClientRequest.post("https://nomba.sandbox.test/v1/auth/token/issue").pipe(
+ *       HttpClientRequest.setHeader("accountId", accountId),
+ *       HttpClientRequest.bodyUnsafeJson({
+ *         grant_type: "client_credentials",
+ *         client_id: clientId,
+ *         client_secret: clientSecret
+ *       })
+ *     )
+ *   )
+ *   const body = (yield* response.json) as { readonly code: string }
+ *   console.log(response.status, body.code) // 200 "00"
+ * }).pipe(Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */

@@ -131,6 +131,25 @@ const badRequest = (message: string | ReadonlyArray<string>, reason: string): Ha
 /**
  * Builds a Nora emulator. Its time comes from `Clock` and its randomness from `Random`.
  *
+ * @example
+ * ```ts
+ * import { HttpClientRequest } from "@effect/platform"
+ * import { NoraSandbox, Sandbox } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * Effect.gen(function*() {
+ *   // Nora's emulator, reached in memory (serve it on loopback with `Sandbox.serve`).
+ *   const emulator = yield* NoraSandbox.make({ tokenLifetimeSeconds: 600 })
+ *   const http = Sandbox.makeClient(() => emulator.app)
+ *   const response = yield* http.execute(
+ *     HttpClientRequest.post("https://nora.sandbox.test/api/token").pipe(
+ *       HttpClientRequest.bodyUnsafeJson(NoraSandbox.defaultCredentials)
+ *     )
+ *   )
+ *   console.log(response.status, (yield* emulator.recording).tokenCounts.issue) // 200 1
+ * }).pipe(Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */

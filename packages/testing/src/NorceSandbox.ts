@@ -195,6 +195,29 @@ const defaultClientIp = (request: HttpServerRequest.HttpServerRequest): string =
 /**
  * Builds a Norce emulator. Its time comes from `Clock` and its randomness from `Random`.
  *
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { OAuth2 } from "@tollgate/core"
+ * import { NorceSandbox, Sandbox } from "@tollgate/testing"
+ * import { Effect, Redacted } from "effect"
+ *
+ * Effect.gen(function*() {
+ *   // Norce's emulator, reached in memory: a token endpoint limited to 3 a minute with a burst of 20.
+ *   const emulator = yield* NorceSandbox.make()
+ *   const source = yield* OAuth2.make({
+ *     provider: "norce",
+ *     tokenUrl: "https://norce.sandbox.test/identity/1.0/connect/token",
+ *     clientId: emulator.credentials.clientId,
+ *     clientSecret: Redacted.make(emulator.credentials.clientSecret),
+ *     authMethod: "client_secret_post",
+ *     scope: "playground"
+ *   }).pipe(Effect.provideService(HttpClient.HttpClient, Sandbox.makeClient(() => emulator.app)))
+ *   const token = yield* source.fetch
+ *   console.log(token.type, (yield* emulator.recording).tokenCounts.granted) // "Bearer" 1
+ * }).pipe(Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */

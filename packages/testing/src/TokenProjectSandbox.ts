@@ -160,6 +160,25 @@ const errors = (code: number, message: string) => ({ errors: [{ code, message }]
 /**
  * Builds a Token project emulator. Its time comes from `Clock` and its randomness from `Random`.
  *
+ * @example
+ * ```ts
+ * import { HttpClientRequest } from "@effect/platform"
+ * import { Sandbox, TokenProjectSandbox } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * Effect.gen(function*() {
+ *   // The token project's emulator, reached in memory: credentials in the query, JWTs in the answer.
+ *   const emulator = yield* TokenProjectSandbox.make()
+ *   const { key, secret } = emulator.credentials
+ *   const response = yield* Sandbox.makeClient(() => emulator.app).execute(
+ *     HttpClientRequest.post("https://token-project.sandbox.test/auth/token").pipe(
+ *       HttpClientRequest.setUrlParams({ key, secret })
+ *     )
+ *   )
+ *   console.log(response.status) // 200
+ * }).pipe(Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */

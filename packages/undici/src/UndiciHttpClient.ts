@@ -71,6 +71,31 @@ export interface Options {
 /**
  * The client over a dispatcher the caller owns (and closes).
  *
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { UndiciHttpClient } from "@tollgate/undici"
+ * import { Effect } from "effect"
+ * import * as Http from "node:http"
+ * import type { AddressInfo } from "node:net"
+ * import { Agent } from "undici"
+ *
+ * // A dispatcher the caller owns: shared with other code, closed by the caller.
+ * const agent = new Agent({ connections: 8 })
+ * const client = UndiciHttpClient.make(agent)
+ *
+ * Effect.gen(function*() {
+ *   const server = Http.createServer((_request, response) => response.end("hello"))
+ *   yield* Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void)))
+ *   const { port } = server.address() as AddressInfo
+ *   const response = yield* client.get(`http://127.0.0.1:${port}/`)
+ *   console.log(response.status) // 200
+ *   yield* response.text
+ *   server.close()
+ *   yield* Effect.promise(() => agent.close())
+ * }).pipe(Effect.provideService(HttpClient.HttpClient, client), Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -89,6 +114,22 @@ const describe = (value: unknown): string =>
 /**
  * An undici `Agent` (a pool of connections per origin) for the scope: destroyed when the scope closes,
  * which aborts the requests still in flight.
+ *
+ * @example
+ * ```ts
+ * import { UndiciHttpClient } from "@tollgate/undici"
+ * import { Effect } from "effect"
+ *
+ * // An Agent for the scope, with at most 16 connections per origin; destroyed when the scope closes.
+ * Effect.gen(function*() {
+ *   const dispatcher = yield* UndiciHttpClient.makeDispatcher({ connections: 16, agent: { keepAliveTimeout: 10_000 } })
+ *   const client = UndiciHttpClient.make(dispatcher)
+ *   console.log(typeof client.execute) // "function"
+ *   // Bad options are a typed error, not a crash.
+ *   const refused = yield* Effect.flip(UndiciHttpClient.makeDispatcher({ connections: 0 }))
+ *   console.log(refused._tag) // "InvalidArgument"
+ * }).pipe(Effect.scoped, Effect.runPromise)
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -127,6 +168,17 @@ const acquire = (build: () => Undici.Dispatcher) =>
   )
 
 /**
+ * @example
+ * ```ts
+ * import { UndiciHttpClient } from "@tollgate/undici"
+ * import { Layer } from "effect"
+ *
+ * // One Agent for the program; the client over it, plus the Agent itself for code that needs undici directly.
+ * const HttpLive = UndiciHttpClient.layerWithoutDispatcher.pipe(
+ *   Layer.provideMerge(UndiciHttpClient.layerDispatcher({ connections: 32 }))
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -135,6 +187,21 @@ export const layerDispatcher = (options?: Options): Layer.Layer<Dispatcher, Toll
 
 /**
  * The client over the `Dispatcher` in context.
+ *
+ * @example
+ * ```ts
+ * import { UndiciHttpClient } from "@tollgate/undici"
+ * import { Layer } from "effect"
+ * import { Agent } from "undici"
+ *
+ * // The client over a dispatcher from elsewhere, with undici options for every request.
+ * const agent = new Agent({ pipelining: 1 })
+ * const HttpLive = UndiciHttpClient.layerWithoutDispatcher.pipe(
+ *   Layer.provide(Layer.succeed(UndiciHttpClient.Dispatcher, agent)),
+ *   Layer.provide(Layer.succeed(UndiciHttpClient.RequestOptions, { headersTimeout: 5_000, bodyTimeout: 30_000 }))
+ * )
+ * agent.close()
+ * ```
  *
  * @since 0.1.0
  * @category layers
@@ -150,6 +217,14 @@ export const layerWithoutDispatcher: Layer.Layer<HttpClient.HttpClient, never, D
 /**
  * The client over its own undici `Agent`, with the given connection options.
  *
+ * @example
+ * ```ts
+ * import { UndiciHttpClient } from "@tollgate/undici"
+ *
+ * // Its own Agent, at most 8 connections per origin, kept alive for 30 seconds.
+ * const HttpLive = UndiciHttpClient.layerWithOptions({ connections: 8, agent: { keepAliveTimeout: 30_000 } })
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -161,6 +236,25 @@ export const layerWithOptions = (
 /**
  * The client over its own undici `Agent` with undici's defaults: a drop-in for
  * `NodeHttpClient.layerUndici`.
+ *
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { UndiciHttpClient } from "@tollgate/undici"
+ * import { Effect } from "effect"
+ * import * as Http from "node:http"
+ * import type { AddressInfo } from "node:net"
+ *
+ * // A drop-in for `NodeHttpClient.layerUndici`; here against a server on loopback.
+ * Effect.gen(function*() {
+ *   const server = Http.createServer((_request, response) => response.end("hello"))
+ *   yield* Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void)))
+ *   const { port } = server.address() as AddressInfo
+ *   const response = yield* HttpClient.get(`http://127.0.0.1:${port}/`)
+ *   console.log(yield* response.text) // "hello"
+ *   server.close()
+ * }).pipe(Effect.provide(UndiciHttpClient.layer), Effect.runPromise)
+ * ```
  *
  * @since 0.1.0
  * @category layers
