@@ -1,16 +1,9 @@
 /**
- * Spends a provider's request budget without overdrawing it. A limiter is a queue of requests in front
- * of a counting semaphore whose permits come back on a schedule set by the policy, plus a gate that a
- * 429 or `Remaining: 0` closes for every fiber until the server's reset.
+ * Spends a provider's request budget without overdrawing it: a queue of requests in front of a counting
+ * semaphore whose permits come back on the policy's schedule, plus a gate that a 429 or `Remaining: 0`
+ * closes for every fiber until the server's reset.
  *
- * Policies compose: `slidingWindow`, `tokenBucket`, `fixedWindow` (aligned to the clock), `unlimited`,
- * `learned` (the budget the server's headers announce), `keyed` (one limiter per endpoint or account,
- * idle keys forgotten) and `all` (several limits on one request). Every policy but `unlimited` also
- * learns: a limit and window the server announces tighten it, never loosen it.
- *
- * Requests wait by their place: the instant they first asked (a retry keeps it), moved earlier by their
- * priority. A policy checks its numbers when the limiter is made: a bad one fails `make` with
- * `InvalidArgument`, and a bad per-request option fails that request the same way.
+ * The design: `docs/rate-limiting.md` in the repository.
  *
  * @since 0.1.0
  */

@@ -1,30 +1,9 @@
 /**
- * Keeps one valid token per identity: at most one token request in flight however many fibers ask, a
- * background refresh ahead of expiry while the token is in use, and revocation when the scope closes.
- * The token lives in a `TokenStore`: this process's memory by default, or a store shared by a fleet
- * (`@tollgate/redis`), under the same rules.
+ * Keeps one valid token per identity: one token request in flight however many fibers ask, a
+ * background refresh ahead of expiry while the token is in use, revocation when the scope closes. The
+ * token lives in a `TokenStore`: this process's memory by default, or one shared by a fleet.
  *
- * The rules:
- *
- * - **Single flight.** One token request per process at a time, and one per store: a cache that finds
- *   another holding the store's fetch lock waits for its token.
- * - **Refresh only in use.** A token is renewed from `refreshAt` on (its expiry minus `refreshBefore`)
- *   only if it was handed out during the `idleAfter` before that instant; otherwise the first caller
- *   inside its refresh window triggers the renewal in the background and is served the still-valid
- *   token. An idle service fetches nothing; a busy one never waits on a renewal.
- * - **Never a stale token.** A token within `safetyMargin` of expiry is never handed out.
- * - **Failures cool down.** A failed request makes every caller get the same error at once until a
- *   cooldown (doubling per consecutive failure) ends; a valid token is still served meanwhile.
- * - **Revoked when the last user leaves.** When the scope closes the refresher stops and, if the source
- *   can revoke and no other cache uses the stored token, it is revoked (bounded by `closeTimeout`).
- *
- * It avoids three traps of Effect 3.22: `Semaphore.withPermits` can lose a permit when interrupted at an
- * unlucky instant, so state changes here are synchronous and never hold a lock; `Resource.auto` stops
- * refreshing for good after one failed refresh, so the refresher here keeps trying while the old token
- * is valid; `ScopedRef.set` releases the old value before acquiring the new one, which would revoke a
- * live token before its replacement exists. Fibers that live as long as the cache (the refresher) start
- * once, from the scope captured by `make`, never from a previous generation's fiber: a chain of forks
- * would keep every generation's fiber state alive.
+ * The design: `docs/tokens.md` in the repository.
  *
  * @since 0.1.0
  */

@@ -1,23 +1,9 @@
 /**
- * Where a `TokenCache` keeps the token its process shares with others: a small interface under the one
- * cache implementation, so a backend (this process's memory, Redis, anything with compare-and-set) ships
- * only its storage and never a second copy of the cache's rules.
+ * Where a `TokenCache` keeps the token its process shares with others: a small interface (read or
+ * lock, commit if fenced, invalidate if same, membership) under the one cache implementation, so a
+ * backend ships only its storage.
  *
- * A store holds, per identity, at most one token with the instants that govern it, a fetch lock with a
- * fencing value, the last failure with its cooldown, and the set of caches using it. Four operations
- * carry all the coordination:
- *
- * - **read or lock** (`read`): a token good enough for the caller, else the failure still cooling down,
- *   else "someone else is fetching", else the lock, taken atomically with a fresh fence;
- * - **commit if fenced** (`commit`, `fail`, `release`): only the holder of the current fence writes a
- *   token or a failure, so a holder that stalled past its lock can never overwrite a newer token;
- * - **invalidate if same** (`invalidate`): drops the token only if it is still the given one, so a 401
- *   for an old token never drops a newer one;
- * - **membership** (`leave`): a closing cache revokes the token only when it is the last user and the
- *   stored token is still the one it holds, deleted in the same step.
- *
- * Instants cross this interface on the caller's clock (epoch milliseconds); a store that keeps its own
- * clock (Redis `TIME`) converts.
+ * The design: `docs/tokens.md` in the repository.
  *
  * @since 0.2.0
  */

@@ -1,13 +1,8 @@
 /**
- * The Redis connection a fleet shares its token and its request budget through, and the one way
- * Tollgate talks to it: atomic Lua scripts, sent by digest (`EVALSHA`) and re-sent whole (`EVAL`) when
- * the server answers `NOSCRIPT` — after a restart, a failover, a `SCRIPT FLUSH` or on a replica that
- * never saw the script.
+ * The Redis connection a fleet shares its token and its request budget through: atomic Lua scripts
+ * sent by digest, a client set up to fail fast rather than queue.
  *
- * The client is set up to fail fast rather than queue: no offline queue, a bound on every command, and
- * no replay of commands after a reconnect. A shared limiter or token cache that cannot reach Redis
- * fails with a typed error at once (failing closed), and works again as soon as the client has
- * reconnected in the background.
+ * The design: `docs/redis.md` in the repository.
  *
  * @since 0.1.0
  */

@@ -1,24 +1,9 @@
 /**
  * Core's `RateLimiter`, shared by a fleet through Redis: every process that builds a limiter with the
- * same `name` spends one request budget, so a provider's "60 requests per minute per client" holds for
- * the whole fleet, and a 429 seen by one worker closes the gate for all of them until the reset.
+ * same `name` spends one budget. This module is only a store (atomic Lua scripts on the server's clock);
+ * core compiles the policy. Fails closed when Redis is unreachable.
  *
- * This module is only a store (`RateLimiterStore.SharedLane` per lane): core compiles the policy
- * (`keyed`, `all`, `learned`), keeps each process's queue and its places, and asks the store for the
- * head's permit. The store's state lives in atomic Lua scripts on the server's clock:
- *
- * - `slidingWindow`: a permit returns one window after its *response*; a permit in flight carries a lease
- *   its process renews, so a crashed process's permits return one window after their lease ends.
- * - `tokenBucket`, `fixedWindow`, and the quotas the server announced (learned, shared by the fleet).
- * - The fleet's queue: each process's head stands at its place (the instant it first asked, moved by its
- *   priority); a lower place elsewhere goes first, so retries keep their place fleet-wide.
- * - Fencing: every take carries the instant past which its caller has given up on it (the command
- *   timed out on the client); a take Redis runs later (it was paused, the network stalled) takes
- *   nothing, so no permit is counted for a caller that left.
- *
- * Redis unreachable: requests fail at once with `RateLimited` (reason "unavailable"), never sent without
- * a permit; permits in flight stay counted until their leases end. Everything works again as soon as
- * Redis answers.
+ * The design: `docs/redis.md` in the repository.
  *
  * @since 0.1.0
  */

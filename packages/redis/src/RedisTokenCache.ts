@@ -1,33 +1,9 @@
 /**
- * Core's `TokenCache`, shared by a fleet through Redis: this module is only a `TokenStore` (its keys, its
- * Lua scripts and the sealing of tokens at rest); the cache's rules are core's, the same in one process
- * and in a fleet. One token per identity for every process, one token request per lifetime for the
- * whole fleet, compare-and-set invalidation fleet-wide.
+ * Core's `TokenCache`, shared by a fleet through Redis: this module is only a `TokenStore` (its keys,
+ * its Lua scripts, the sealing of tokens at rest). One token per identity and one token request per
+ * lifetime for the whole fleet; fails closed when Redis is unreachable.
  *
- * How one fetch serves the fleet: a cache that needs a token runs one atomic script that either returns
- * the stored token or, when a new one is needed and nobody is fetching, takes the fetch lock with a fresh
- * fencing value. Only that process calls the token endpoint; it renews the lock while the request runs
- * and writes the token only if its fence is still the current one, so a holder that stalled past its lock
- * can never overwrite a newer token. The others poll with backoff and jitter until the token appears,
- * the lock lapses (a crashed holder), or a failure is recorded: then they all get that failure, Schema-
- * decoded, until a shared cooldown ends.
- *
- * Each process keeps a local copy of the token while it is valid, so Redis is not asked on every
- * request. The token is sealed with AES-256-GCM when an encryption key is configured, keyed by a digest
- * of `TokenSource.identityKey`, and never logged. A process whose key differs from the one the stored
- * token was sealed with neither deletes it nor fetches its own: it logs the mismatch (by key id) and
- * fails closed, so two keys in one fleet are a loud configuration error, not doubled token requests.
- *
- * Revocation when a scope closes follows the "last user" rule: each process using the token holds a
- * membership lease (renewed in the background); a closing process revokes the token only when no other
- * live member remains and the stored token is still the one it holds, deleting it in the same atomic
- * step. A process that cannot reach Redis when it closes never revokes.
- *
- * Redis unreachable, stalled, out of memory or refusing our password: a still-valid local copy is
- * served; otherwise `get` fails with `TokenEndpointUnavailable` naming that cause. No process fetches on
- * its own meanwhile (the fleet could otherwise burst the token endpoint). A read whose answer never came
- * (Redis stalled) releases any lock it may have taken once Redis runs it, so the fleet never waits out
- * a lock held for a caller that left.
+ * The design: `docs/redis.md` in the repository.
  *
  * @since 0.1.0
  */

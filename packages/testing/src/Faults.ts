@@ -1,14 +1,8 @@
 /**
- * Fault injection for the sandbox emulators: what can go wrong between a client and a provider, as
- * knobs a test turns at runtime. Every emulator has two independent fault targets, its token endpoint
- * (`"token"`) and its API routes (`"api"`), each with a random-fault configuration (latency, 5xx,
- * timeouts, dropped connections at a rate) and a queue of scripted steps that decide the next
- * responses exactly.
+ * Fault injection for the sandbox emulators: latency, 5xx, timeouts and dropped connections at a rate,
+ * and scripted steps, for the token endpoint and the API routes separately.
  *
- * Order of evaluation for one request: the next scripted step is taken (if any), the configured latency
- * and the step's own delay elapse, then the scripted step answers, or, without a step, one uniform draw
- * picks a dropped connection, a timeout or a 5xx according to the rates (they add up), otherwise the
- * emulator answers normally.
+ * The design: `docs/testing.md` in the repository.
  *
  * @since 0.1.0
  */

@@ -1,24 +1,9 @@
 /**
- * An `HttpClient` straight over undici's `Dispatcher`: what `NodeHttpClient.layerUndici` from
- * `@effect/platform-node` does, without the layers between undici and the caller's fiber. The request
- * goes to `Dispatcher.dispatch` with a handler that resumes the fiber from undici's callbacks (no promise,
- * no `AbortSignal` listener, no Node stream per response) and buffers the body up to 64 KiB, beyond which
- * undici is paused until the body is read (streamed with backpressure, or whole).
+ * An `HttpClient` straight over undici's `Dispatcher`: what `NodeHttpClient.layerUndici` does, without
+ * the layers between undici and the caller's fiber. Same errors, spans and trace headers as the platform's
+ * client; a drop-in for it.
  *
- * It is built with `HttpClient.makeWith`, so every combinator of the platform's works on it, and it
- * records the span `HttpClient.make` records (name, kind, attributes, redacted headers) and sends the
- * same trace context headers (`traceparent` and `b3`, unless `HttpClient.withTracerPropagation(false)`).
- * It does not go through `HttpClient.make` itself: that wraps every response in an `AbortController`
- * registered with a `FinalizationRegistry`, which costs about as much as undici; interruption is handled
- * where the fiber waits instead, and only a response whose body is still in flight is registered for
- * release if dropped unread.
- *
- * Observable behaviour is the platform undici client's: the same `RequestError` (`Transport`,
- * `InvalidUrl`) and `ResponseError` (`Decode`) reasons, response headers and cookies, no redirect
- * following, no timeouts of its own (use `Effect.timeout`: interrupting a request aborts it and frees its
- * connection). Where it differs, it is on purpose: a URL's fragment is not sent to the server, a body of
- * Node's global `FormData` is sent (undici 7 refuses it), `formData` parses a response body (undici's
- * request API does not implement it), and a body read whole can be read again in any form.
+ * The design: `docs/transports.md` in the repository.
  *
  * @since 0.1.0
  */
