@@ -8,8 +8,8 @@
  * In a service, replace the exporters with OTLP ones (`@opentelemetry/exporter-trace-otlp-http`, ...) or
  * use `@effect/opentelemetry/Otlp`; nothing else changes. docs/observability.md lists every name.
  */
-import * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
+import * as HttpClient from "@effect/platform/HttpClient"
 import type { ResourceMetrics } from "@opentelemetry/sdk-metrics"
 import { AggregationTemporality, DataPointType, MetricReader } from "@opentelemetry/sdk-metrics"
 import type { ReadableSpan } from "@opentelemetry/sdk-trace-base"
@@ -68,7 +68,7 @@ const flatten = (metrics: ResourceMetrics): Array<Point> =>
   )
 
 /** Twelve requests to Nora's emulator through Tollgate, with telemetry exported to memory. */
-export const observe: Effect.Effect<Observed> = Effect.gen(function*() {
+export const observe = Effect.gen(function*() {
   const spanExporter = new InMemorySpanExporter()
   const reader = new OnDemandReader()
   const Telemetry = NodeSdk.layer(() => ({
@@ -111,7 +111,12 @@ export const observe: Effect.Effect<Observed> = Effect.gen(function*() {
   return yield* Effect.gen(function*() {
     const midRun = yield* Effect.fork(Effect.delay(collect, "50 millis"))
     yield* program
-    return { spans: [...spanExporter.getFinishedSpans()], points: yield* collect, midRun: yield* midRun }
+    const observed: Observed = {
+      spans: [...spanExporter.getFinishedSpans()],
+      points: yield* collect,
+      midRun: yield* midRun
+    }
+    return observed
   }).pipe(Effect.provide(Telemetry))
 })
 
@@ -135,7 +140,9 @@ export const print = (observed: Observed) =>
     yield* Console.log(`\nTollgate's metrics (${points.length} data points; Effect's own fiber metrics left out):`)
     for (const point of points) {
       const sum = point.sum === undefined ? "" : ` sum=${point.sum.toFixed(3)} s`
-      yield* Console.log(`  ${point.name} (${point.kind}) ${describeAttributes(point.attributes)} -> ${point.value}${sum}`)
+      yield* Console.log(
+        `  ${point.name} (${point.kind}) ${describeAttributes(point.attributes)} -> ${point.value}${sum}`
+      )
     }
     const waiting = observed.midRun.find((point) => point.name === "tollgate_requests_waiting")
     yield* Console.log(`\ntollgate_requests_waiting 50 ms into the batch: ${waiting?.value ?? "not yet recorded"}`)
@@ -148,4 +155,3 @@ if (process.argv[1]?.endsWith("observability.ts")) {
     process.exitCode = 1
   })
 }
-
