@@ -184,6 +184,30 @@ interface Slot {
  * private one per cache; caches given the same factory share tokens per identity, as the processes of a
  * fleet do through Redis (one fetch for all of them, the last one out revokes).
  *
+ * @example
+ * ```ts
+ * import { AccessToken, TokenCache, TokenSource } from "@tollgate/core"
+ * import * as TokenStore from "@tollgate/core/TokenStore"
+ * import { DateTime, Effect, Either, Redacted } from "effect"
+ *
+ * let minted = 0
+ * const source = TokenSource.make({
+ *   identity: { provider: "acme", endpoint: "https://auth.acme.example/token", clientId: "my-client" },
+ *   fetch: Effect.map(DateTime.now, (receivedAt) =>
+ *     Either.getOrThrow(AccessToken.make({ value: Redacted.make(`token-${++minted}`), expiresIn: 3600, receivedAt })))
+ * })
+ *
+ * // Two caches over one store share their token, as the processes of a fleet do through Redis.
+ * const store = TokenStore.memory()
+ * Effect.gen(function*() {
+ *   const first = yield* TokenCache.make(source, { store })
+ *   const second = yield* TokenCache.make(source, { store })
+ *   yield* first.get
+ *   yield* second.get
+ *   console.log(minted) // 1
+ * }).pipe(Effect.scoped, Effect.runPromise)
+ * ```
+ *
  * @since 0.2.0
  * @category constructors
  */

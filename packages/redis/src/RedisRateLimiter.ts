@@ -306,8 +306,8 @@ class Lane implements RateLimiterStore.SharedLane {
 }
 
 /**
- * The Redis store: lanes that live under `name` (default: each limiter's own name, its provider), and the fiber that renews the leases of
- * this process's permits in flight, both in the current scope.
+ * The Redis store: lanes that live under `name` (default: each limiter's own name, its provider), and
+ * the fiber that renews the leases of this process's permits in flight, both in the current scope.
  *
  * @example
  * ```ts

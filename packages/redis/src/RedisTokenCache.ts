@@ -121,6 +121,33 @@ const storeError = (error: RedisConnection.RedisError): TokenStore.TokenStoreErr
  * The Redis `TokenStore`: pass it as `store` to `TokenCache.make`, or use `make`, `layer` or
  * `layerBackend`, which do.
  *
+ * @example
+ * ```ts
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { OAuth2, TokenCache } from "@tollgate/core"
+ * import { RedisConnection, RedisTokenCache } from "@tollgate/redis"
+ * import { Effect, Redacted } from "effect"
+ *
+ * // Core's cache over the Redis store: what `RedisTokenCache.make` does, with the cache's options your own.
+ * const program = Effect.gen(function*() {
+ *   const connection = yield* RedisConnection.RedisConnection
+ *   const source = yield* OAuth2.make({
+ *     tokenUrl: "https://auth.acme.example/oauth/token",
+ *     clientId: "my-client",
+ *     clientSecret: Redacted.make("my-secret")
+ *   })
+ *   const store = RedisTokenCache.store(connection, { encryptionKey: Redacted.make("32 random bytes, base64") })
+ *   const tokens = yield* TokenCache.make(source, { store, refreshBefore: "1 minute" })
+ *   return yield* tokens.get
+ * }).pipe(
+ *   Effect.scoped,
+ *   Effect.provide(RedisConnection.layer({ url: "redis://127.0.0.1:6379" })),
+ *   Effect.provide(NodeHttpClient.layerUndici)
+ * )
+ *
+ * // Effect.runPromise(program) with a Redis at 127.0.0.1:6379
+ * ```
+ *
  * @since 0.2.0
  * @category constructors
  */

@@ -202,6 +202,25 @@ const delayOf = (options: { readonly delay?: Duration.DurationInput | undefined 
 /**
  * A scripted response with a raw body, e.g. an HTML page, truncated JSON or an empty 429.
  *
+ * @example
+ * ```ts
+ * import { HttpClientRequest } from "@effect/platform"
+ * import { Faults, NoraSandbox, Sandbox } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * Effect.gen(function*() {
+ *   const emulator = yield* NoraSandbox.make()
+ *   // The token endpoint's next answer: an HTML error page from a proxy, then the emulator as usual.
+ *   yield* emulator.faults.script("token", Faults.respond({ status: 502, body: "<html>Bad Gateway</html>" }))
+ *   const http = Sandbox.makeClient(() => emulator.app)
+ *   const token = HttpClientRequest.post("https://nora.sandbox.test/api/token").pipe(
+ *     HttpClientRequest.bodyUnsafeJson(NoraSandbox.defaultCredentials)
+ *   )
+ *   console.log((yield* http.execute(token)).status) // 502
+ *   console.log((yield* http.execute(token)).status) // 200
+ * }).pipe(Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */

@@ -144,6 +144,27 @@ export const requestText = (request: HttpClientRequest.HttpClientRequest): strin
  * interrupted, and the request fails with a transport error. An answer the handler gives at once
  * (`Effect.succeed`) costs nothing of the kind.
  *
+ * @example
+ * ```ts
+ * import { HttpClientRequest } from "@effect/platform"
+ * import { MemoryHttp } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * // A handler per request: a status, headers and a body (JSON unless a string), or a transport error.
+ * const client = MemoryHttp.client((request) =>
+ *   request.url.endsWith("/down")
+ *     ? Effect.fail(MemoryHttp.transportError(request))
+ *     : Effect.succeed({ status: 200, headers: { "x-ratelimit-remaining": "9" }, body: { url: request.url } })
+ * )
+ *
+ * Effect.gen(function*() {
+ *   const response = yield* client.execute(HttpClientRequest.get("https://api.acme.example/items"))
+ *   console.log(response.status, response.headers["x-ratelimit-remaining"]) // 200 "9"
+ *   const error = yield* Effect.flip(client.execute(HttpClientRequest.get("https://api.acme.example/down")))
+ *   console.log(error.reason) // "Transport"
+ * }).pipe(Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */

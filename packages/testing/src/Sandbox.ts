@@ -107,6 +107,21 @@ export interface ServeOptions {
  * Serves one emulator on loopback with `NodeHttpServer`, until the scope closes (closing it also cuts
  * connections still open, e.g. requests the emulator is deliberately never answering).
  *
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { NoraSandbox, Sandbox } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * // One emulator on its own 127.0.0.1 port until the scope closes.
+ * Effect.gen(function*() {
+ *   const served = yield* Sandbox.serve(yield* NoraSandbox.make(), { port: 0 })
+ *   const response = yield* HttpClient.get(`${served.baseUrl}/api/forms`)
+ *   console.log(response.status) // 401: no token
+ * }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici), Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
