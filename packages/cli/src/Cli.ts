@@ -49,6 +49,18 @@ export type StdioService = Stdio.Service
 /**
  * The real process's stdin and stderr.
  *
+ * @example
+ * ```ts
+ * import { NodeContext, NodeHttpClient } from "@effect/platform-node"
+ * import { Cli } from "@tollgate/cli"
+ * import { Effect, Layer } from "effect"
+ *
+ * // The process's stdin and stderr, with the platform and a transport of your choice (here undici).
+ * const Environment = Layer.mergeAll(NodeContext.layer, NodeHttpClient.layerUndici, Cli.layerStdio)
+ *
+ * Cli.run(["token", "--help"]).pipe(Effect.provide(Environment), Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -66,6 +78,18 @@ export type Environment = Session.Environment
 /**
  * The environment of the real process: Node's platform services, `node:http` as the transport, and the
  * process's stdin and stderr.
+ *
+ * @example
+ * ```ts
+ * import { Cli } from "@tollgate/cli"
+ * import { Effect } from "effect"
+ *
+ * // The `tollgate` executable in a program of your own: the arguments, then the exit code.
+ * Cli.run(["--version"]).pipe(
+ *   Effect.provide(Cli.layerNode),
+ *   Effect.runPromise
+ * ).then((code) => console.log("exit code", code))
+ * ```
  *
  * @since 0.1.0
  * @category layers

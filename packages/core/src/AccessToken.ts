@@ -188,6 +188,20 @@ const resolveExpiry = (options: MakeOptions): Either.Either<Option.Option<number
  * `defaultLifetime`; otherwise no expiry. A lifetime that is zero, negative, not a number or already in
  * the past is an issue, not a token that would expire on arrival.
  *
+ * @example
+ * ```ts
+ * import { AccessToken } from "@tollgate/core"
+ * import { DateTime, Either, Redacted } from "effect"
+ *
+ * const receivedAt = DateTime.unsafeMake(Date.now())
+ * const token = AccessToken.make({ value: Redacted.make("t0k3n"), expiresIn: 3600, receivedAt })
+ * console.log(Either.isRight(token)) // true
+ *
+ * // A lifetime that would expire on arrival is an issue, not a token.
+ * const refused = AccessToken.make({ value: Redacted.make("t0k3n"), expiresIn: -1, receivedAt })
+ * console.log(Either.isLeft(refused) && refused.left.field) // "expires_in"
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */

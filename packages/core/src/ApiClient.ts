@@ -213,6 +213,26 @@ export const backoffSchedule: (options?: {
  * Without a limiter in `options`, a `RateLimiter.learned()` one is made in the current scope. Bad options
  * fail with `InvalidArgument`.
  *
+ * @example
+ * ```ts
+ * import { HttpClient, HttpClientResponse } from "@effect/platform"
+ * import { ApiClient, RateLimiter } from "@tollgate/core"
+ * import { Effect } from "effect"
+ *
+ * // The transport is any HttpClient: undici or fetch in production, here an in-memory API.
+ * const transport = HttpClient.make((request) =>
+ *   Effect.succeed(HttpClientResponse.fromWeb(request, Response.json({ url: request.url }))))
+ *
+ * const program = Effect.gen(function*() {
+ *   const limiter = yield* RateLimiter.make(RateLimiter.slidingWindow({ limit: 10, window: "1 second" }))
+ *   const client = yield* ApiClient.make({ provider: "acme", baseUrl: "https://api.acme.example", limiter })
+ *   const response = yield* client.get("/items/1")
+ *   console.log(response.status, yield* response.json) // 200 { url: "https://api.acme.example/items/1" }
+ * }).pipe(Effect.scoped, Effect.provideService(HttpClient.HttpClient, transport))
+ *
+ * Effect.runPromise(program)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -280,6 +300,44 @@ export const make = (
 
 /**
  * The client of a single-API program, from the `TokenCache` and `RateLimiter` in context.
+ *
+ * @example
+ * ```ts
+ * import { HttpClient, HttpClientResponse } from "@effect/platform"
+ * import { AccessToken, ApiClient, RateLimiter, TokenCache, TokenSource } from "@tollgate/core"
+ * import { DateTime, Effect, Either, Layer, Redacted } from "effect"
+ *
+ * const source = TokenSource.make({
+ *   identity: { provider: "acme", endpoint: "https://auth.acme.example/token", clientId: "my-client" },
+ *   fetch: Effect.map(DateTime.now, (receivedAt) =>
+ *     Either.getOrThrow(AccessToken.make({ value: Redacted.make("t0k3n"), expiresIn: 3600, receivedAt })))
+ * })
+ * // An in-memory API that says whether the request carried a bearer token.
+ * const Transport = Layer.succeed(
+ *   HttpClient.HttpClient,
+ *   HttpClient.make((request) =>
+ *     Effect.succeed(
+ *       HttpClientResponse.fromWeb(
+ *         request,
+ *         Response.json({ bearer: request.headers.authorization?.startsWith("Bearer ") })
+ *       )
+ *     )
+ *   )
+ * )
+ *
+ * const ApiLive = ApiClient.layer({ provider: "acme", baseUrl: "https://api.acme.example" }).pipe(
+ *   Layer.provide(TokenCache.layer().pipe(Layer.provide(TokenSource.layer(source)))),
+ *   Layer.provide(RateLimiter.layer(RateLimiter.slidingWindow({ limit: 60, window: "1 minute" }))),
+ *   Layer.provide(Transport)
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const client = yield* ApiClient.ApiClient
+ *   const response = yield* client.get("/me")
+ *   console.log(yield* response.json) // { bearer: true }
+ * })
+ * Effect.runPromise(Effect.provide(program, ApiLive))
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -181,6 +181,36 @@ export const identity = (options: Options): TokenSource.Identity => ({
  * A `TokenSource` for a standard authorization server. The returned source carries the `HttpClient` it
  * was built with.
  *
+ * @example
+ * ```ts
+ * import { HttpClient, HttpClientResponse } from "@effect/platform"
+ * import { OAuth2 } from "@tollgate/core"
+ * import { Effect, Redacted } from "effect"
+ *
+ * // An in-memory authorization server, so the example needs no network.
+ * const authServer = HttpClient.make((request) =>
+ *   Effect.succeed(
+ *     HttpClientResponse.fromWeb(
+ *       request,
+ *       Response.json({ access_token: "t0k3n", token_type: "Bearer", expires_in: 3600 })
+ *     )
+ *   )
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const source = yield* OAuth2.make({
+ *     provider: "acme",
+ *     tokenUrl: "https://auth.acme.example/oauth/token",
+ *     clientId: "my-client",
+ *     clientSecret: Redacted.make("my-secret") // sent with HTTP Basic by default
+ *   })
+ *   const token = yield* source.fetch
+ *   console.log(token.type, String(token.value)) // "Bearer" "<redacted>"
+ * }).pipe(Effect.provideService(HttpClient.HttpClient, authServer))
+ *
+ * Effect.runPromise(program)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -328,6 +358,44 @@ export interface IssuerOptions
  * A `TokenSource` for the authorization server that `issuer` names: its endpoints and authentication
  * methods come from its metadata (`discover`). When the server has a revocation endpoint the source
  * can revoke, so a `TokenCache` over it revokes its token when its scope closes.
+ *
+ * @example
+ * ```ts
+ * import { HttpClient, HttpClientResponse } from "@effect/platform"
+ * import { OAuth2 } from "@tollgate/core"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const issuer = "https://auth.acme.example"
+ * // An in-memory authorization server with RFC 8414 metadata, so the example needs no network.
+ * const authServer = HttpClient.make((request) =>
+ *   Effect.succeed(HttpClientResponse.fromWeb(
+ *     request,
+ *     Response.json(
+ *       request.url.includes("/.well-known/")
+ *         ? {
+ *           issuer,
+ *           token_endpoint: `${issuer}/oauth/token`,
+ *           token_endpoint_auth_methods_supported: ["client_secret_post"]
+ *         }
+ *         : { access_token: "t0k3n", token_type: "Bearer", expires_in: 3600 }
+ *     )
+ *   ))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   // The token endpoint and the authentication method come from the issuer's metadata.
+ *   const source = yield* OAuth2.fromIssuer({
+ *     issuer,
+ *     clientId: "my-client",
+ *     clientSecret: Redacted.make("my-secret")
+ *   })
+ *   console.log(source.identity.endpoint) // "https://auth.acme.example/oauth/token"
+ *   const token = yield* source.fetch
+ *   console.log(token.type) // "Bearer"
+ * }).pipe(Effect.provideService(HttpClient.HttpClient, authServer))
+ *
+ * Effect.runPromise(program)
+ * ```
  *
  * @since 0.2.0
  * @category constructors

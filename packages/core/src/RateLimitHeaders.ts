@@ -338,6 +338,18 @@ export const parse = (headers: Headers.Headers, now: DateTime.Utc, options?: Par
  * What `headers` say, parsed once: `empty` (the same value every time) when they carry no rate-limit
  * header, otherwise `parse` at the local instant `nowMillis`.
  *
+ * @example
+ * ```ts
+ * import { Headers } from "@effect/platform"
+ * import { RateLimitHeaders } from "@tollgate/core"
+ * import { Option } from "effect"
+ *
+ * const headers = Headers.fromInput({ "x-ratelimit-limit": "100", "x-ratelimit-remaining": "0", "retry-after": "30" })
+ * const info = RateLimitHeaders.fromHeaders(headers, Date.now())
+ * console.log(Option.getOrNull(info.limit), Option.getOrNull(info.remaining)) // 100 0
+ * console.log(Option.isSome(info.retryAt)) // true: 30 seconds from now
+ * ```
+ *
  * @since 0.2.0
  * @category parsing
  */

@@ -1,16 +1,9 @@
 /**
- * Spends a provider's request budget without overdrawing it. A limiter is a queue of requests in front
- * of a counting semaphore whose permits come back on a schedule set by the policy, plus a gate that a
- * 429 or `Remaining: 0` closes for every fiber until the server's reset.
+ * Spends a provider's request budget without overdrawing it: a queue of requests in front of a counting
+ * semaphore whose permits come back on the policy's schedule, plus a gate that a 429 or `Remaining: 0`
+ * closes for every fiber until the server's reset.
  *
- * Policies compose: `slidingWindow`, `tokenBucket`, `fixedWindow` (aligned to the clock), `unlimited`,
- * `learned` (the budget the server's headers announce), `keyed` (one limiter per endpoint or account,
- * idle keys forgotten) and `all` (several limits on one request). Every policy but `unlimited` also
- * learns: a limit and window the server announces tighten it, never loosen it.
- *
- * Requests wait by their place: the instant they first asked (a retry keeps it), moved earlier by their
- * priority. A policy checks its numbers when the limiter is made: a bad one fails `make` with
- * `InvalidArgument`, and a bad per-request option fails that request the same way.
+ * The design: `docs/rate-limiting.md` in the repository.
  *
  * @since 0.1.0
  */
@@ -406,6 +399,26 @@ export interface Options {
  * Builds a limiter for `policy` over `store` (see `RateLimiterStore`). Its timers live in the current
  * scope: closing the scope fails every waiting request with `RateLimited` (reason "closed").
  *
+ * @example
+ * ```ts
+ * import { RateLimiter } from "@tollgate/core"
+ * import * as RateLimiterStore from "@tollgate/core/RateLimiterStore"
+ * import { Effect } from "effect"
+ *
+ * // The policy compiled over a store: `memory` here, a Redis store for a fleet (`@tollgate/redis`).
+ * const program = Effect.gen(function*() {
+ *   const limiter = yield* RateLimiter.makeWithStore(
+ *     RateLimiter.tokenBucket({ rate: 3, interval: "1 minute", burst: 20 }),
+ *     RateLimiterStore.memory,
+ *     { provider: "acme" }
+ *   )
+ *   const answer = yield* limiter.withPermit()(Effect.succeed("sent"))
+ *   console.log(answer) // "sent"
+ * }).pipe(Effect.scoped)
+ *
+ * Effect.runPromise(program)
+ * ```
+ *
  * @since 0.2.0
  * @category constructors
  */
@@ -438,6 +451,23 @@ export const makeWithStore = (
 
 /**
  * Builds a limiter for `policy` in this process's memory.
+ *
+ * @example
+ * ```ts
+ * import { RateLimiter } from "@tollgate/core"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const limiter = yield* RateLimiter.make(RateLimiter.slidingWindow({ limit: 5, window: "1 second" }), {
+ *     provider: "acme"
+ *   })
+ *   // Each call holds a permit; the sixth within a second would wait for the window to slide.
+ *   yield* Effect.forEach([1, 2, 3, 4, 5], (i) => limiter.withPermit()(Effect.succeed(i)), { concurrency: 5 })
+ *   console.log((yield* limiter.stats).granted) // 5
+ * }).pipe(Effect.scoped)
+ *
+ * Effect.runPromise(program)
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -475,6 +505,21 @@ export class RateLimiterBackend extends Context.Reference<RateLimiterBackend>()(
 /**
  * Builds a limiter with the backend in context.
  *
+ * @example
+ * ```ts
+ * import { RateLimiter } from "@tollgate/core"
+ * import { Effect } from "effect"
+ *
+ * // In this process's memory, unless a Layer such as `RedisRateLimiter.layerBackend` provides a shared backend.
+ * const program = Effect.gen(function*() {
+ *   const limiter = yield* RateLimiter.makeWithBackend(RateLimiter.fixedWindow({ limit: 100, window: "1 minute" }))
+ *   const answer = yield* limiter.withPermit()(Effect.succeed("sent"))
+ *   console.log(answer) // "sent"
+ * }).pipe(Effect.scoped)
+ *
+ * Effect.runPromise(program)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -485,6 +530,27 @@ export const makeWithBackend = (
   Effect.flatMap(RateLimiterBackend, (backend) => backend.make(policy, options))
 
 /**
+ * @example
+ * ```ts
+ * import { RateLimiter } from "@tollgate/core"
+ * import { Effect } from "effect"
+ *
+ * // Two budgets at once: 10 per second and 600 per hour.
+ * const LimiterLive = RateLimiter.layer(
+ *   RateLimiter.all(
+ *     RateLimiter.slidingWindow({ limit: 10, window: "1 second" }),
+ *     RateLimiter.slidingWindow({ limit: 600, window: "1 hour" })
+ *   ),
+ *   { provider: "acme" }
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const limiter = yield* RateLimiter.RateLimiter
+ *   console.log(yield* limiter.withPermit()(Effect.succeed("sent"))) // "sent"
+ * })
+ * Effect.runPromise(Effect.provide(program, LimiterLive))
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */

@@ -1,17 +1,9 @@
 /**
- * Where a limiter keeps its budgets. `RateLimiter` compiles a policy (`keyed`, `all`, `learned`, the
- * plain windows and buckets) into lanes, one per budget a request must pass (one per key of a `keyed`
- * policy), and keeps each lane's queue of waiting requests itself: FIFO within a priority, retries at
- * their first place, deadlines, timeouts, the gate and the stats. A store keeps only what a lane spends:
- * it takes permits, settles or refunds them, learns from what the server said, and holds the gate.
+ * Where a limiter keeps its budgets: `RateLimiter` compiles a policy into lanes and keeps their
+ * queues; a store only takes, settles and refunds permits, learns from what the server said and holds
+ * the gate, synchronously (`Local`, memory) or with effects (`Shared`, Redis).
  *
- * There are two kinds of lane. A `Local` lane answers synchronously (the in-memory store: an uncontended
- * permit costs a few comparisons and no effect). A `Shared` lane answers with effects (a store reached
- * over the network, such as `@tollgate/redis`): the limiter asks it for the head of its queue, sleeps
- * until the instant it names, and fails closed when it cannot be reached.
- *
- * A third-party store implements `Store.open` for either kind and runs the shared specification in
- * `@tollgate/testing/RateLimiterStoreSpec` against it.
+ * The design: `docs/rate-limiting.md` in the repository.
  *
  * @since 0.2.0
  */

@@ -1,30 +1,9 @@
 /**
- * Keeps one valid token per identity: at most one token request in flight however many fibers ask, a
- * background refresh ahead of expiry while the token is in use, and revocation when the scope closes.
- * The token lives in a `TokenStore`: this process's memory by default, or a store shared by a fleet
- * (`@tollgate/redis`), under the same rules.
+ * Keeps one valid token per identity: one token request in flight however many fibers ask, a
+ * background refresh ahead of expiry while the token is in use, revocation when the scope closes. The
+ * token lives in a `TokenStore`: this process's memory by default, or one shared by a fleet.
  *
- * The rules:
- *
- * - **Single flight.** One token request per process at a time, and one per store: a cache that finds
- *   another holding the store's fetch lock waits for its token.
- * - **Refresh only in use.** A token is renewed from `refreshAt` on (its expiry minus `refreshBefore`)
- *   only if it was handed out during the `idleAfter` before that instant; otherwise the first caller
- *   inside its refresh window triggers the renewal in the background and is served the still-valid
- *   token. An idle service fetches nothing; a busy one never waits on a renewal.
- * - **Never a stale token.** A token within `safetyMargin` of expiry is never handed out.
- * - **Failures cool down.** A failed request makes every caller get the same error at once until a
- *   cooldown (doubling per consecutive failure) ends; a valid token is still served meanwhile.
- * - **Revoked when the last user leaves.** When the scope closes the refresher stops and, if the source
- *   can revoke and no other cache uses the stored token, it is revoked (bounded by `closeTimeout`).
- *
- * It avoids three traps of Effect 3.22: `Semaphore.withPermits` can lose a permit when interrupted at an
- * unlucky instant, so state changes here are synchronous and never hold a lock; `Resource.auto` stops
- * refreshing for good after one failed refresh, so the refresher here keeps trying while the old token
- * is valid; `ScopedRef.set` releases the old value before acquiring the new one, which would revoke a
- * live token before its replacement exists. Fibers that live as long as the cache (the refresher) start
- * once, from the scope captured by `make`, never from a previous generation's fiber: a chain of forks
- * would keep every generation's fiber state alive.
+ * The design: `docs/tokens.md` in the repository.
  *
  * @since 0.1.0
  */
@@ -209,6 +188,29 @@ type Deferred = Deferred.Deferred<AccessToken.AccessToken, TollgateError.TokenEr
  * the scope stops the refresher, revokes the current token where the source can and no other cache of
  * the store uses it (bounded by `closeTimeout`, logging rather than failing if that goes wrong), and
  * interrupts a request still in flight, whose waiters fail with `TokenEndpointUnavailable`.
+ *
+ * @example
+ * ```ts
+ * import { AccessToken, TokenCache, TokenSource } from "@tollgate/core"
+ * import { DateTime, Effect, Either, Redacted } from "effect"
+ *
+ * let minted = 0
+ * const source = TokenSource.make({
+ *   identity: { provider: "acme", endpoint: "https://auth.acme.example/token", clientId: "my-client" },
+ *   fetch: Effect.map(DateTime.now, (receivedAt) =>
+ *     Either.getOrThrow(AccessToken.make({ value: Redacted.make(`token-${++minted}`), expiresIn: 3600, receivedAt })))
+ * })
+ *
+ * const program = Effect.gen(function*() {
+ *   const tokens = yield* TokenCache.make(source)
+ *   // Concurrent callers share one token request; later callers get the cached token.
+ *   yield* Effect.all([tokens.get, tokens.get, tokens.get], { concurrency: "unbounded" })
+ *   yield* tokens.get
+ *   console.log(minted) // 1
+ * }).pipe(Effect.scoped)
+ *
+ * Effect.runPromise(program)
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -506,6 +508,27 @@ export class TokenCacheBackend extends Context.Reference<TokenCacheBackend>()("@
 /**
  * Builds a cache with the backend in context.
  *
+ * @example
+ * ```ts
+ * import { AccessToken, TokenCache, TokenSource } from "@tollgate/core"
+ * import { DateTime, Effect, Either, Redacted } from "effect"
+ *
+ * const source = TokenSource.make({
+ *   identity: { provider: "acme", endpoint: "https://auth.acme.example/token", clientId: "my-client" },
+ *   fetch: Effect.map(DateTime.now, (receivedAt) =>
+ *     Either.getOrThrow(AccessToken.make({ value: Redacted.make("t0k3n"), expiresIn: 3600, receivedAt })))
+ * })
+ *
+ * // In this process's memory, unless a Layer such as `RedisTokenCache.layerBackend` provides a shared backend.
+ * const program = Effect.gen(function*() {
+ *   const tokens = yield* TokenCache.makeWithBackend(source)
+ *   const token = yield* tokens.get
+ *   console.log(token.type) // "Bearer"
+ * }).pipe(Effect.scoped)
+ *
+ * Effect.runPromise(program)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -517,6 +540,27 @@ export const makeWithBackend = (
 
 /**
  * A cache over the `TokenSource` in context.
+ *
+ * @example
+ * ```ts
+ * import { AccessToken, TokenCache, TokenSource } from "@tollgate/core"
+ * import { DateTime, Effect, Either, Layer, Redacted } from "effect"
+ *
+ * const source = TokenSource.make({
+ *   identity: { provider: "acme", endpoint: "https://auth.acme.example/token", clientId: "my-client" },
+ *   fetch: Effect.map(DateTime.now, (receivedAt) =>
+ *     Either.getOrThrow(AccessToken.make({ value: Redacted.make("t0k3n"), expiresIn: 3600, receivedAt })))
+ * })
+ *
+ * const TokensLive = TokenCache.layer({ timeout: "10 seconds" }).pipe(Layer.provide(TokenSource.layer(source)))
+ *
+ * const program = Effect.gen(function*() {
+ *   const tokens = yield* TokenCache.TokenCache
+ *   yield* tokens.get
+ *   console.log((yield* tokens.stats).fetches) // 1
+ * })
+ * Effect.runPromise(Effect.provide(program, TokensLive))
+ * ```
  *
  * @since 0.1.0
  * @category layers

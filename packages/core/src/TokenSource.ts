@@ -50,6 +50,21 @@ export interface Service {
 export class TokenSource extends Context.Tag("@tollgate/core/TokenSource")<TokenSource, Service>() {}
 
 /**
+ * @example
+ * ```ts
+ * import { AccessToken, TokenSource } from "@tollgate/core"
+ * import { DateTime, Effect, Either, Redacted } from "effect"
+ *
+ * // A source for a token endpoint Tollgate has no module for: `fetch` obtains a new token.
+ * const source = TokenSource.make({
+ *   identity: { provider: "acme", endpoint: "https://auth.acme.example/token", clientId: "my-client" },
+ *   fetch: Effect.map(DateTime.now, (receivedAt) =>
+ *     Either.getOrThrow(AccessToken.make({ value: Redacted.make("t0k3n"), expiresIn: 3600, receivedAt })))
+ * })
+ *
+ * Effect.runPromise(source.fetch).then((token) => console.log(token.type)) // "Bearer"
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -68,12 +83,62 @@ export const make = (options: {
 })
 
 /**
+ * @example
+ * ```ts
+ * import { AccessToken, TokenCache, TokenSource } from "@tollgate/core"
+ * import { DateTime, Effect, Either, Layer, Redacted } from "effect"
+ *
+ * const source = TokenSource.make({
+ *   identity: { provider: "acme", endpoint: "https://auth.acme.example/token", clientId: "my-client" },
+ *   fetch: Effect.map(DateTime.now, (receivedAt) =>
+ *     Either.getOrThrow(AccessToken.make({ value: Redacted.make("t0k3n"), expiresIn: 3600, receivedAt })))
+ * })
+ *
+ * // The source of a single-API program, read by `TokenCache.layer`.
+ * const TokensLive = TokenCache.layer().pipe(Layer.provide(TokenSource.layer(source)))
+ *
+ * const program = Effect.flatMap(TokenCache.TokenCache, (tokens) => tokens.get)
+ * Effect.runPromise(Effect.provide(program, TokensLive)).then((token) => console.log(token.type))
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
 export const layer = (source: Service): Layer.Layer<TokenSource> => Layer.succeed(TokenSource, source)
 
 /**
+ * @example
+ * ```ts
+ * import { HttpClient, HttpClientResponse } from "@effect/platform"
+ * import { OAuth2, TokenCache, TokenSource } from "@tollgate/core"
+ * import { Effect, Layer, Redacted } from "effect"
+ *
+ * // A source that needs services to be built, here the HttpClient of `OAuth2.make`.
+ * const SourceLive = TokenSource.layerEffect(OAuth2.make({
+ *   provider: "acme",
+ *   tokenUrl: "https://auth.acme.example/oauth/token",
+ *   clientId: "my-client",
+ *   clientSecret: Redacted.make("my-secret")
+ * }))
+ *
+ * // An in-memory authorization server, so the example needs no network.
+ * const AuthServer = Layer.succeed(
+ *   HttpClient.HttpClient,
+ *   HttpClient.make((request) =>
+ *     Effect.succeed(
+ *       HttpClientResponse.fromWeb(
+ *         request,
+ *         Response.json({ access_token: "t0k3n", token_type: "Bearer", expires_in: 3600 })
+ *       )
+ *     )
+ *   )
+ * )
+ *
+ * const TokensLive = TokenCache.layer().pipe(Layer.provide(SourceLive), Layer.provide(AuthServer))
+ * const program = Effect.flatMap(TokenCache.TokenCache, (tokens) => tokens.get)
+ * Effect.runPromise(Effect.provide(program, TokensLive)).then((token) => console.log(token.type))
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */

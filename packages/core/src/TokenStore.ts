@@ -1,23 +1,9 @@
 /**
- * Where a `TokenCache` keeps the token its process shares with others: a small interface under the one
- * cache implementation, so a backend (this process's memory, Redis, anything with compare-and-set) ships
- * only its storage and never a second copy of the cache's rules.
+ * Where a `TokenCache` keeps the token its process shares with others: a small interface (read or
+ * lock, commit if fenced, invalidate if same, membership) under the one cache implementation, so a
+ * backend ships only its storage.
  *
- * A store holds, per identity, at most one token with the instants that govern it, a fetch lock with a
- * fencing value, the last failure with its cooldown, and the set of caches using it. Four operations
- * carry all the coordination:
- *
- * - **read or lock** (`read`): a token good enough for the caller, else the failure still cooling down,
- *   else "someone else is fetching", else the lock, taken atomically with a fresh fence;
- * - **commit if fenced** (`commit`, `fail`, `release`): only the holder of the current fence writes a
- *   token or a failure, so a holder that stalled past its lock can never overwrite a newer token;
- * - **invalidate if same** (`invalidate`): drops the token only if it is still the given one, so a 401
- *   for an old token never drops a newer one;
- * - **membership** (`leave`): a closing cache revokes the token only when it is the last user and the
- *   stored token is still the one it holds, deleted in the same step.
- *
- * Instants cross this interface on the caller's clock (epoch milliseconds); a store that keeps its own
- * clock (Redis `TIME`) converts.
+ * The design: `docs/tokens.md` in the repository.
  *
  * @since 0.2.0
  */
@@ -197,6 +183,30 @@ interface Slot {
  * A store in this process's memory. Each call makes a new one: the default of `TokenCache.make` is a
  * private one per cache; caches given the same factory share tokens per identity, as the processes of a
  * fleet do through Redis (one fetch for all of them, the last one out revokes).
+ *
+ * @example
+ * ```ts
+ * import { AccessToken, TokenCache, TokenSource } from "@tollgate/core"
+ * import * as TokenStore from "@tollgate/core/TokenStore"
+ * import { DateTime, Effect, Either, Redacted } from "effect"
+ *
+ * let minted = 0
+ * const source = TokenSource.make({
+ *   identity: { provider: "acme", endpoint: "https://auth.acme.example/token", clientId: "my-client" },
+ *   fetch: Effect.map(DateTime.now, (receivedAt) =>
+ *     Either.getOrThrow(AccessToken.make({ value: Redacted.make(`token-${++minted}`), expiresIn: 3600, receivedAt })))
+ * })
+ *
+ * // Two caches over one store share their token, as the processes of a fleet do through Redis.
+ * const store = TokenStore.memory()
+ * Effect.gen(function*() {
+ *   const first = yield* TokenCache.make(source, { store })
+ *   const second = yield* TokenCache.make(source, { store })
+ *   yield* first.get
+ *   yield* second.get
+ *   console.log(minted) // 1
+ * }).pipe(Effect.scoped, Effect.runPromise)
+ * ```
  *
  * @since 0.2.0
  * @category constructors

@@ -184,11 +184,72 @@ export interface Overrides extends Partial<Options> {}
 /** @since 0.1.0
  * @category models */
 export interface Services extends Provider.Services {}
-/** @since 0.1.0
- * @category constructors */
+/**
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { Nomba } from "@tollgate/providers"
+ * import { NombaSandbox, Sandbox } from "@tollgate/testing"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const { clientId, clientSecret, accountId } = NombaSandbox.defaultCredentials
+ * const options = {
+ *   clientId,
+ *   clientSecret: Redacted.make(clientSecret),
+ *   accountId,
+ *   baseUrl: "https://nomba.sandbox.test"
+ * }
+ *
+ * Effect.gen(function*() {
+ *   // The provider's emulator, reached in memory; in production the HttpClient is undici or fetch.
+ *   const emulator = yield* NombaSandbox.make()
+ *   const http = Sandbox.makeClient(() => emulator.app)
+ *   const services = yield* Effect.provideService(Nomba.make(options), HttpClient.HttpClient, http)
+ *   console.log((yield* services.client.get("/v1/accounts")).status) // 200
+ *   // The token source alone, without the cache and the limiter.
+ *   const source = yield* Effect.provideService(Nomba.tokenSource(options), HttpClient.HttpClient, http)
+ *   console.log((yield* source.fetch).type) // "Bearer"
+ * }).pipe(Effect.scoped, Effect.runPromise)
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make = definition.make, tokenSource = definition.tokenSource
-/** @since 0.1.0
- * @category layers */
+/**
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { Nomba } from "@tollgate/providers"
+ * import { NombaSandbox, Sandbox } from "@tollgate/testing"
+ * import { ConfigProvider, Effect, Layer } from "effect"
+ *
+ * // `layerConfig()` reads the NOMBA_* variables, here from a map; `layer(options)` takes the options as values.
+ * const { clientId, clientSecret, accountId } = NombaSandbox.defaultCredentials
+ * const environment = ConfigProvider.fromMap(
+ *   new Map([
+ *     ["NOMBA_CLIENT_ID", clientId],
+ *     ["NOMBA_CLIENT_SECRET", clientSecret],
+ *     ["NOMBA_ACCOUNT_ID", accountId],
+ *     ["NOMBA_BASE_URL", "https://nomba.sandbox.test"]
+ *   ])
+ * )
+ * const Live = Layer.unwrapEffect(Effect.map(NombaSandbox.make(), (emulator) =>
+ *   Nomba.layerConfig().pipe(
+ *     Layer.provide(Layer.succeed(HttpClient.HttpClient, Sandbox.makeClient(() => emulator.app))),
+ *     Layer.provide(Layer.setConfigProvider(environment))
+ *   )))
+ *
+ * Effect.flatMap(Nomba.NombaClient, (client) => client.get("/v1/accounts")).pipe(
+ *   Effect.map((response) => console.log(response.status)), // 200
+ *   Effect.provide(Live),
+ *   Effect.runPromise
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = definition.layer, layerConfig = definition.layerConfig
 /** @since 0.1.0
  * @category config */

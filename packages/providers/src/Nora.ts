@@ -126,11 +126,72 @@ export interface Overrides extends Partial<Options> {}
 /** @since 0.1.0
  * @category models */
 export interface Services extends Provider.Services {}
-/** @since 0.1.0
- * @category constructors */
+/**
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { Nora } from "@tollgate/providers"
+ * import { NoraSandbox, Sandbox } from "@tollgate/testing"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const { clientId, clientSecret, organizationId } = NoraSandbox.defaultCredentials
+ * const options = {
+ *   clientId,
+ *   clientSecret: Redacted.make(clientSecret),
+ *   organizationId,
+ *   baseUrl: "https://nora.sandbox.test"
+ * }
+ *
+ * Effect.gen(function*() {
+ *   // The provider's emulator, reached in memory; in production the HttpClient is undici or fetch.
+ *   const emulator = yield* NoraSandbox.make()
+ *   const http = Sandbox.makeClient(() => emulator.app)
+ *   const services = yield* Effect.provideService(Nora.make(options), HttpClient.HttpClient, http)
+ *   console.log((yield* services.client.get("/api/forms")).status) // 200
+ *   // The token source alone, without the cache and the limiter.
+ *   const source = yield* Effect.provideService(Nora.tokenSource(options), HttpClient.HttpClient, http)
+ *   console.log((yield* source.fetch).type) // "Bearer"
+ * }).pipe(Effect.scoped, Effect.runPromise)
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make = definition.make, tokenSource = definition.tokenSource
-/** @since 0.1.0
- * @category layers */
+/**
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { Nora } from "@tollgate/providers"
+ * import { NoraSandbox, Sandbox } from "@tollgate/testing"
+ * import { ConfigProvider, Effect, Layer } from "effect"
+ *
+ * // `layerConfig()` reads the NORA_* variables, here from a map; `layer(options)` takes the options as values.
+ * const { clientId, clientSecret, organizationId } = NoraSandbox.defaultCredentials
+ * const environment = ConfigProvider.fromMap(
+ *   new Map([
+ *     ["NORA_CLIENT_ID", clientId],
+ *     ["NORA_CLIENT_SECRET", clientSecret],
+ *     ["NORA_ORGANIZATION_ID", organizationId],
+ *     ["NORA_BASE_URL", "https://nora.sandbox.test"]
+ *   ])
+ * )
+ * const Live = Layer.unwrapEffect(Effect.map(NoraSandbox.make(), (emulator) =>
+ *   Nora.layerConfig().pipe(
+ *     Layer.provide(Layer.succeed(HttpClient.HttpClient, Sandbox.makeClient(() => emulator.app))),
+ *     Layer.provide(Layer.setConfigProvider(environment))
+ *   )))
+ *
+ * Effect.flatMap(Nora.NoraClient, (client) => client.get("/api/forms")).pipe(
+ *   Effect.map((response) => console.log(response.status)), // 200
+ *   Effect.provide(Live),
+ *   Effect.runPromise
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = definition.layer, layerConfig = definition.layerConfig
 /** @since 0.1.0
  * @category config */

@@ -187,11 +187,72 @@ export interface Overrides extends Partial<Options> {}
 /** @since 0.1.0
  * @category models */
 export interface Services extends Provider.Services {}
-/** @since 0.1.0
- * @category constructors */
+/**
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { Norce } from "@tollgate/providers"
+ * import { NorceSandbox, Sandbox } from "@tollgate/testing"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const { clientId, clientSecret, applicationId } = NorceSandbox.defaultCredentials
+ * const options = {
+ *   clientId,
+ *   clientSecret: Redacted.make(clientSecret),
+ *   applicationId,
+ *   baseUrl: "https://norce.sandbox.test"
+ * }
+ *
+ * Effect.gen(function*() {
+ *   // The provider's emulator, reached in memory; in production the HttpClient is undici or fetch.
+ *   const emulator = yield* NorceSandbox.make()
+ *   const http = Sandbox.makeClient(() => emulator.app)
+ *   const services = yield* Effect.provideService(Norce.make(options), HttpClient.HttpClient, http)
+ *   console.log((yield* services.client.get("/commerce/metadata/1.1/GetApplication?format=json")).status) // 200
+ *   // The token source alone, without the cache and the limiter.
+ *   const source = yield* Effect.provideService(Norce.tokenSource(options), HttpClient.HttpClient, http)
+ *   console.log((yield* source.fetch).type) // "Bearer"
+ * }).pipe(Effect.scoped, Effect.runPromise)
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make = definition.make, tokenSource = definition.tokenSource
-/** @since 0.1.0
- * @category layers */
+/**
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { Norce } from "@tollgate/providers"
+ * import { NorceSandbox, Sandbox } from "@tollgate/testing"
+ * import { ConfigProvider, Effect, Layer } from "effect"
+ *
+ * // `layerConfig()` reads the NORCE_* variables, here from a map; `layer(options)` takes the options as values.
+ * const { clientId, clientSecret, applicationId } = NorceSandbox.defaultCredentials
+ * const environment = ConfigProvider.fromMap(
+ *   new Map([
+ *     ["NORCE_CLIENT_ID", clientId],
+ *     ["NORCE_CLIENT_SECRET", clientSecret],
+ *     ["NORCE_APPLICATION_ID", applicationId],
+ *     ["NORCE_BASE_URL", "https://norce.sandbox.test"]
+ *   ])
+ * )
+ * const Live = Layer.unwrapEffect(Effect.map(NorceSandbox.make(), (emulator) =>
+ *   Norce.layerConfig().pipe(
+ *     Layer.provide(Layer.succeed(HttpClient.HttpClient, Sandbox.makeClient(() => emulator.app))),
+ *     Layer.provide(Layer.setConfigProvider(environment))
+ *   )))
+ *
+ * Effect.flatMap(Norce.NorceClient, (client) => client.get("/commerce/metadata/1.1/GetApplication?format=json")).pipe(
+ *   Effect.map((response) => console.log(response.status)), // 200
+ *   Effect.provide(Live),
+ *   Effect.runPromise
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = definition.layer, layerConfig = definition.layerConfig
 /** @since 0.1.0
  * @category config */

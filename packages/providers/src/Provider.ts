@@ -1,41 +1,9 @@
 /**
  * A provider as a definition: a value that states what is particular to one API (its options as a
- * Schema, where its variables come from, its token endpoint, its fixed headers, its limits) and gets from
- * `define` everything a provider module offers: its Tags, `make`, `layer`, `layerConfig`, `config` and its
- * token source. golang/oauth2 describes a provider as a value in the same spirit; here the value also
- * validates its options through Schema, with errors that name the option, or the variable it was read
- * from.
+ * Schema, its variables, its token endpoint, its fixed headers, its limits) and gets from `define` what a
+ * provider module offers: its Tags, `make`, `layer`, `layerConfig`, `config` and its token source.
  *
- * @example
- * ```ts
- * import { Field, Provider, TokenEndpoint } from "@tollgate/providers"
- * import { Schema } from "effect"
- *
- * export const Acme = Provider.define({ clientId: Field.Text, clientSecret: Field.Secret, tenant: Field.Text }, {
- *   name: "acme",
- *   title: "Acme",
- *   key: "@acme/Acme",
- *   variables: {
- *     clientId: "ACME_CLIENT_ID",
- *     clientSecret: "ACME_CLIENT_SECRET",
- *     tenant: "ACME_TENANT",
- *     baseUrl: "ACME_BASE_URL"
- *   },
- *   baseUrl: "https://api.acme.example",
- *   headers: { "X-Tenant": "tenant" },
- *   token: TokenEndpoint.exchange({
- *     path: "/oauth/token",
- *     encoding: "form",
- *     params: (options) => ({ client_id: options.clientId, client_secret: options.clientSecret }),
- *     success: Schema.Struct({ access_token: Schema.String, expires_in: Schema.Number }),
- *     token: (body) => ({ value: body.access_token, expiresIn: body.expires_in }),
- *     identity: (options) => ({ clientId: options.clientId, extra: { tenant: options.tenant } })
- *   }),
- *   limit: { limit: 100, window: "1 minute" }
- * })
- *
- * // Acme.layerConfig(), Acme.tags.client, Acme.make({ ... }), Acme.config
- * ```
+ * The design: `docs/providers.md` in the repository.
  *
  * @since 0.2.0
  */
@@ -347,6 +315,38 @@ export type Any = Definition<string, any, any, Readonly<Record<string, string>>,
  * A provider from its options (the fields of their Schema, see `Field`) and its facts. Every variable name
  * is written once, in `variables`; the options are validated through Schema wherever they come from
  * (code, the environment, plain values), with errors that name the option or the variable.
+ *
+ * @example
+ * ```ts
+ * import { Field, Provider, TokenEndpoint } from "@tollgate/providers"
+ * import { Schema } from "effect"
+ *
+ * export const Acme = Provider.define({ clientId: Field.Text, clientSecret: Field.Secret, tenant: Field.Text }, {
+ *   name: "acme",
+ *   title: "Acme",
+ *   key: "@acme/Acme",
+ *   variables: {
+ *     clientId: "ACME_CLIENT_ID",
+ *     clientSecret: "ACME_CLIENT_SECRET",
+ *     tenant: "ACME_TENANT",
+ *     baseUrl: "ACME_BASE_URL"
+ *   },
+ *   baseUrl: "https://api.acme.example",
+ *   headers: { "X-Tenant": "tenant" },
+ *   token: TokenEndpoint.exchange({
+ *     path: "/oauth/token",
+ *     encoding: "form",
+ *     params: (options) => ({ client_id: options.clientId, client_secret: options.clientSecret }),
+ *     success: Schema.Struct({ access_token: Schema.String, expires_in: Schema.Number }),
+ *     token: (body) => ({ value: body.access_token, expiresIn: body.expires_in }),
+ *     identity: (options) => ({ clientId: options.clientId, extra: { tenant: options.tenant } })
+ *   }),
+ *   limit: { limit: 100, window: "1 minute" }
+ * })
+ *
+ * // What a provider module offers, derived from the facts above.
+ * console.log(typeof Acme.layerConfig, typeof Acme.make, typeof Acme.tokenSource, Acme.tags.client.key)
+ * ```
  *
  * @since 0.2.0
  * @category definitions

@@ -178,11 +178,71 @@ export interface Overrides extends Partial<Options> {}
 /** @since 0.1.0
  * @category models */
 export interface Services extends Provider.Services {}
-/** @since 0.1.0
- * @category constructors */
+/**
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { TokenProject } from "@tollgate/providers"
+ * import { TokenProjectSandbox, Sandbox } from "@tollgate/testing"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const { key, secret } = TokenProjectSandbox.defaultCredentials
+ * const options = {
+ *   key,
+ *   secret: Redacted.make(secret),
+ *   baseUrl: "https://token-project.sandbox.test"
+ * }
+ *
+ * Effect.gen(function*() {
+ *   // The provider's emulator, reached in memory; in production the HttpClient is undici or fetch.
+ *   const emulator = yield* TokenProjectSandbox.make()
+ *   const http = Sandbox.makeClient(() => emulator.app)
+ *   const services = yield* Effect.provideService(TokenProject.make(options), HttpClient.HttpClient, http)
+ *   console.log((yield* services.client.get("/storage/files")).status) // 200
+ *   // The token source alone, without the cache and the limiter.
+ *   const source = yield* Effect.provideService(TokenProject.tokenSource(options), HttpClient.HttpClient, http)
+ *   console.log((yield* source.fetch).type) // "bearer"
+ * }).pipe(Effect.scoped, Effect.runPromise)
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const make = definition.make, tokenSource = definition.tokenSource
-/** @since 0.1.0
- * @category layers */
+/**
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { TokenProject } from "@tollgate/providers"
+ * import { TokenProjectSandbox, Sandbox } from "@tollgate/testing"
+ * import { ConfigProvider, Effect, Layer } from "effect"
+ *
+ * // `layerConfig()` reads the TOKEN_PROJECT_* variables, here from a map;
+ * // `layer(options)` takes the options as values.
+ * const { key, secret } = TokenProjectSandbox.defaultCredentials
+ * const environment = ConfigProvider.fromMap(
+ *   new Map([
+ *     ["TOKEN_PROJECT_KEY", key],
+ *     ["TOKEN_PROJECT_SECRET", secret],
+ *     ["TOKEN_PROJECT_BASE_URL", "https://token-project.sandbox.test"]
+ *   ])
+ * )
+ * const Live = Layer.unwrapEffect(Effect.map(TokenProjectSandbox.make(), (emulator) =>
+ *   TokenProject.layerConfig().pipe(
+ *     Layer.provide(Layer.succeed(HttpClient.HttpClient, Sandbox.makeClient(() => emulator.app))),
+ *     Layer.provide(Layer.setConfigProvider(environment))
+ *   )))
+ *
+ * Effect.flatMap(TokenProject.TokenProjectClient, (client) => client.get("/storage/files")).pipe(
+ *   Effect.map((response) => console.log(response.status)), // 200
+ *   Effect.provide(Live),
+ *   Effect.runPromise
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
 export const layer = definition.layer, layerConfig = definition.layerConfig
 /** @since 0.1.0
  * @category config */

@@ -1,13 +1,8 @@
 /**
- * The Redis connection a fleet shares its token and its request budget through, and the one way
- * Tollgate talks to it: atomic Lua scripts, sent by digest (`EVALSHA`) and re-sent whole (`EVAL`) when
- * the server answers `NOSCRIPT` — after a restart, a failover, a `SCRIPT FLUSH` or on a replica that
- * never saw the script.
+ * The Redis connection a fleet shares its token and its request budget through: atomic Lua scripts
+ * sent by digest, a client set up to fail fast rather than queue.
  *
- * The client is set up to fail fast rather than queue: no offline queue, a bound on every command, and
- * no replay of commands after a reconnect. A shared limiter or token cache that cannot reach Redis
- * fails with a typed error at once (failing closed), and works again as soon as the client has
- * reconnected in the background.
+ * The design: `docs/redis.md` in the repository.
  *
  * @since 0.1.0
  */
@@ -225,6 +220,18 @@ const isNoScript = (error: unknown): boolean => error instanceof Error && error.
  * keeps ownership: the client is not closed with the scope. For failing closed, configure it with
  * `enableOfflineQueue: false` and a `commandTimeout`.
  *
+ * @example
+ * ```ts
+ * import { RedisConnection } from "@tollgate/redis"
+ * import { Redis } from "ioredis"
+ *
+ * // A client configured elsewhere (here lazily, so nothing connects until the first command). For failing
+ * // closed, disable the offline queue and bound each command.
+ * const client = new Redis({ lazyConnect: true, enableOfflineQueue: false, commandTimeout: 2000 })
+ * const connection = RedisConnection.fromClient(client, { prefix: "my-service" })
+ * console.log(connection.prefix) // "my-service"
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -270,6 +277,28 @@ export const fromClient = (
 /**
  * Connects to Redis, owned by the current scope (closing it quits the connection). The connection
  * reconnects forever in the background; commands issued while it is down fail at once.
+ *
+ * @example
+ * ```ts
+ * import { RedisConnection, RedisRateLimiter } from "@tollgate/redis"
+ * import { RateLimiter } from "@tollgate/core"
+ * import { Effect, Redacted } from "effect"
+ *
+ * // The connection lives in the program's scope; shared limiters and caches are built over it.
+ * const program = Effect.gen(function*() {
+ *   const connection = yield* RedisConnection.make({
+ *     url: Redacted.make("redis://127.0.0.1:6379"),
+ *     prefix: "my-service",
+ *     commandTimeout: "500 millis"
+ *   })
+ *   const limiter = yield* RedisRateLimiter.make(RateLimiter.slidingWindow({ limit: 60, window: "1 minute" })).pipe(
+ *     Effect.provideService(RedisConnection.RedisConnection, connection)
+ *   )
+ *   return yield* limiter.withPermit()(Effect.succeed("sent"))
+ * }).pipe(Effect.scoped)
+ *
+ * // Effect.runPromise(program) with a Redis at 127.0.0.1:6379
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -384,6 +413,19 @@ const checkUrl = (url: string): Effect.Effect<void, RedisError> => {
 }
 
 /**
+ * @example
+ * ```ts
+ * import { RedisConnection } from "@tollgate/redis"
+ * import { Redacted } from "effect"
+ *
+ * // One connection for the whole program, quit when the program's scope closes.
+ * const RedisLive = RedisConnection.layer({
+ *   url: Redacted.make("redis://127.0.0.1:6379/0"),
+ *   prefix: "my-service",
+ *   failIfUnreachable: true // fail at start-up rather than failing closed on every shared operation
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -412,6 +454,14 @@ export const config: Config.Config<Options> = Config.all({
  * `layer` with the settings of `config`, plus overrides (the environment's command timeout, when set,
  * wins).
  *
+ * @example
+ * ```ts
+ * import { RedisConnection } from "@tollgate/redis"
+ *
+ * // REDIS_URL, TOLLGATE_REDIS_PREFIX and TOLLGATE_REDIS_COMMAND_TIMEOUT from the environment, plus code-only settings.
+ * const RedisLive = RedisConnection.layerConfig({ connectTimeout: "5 seconds", failIfUnreachable: true })
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -430,6 +480,18 @@ export const layerConfig = (
  * One connection from the environment, shared by every Layer that uses it: Effect builds a Layer value
  * once per program, so `RedisTokenCache.layerConfig` and `RedisRateLimiter.layerConfig` both use this
  * constant and share a single connection.
+ *
+ * @example
+ * ```ts
+ * import { RedisConnection, RedisRateLimiter, RedisTokenCache } from "@tollgate/redis"
+ * import { Layer } from "effect"
+ *
+ * // The backends over one connection from the environment: every provider Layer built on top shares the fleet's
+ * // tokens and budgets.
+ * const FleetLive = Layer.mergeAll(RedisTokenCache.layerBackend(), RedisRateLimiter.layerBackend()).pipe(
+ *   Layer.provide(RedisConnection.layerFromEnv)
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -1,24 +1,9 @@
 /**
  * Core's `RateLimiter`, shared by a fleet through Redis: every process that builds a limiter with the
- * same `name` spends one request budget, so a provider's "60 requests per minute per client" holds for
- * the whole fleet, and a 429 seen by one worker closes the gate for all of them until the reset.
+ * same `name` spends one budget. This module is only a store (atomic Lua scripts on the server's clock);
+ * core compiles the policy. Fails closed when Redis is unreachable.
  *
- * This module is only a store (`RateLimiterStore.SharedLane` per lane): core compiles the policy
- * (`keyed`, `all`, `learned`), keeps each process's queue and its places, and asks the store for the
- * head's permit. The store's state lives in atomic Lua scripts on the server's clock:
- *
- * - `slidingWindow`: a permit returns one window after its *response*; a permit in flight carries a lease
- *   its process renews, so a crashed process's permits return one window after their lease ends.
- * - `tokenBucket`, `fixedWindow`, and the quotas the server announced (learned, shared by the fleet).
- * - The fleet's queue: each process's head stands at its place (the instant it first asked, moved by its
- *   priority); a lower place elsewhere goes first, so retries keep their place fleet-wide.
- * - Fencing: every take carries the instant past which its caller has given up on it (the command
- *   timed out on the client); a take Redis runs later (it was paused, the network stalled) takes
- *   nothing, so no permit is counted for a caller that left.
- *
- * Redis unreachable: requests fail at once with `RateLimited` (reason "unavailable"), never sent without
- * a permit; permits in flight stay counted until their leases end. Everything works again as soon as
- * Redis answers.
+ * The design: `docs/redis.md` in the repository.
  *
  * @since 0.1.0
  */
@@ -321,8 +306,25 @@ class Lane implements RateLimiterStore.SharedLane {
 }
 
 /**
- * The Redis store: lanes that live under `name` (default: each limiter's own name, its provider), and the fiber that renews the leases of
- * this process's permits in flight, both in the current scope.
+ * The Redis store: lanes that live under `name` (default: each limiter's own name, its provider), and
+ * the fiber that renews the leases of this process's permits in flight, both in the current scope.
+ *
+ * @example
+ * ```ts
+ * import { RateLimiter } from "@tollgate/core"
+ * import { RedisConnection, RedisRateLimiter } from "@tollgate/redis"
+ * import { Effect } from "effect"
+ *
+ * // Core compiles the policy; the Redis store keeps its lanes, shared by every process using the name "acme".
+ * const program = Effect.gen(function*() {
+ *   const store = yield* RedisRateLimiter.makeStore({ name: "acme" })
+ *   const policy = RateLimiter.slidingWindow({ limit: 60, window: "1 minute" })
+ *   const limiter = yield* RateLimiter.makeWithStore(policy, store)
+ *   return yield* limiter.withPermit()(Effect.succeed("sent"))
+ * }).pipe(Effect.scoped, Effect.provide(RedisConnection.layerFromEnv))
+ *
+ * // Effect.runPromise(program) with REDIS_URL pointing at a Redis
+ * ```
  *
  * @since 0.2.0
  * @category constructors
@@ -369,6 +371,23 @@ export const makeStore = (
  * Builds a shared limiter for `policy`. Its timers and lease renewal live in the current scope:
  * closing the scope fails every waiting request with `RateLimited` (reason "closed").
  *
+ * @example
+ * ```ts
+ * import { RateLimiter } from "@tollgate/core"
+ * import { RedisConnection, RedisRateLimiter } from "@tollgate/redis"
+ * import { Effect } from "effect"
+ *
+ * // One budget of 10 requests per 2 minutes for every process of the fleet.
+ * const program = Effect.gen(function*() {
+ *   const limiter = yield* RedisRateLimiter.make(RateLimiter.slidingWindow({ limit: 10, window: "2 minutes" }), {
+ *     provider: "acme"
+ *   })
+ *   return yield* limiter.withPermit()(Effect.succeed("sent"))
+ * }).pipe(Effect.scoped, Effect.provide(RedisConnection.layer({ url: "redis://127.0.0.1:6379" })))
+ *
+ * // Effect.runPromise(program) with a Redis at 127.0.0.1:6379
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -390,6 +409,18 @@ export const make = (
  * A shared limiter under core's `RateLimiter` Tag: swap `RateLimiter.layer(policy, options)` for this
  * and the program spends the fleet's budget.
  *
+ * @example
+ * ```ts
+ * import { RateLimiter } from "@tollgate/core"
+ * import { RedisConnection, RedisRateLimiter } from "@tollgate/redis"
+ * import { Layer } from "effect"
+ *
+ * // In place of `RateLimiter.layer(policy)`: the same Tag, the fleet's budget.
+ * const LimiterLive = RedisRateLimiter.layer(RateLimiter.slidingWindow({ limit: 60, window: "1 minute" }), {
+ *   provider: "acme"
+ * }).pipe(Layer.provide(RedisConnection.layer({ url: "redis://127.0.0.1:6379" })))
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -402,6 +433,17 @@ export const layer = (
 /**
  * `layer` over the connection from the environment (`RedisConnection.layerFromEnv`, `REDIS_URL`): the
  * one-line replacement for `RateLimiter.layer(policy, options)`.
+ *
+ * @example
+ * ```ts
+ * import { RateLimiter } from "@tollgate/core"
+ * import { RedisRateLimiter } from "@tollgate/redis"
+ *
+ * // In place of `RateLimiter.layer(policy)`, with the connection from REDIS_URL.
+ * const LimiterLive = RedisRateLimiter.layerConfig(RateLimiter.slidingWindow({ limit: 60, window: "1 minute" }), {
+ *   provider: "acme"
+ * })
+ * ```
  *
  * @since 0.1.0
  * @category layers
@@ -417,6 +459,21 @@ export const layerConfig = (
 /**
  * Makes every limiter built through `RateLimiter.makeWithBackend` a Redis one: provider modules and
  * `RateLimiter.layer` then spend one budget with the whole fleet, named after their provider.
+ *
+ * @example
+ * ```ts
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Nora } from "@tollgate/providers"
+ * import { RedisConnection, RedisRateLimiter } from "@tollgate/redis"
+ * import { Layer } from "effect"
+ *
+ * // Every limiter built through `RateLimiter.makeWithBackend` (provider Layers included) is now shared.
+ * const NoraLive = Nora.layerConfig().pipe(
+ *   Layer.provide(RedisRateLimiter.layerBackend({ lease: "30 seconds" })),
+ *   Layer.provide(RedisConnection.layerFromEnv),
+ *   Layer.provide(NodeHttpClient.layerUndici)
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category layers

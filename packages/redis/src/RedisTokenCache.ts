@@ -1,33 +1,9 @@
 /**
- * Core's `TokenCache`, shared by a fleet through Redis: this module is only a `TokenStore` (its keys, its
- * Lua scripts and the sealing of tokens at rest); the cache's rules are core's, the same in one process
- * and in a fleet. One token per identity for every process, one token request per lifetime for the
- * whole fleet, compare-and-set invalidation fleet-wide.
+ * Core's `TokenCache`, shared by a fleet through Redis: this module is only a `TokenStore` (its keys,
+ * its Lua scripts, the sealing of tokens at rest). One token per identity and one token request per
+ * lifetime for the whole fleet; fails closed when Redis is unreachable.
  *
- * How one fetch serves the fleet: a cache that needs a token runs one atomic script that either returns
- * the stored token or, when a new one is needed and nobody is fetching, takes the fetch lock with a fresh
- * fencing value. Only that process calls the token endpoint; it renews the lock while the request runs
- * and writes the token only if its fence is still the current one, so a holder that stalled past its lock
- * can never overwrite a newer token. The others poll with backoff and jitter until the token appears,
- * the lock lapses (a crashed holder), or a failure is recorded: then they all get that failure, Schema-
- * decoded, until a shared cooldown ends.
- *
- * Each process keeps a local copy of the token while it is valid, so Redis is not asked on every
- * request. The token is sealed with AES-256-GCM when an encryption key is configured, keyed by a digest
- * of `TokenSource.identityKey`, and never logged. A process whose key differs from the one the stored
- * token was sealed with neither deletes it nor fetches its own: it logs the mismatch (by key id) and
- * fails closed, so two keys in one fleet are a loud configuration error, not doubled token requests.
- *
- * Revocation when a scope closes follows the "last user" rule: each process using the token holds a
- * membership lease (renewed in the background); a closing process revokes the token only when no other
- * live member remains and the stored token is still the one it holds, deleting it in the same atomic
- * step. A process that cannot reach Redis when it closes never revokes.
- *
- * Redis unreachable, stalled, out of memory or refusing our password: a still-valid local copy is
- * served; otherwise `get` fails with `TokenEndpointUnavailable` naming that cause. No process fetches on
- * its own meanwhile (the fleet could otherwise burst the token endpoint). A read whose answer never came
- * (Redis stalled) releases any lock it may have taken once Redis runs it, so the fleet never waits out
- * a lock held for a caller that left.
+ * The design: `docs/redis.md` in the repository.
  *
  * @since 0.1.0
  */
@@ -144,6 +120,33 @@ const storeError = (error: RedisConnection.RedisError): TokenStore.TokenStoreErr
 /**
  * The Redis `TokenStore`: pass it as `store` to `TokenCache.make`, or use `make`, `layer` or
  * `layerBackend`, which do.
+ *
+ * @example
+ * ```ts
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { OAuth2, TokenCache } from "@tollgate/core"
+ * import { RedisConnection, RedisTokenCache } from "@tollgate/redis"
+ * import { Effect, Redacted } from "effect"
+ *
+ * // Core's cache over the Redis store: what `RedisTokenCache.make` does, with the cache's options your own.
+ * const program = Effect.gen(function*() {
+ *   const connection = yield* RedisConnection.RedisConnection
+ *   const source = yield* OAuth2.make({
+ *     tokenUrl: "https://auth.acme.example/oauth/token",
+ *     clientId: "my-client",
+ *     clientSecret: Redacted.make("my-secret")
+ *   })
+ *   const store = RedisTokenCache.store(connection, { encryptionKey: Redacted.make("32 random bytes, base64") })
+ *   const tokens = yield* TokenCache.make(source, { store, refreshBefore: "1 minute" })
+ *   return yield* tokens.get
+ * }).pipe(
+ *   Effect.scoped,
+ *   Effect.provide(RedisConnection.layer({ url: "redis://127.0.0.1:6379" })),
+ *   Effect.provide(NodeHttpClient.layerUndici)
+ * )
+ *
+ * // Effect.runPromise(program) with a Redis at 127.0.0.1:6379
+ * ```
  *
  * @since 0.2.0
  * @category constructors
@@ -373,6 +376,32 @@ export const store = (
 /**
  * Builds a shared cache over `source`: core's `TokenCache.make` over this module's store.
  *
+ * @example
+ * ```ts
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { OAuth2 } from "@tollgate/core"
+ * import { RedisConnection, RedisTokenCache } from "@tollgate/redis"
+ * import { Config, Effect, Redacted } from "effect"
+ *
+ * // One token for the fleet: the first process fetches it, the others read it (encrypted at rest).
+ * const program = Effect.gen(function*() {
+ *   const source = yield* OAuth2.make({
+ *     provider: "acme",
+ *     tokenUrl: "https://auth.acme.example/oauth/token",
+ *     clientId: "my-client",
+ *     clientSecret: yield* Config.redacted("ACME_CLIENT_SECRET")
+ *   })
+ *   const tokens = yield* RedisTokenCache.make(source, {
+ *     encryptionKey: yield* Config.redacted("TOLLGATE_REDIS_ENCRYPTION_KEY")
+ *   })
+ *   return yield* tokens.get
+ * }).pipe(
+ *   Effect.scoped,
+ *   Effect.provide(RedisConnection.layer({ url: Redacted.make("redis://127.0.0.1:6379") })),
+ *   Effect.provide(NodeHttpClient.layerUndici)
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -390,6 +419,26 @@ export const make = (
 /**
  * A shared cache over the `TokenSource` in context, under core's `TokenCache` Tag: swap
  * `TokenCache.layer(options)` for this and the program shares its token with the fleet.
+ *
+ * @example
+ * ```ts
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { OAuth2, TokenSource } from "@tollgate/core"
+ * import { RedisConnection, RedisTokenCache } from "@tollgate/redis"
+ * import { Layer, Redacted } from "effect"
+ *
+ * // In place of `TokenCache.layer()`: the same Tag, the fleet's token.
+ * const TokensLive = RedisTokenCache.layer({ revokeOnClose: "last-user" }).pipe(
+ *   Layer.provide(TokenSource.layerEffect(OAuth2.make({
+ *     provider: "acme",
+ *     tokenUrl: "https://auth.acme.example/oauth/token",
+ *     clientId: "my-client",
+ *     clientSecret: Redacted.make("my-secret")
+ *   }))),
+ *   Layer.provide(RedisConnection.layer({ url: "redis://127.0.0.1:6379" })),
+ *   Layer.provide(NodeHttpClient.layerUndici)
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category layers
@@ -413,6 +462,15 @@ export const config: Config.Config<Option.Option<Redacted.Redacted<string>>> = C
  * `layer` with the encryption key from `config` and the connection from `RedisConnection.layerFromEnv`
  * (`REDIS_URL`): the one-line replacement for `TokenCache.layer(options)`.
  *
+ * @example
+ * ```ts
+ * import { RedisTokenCache } from "@tollgate/redis"
+ *
+ * // In place of `TokenCache.layer(options)`: REDIS_URL and TOLLGATE_REDIS_ENCRYPTION_KEY from the environment.
+ * // It still needs the `TokenSource` in context.
+ * const TokensLive = RedisTokenCache.layerConfig({ timeout: "10 seconds" })
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -431,6 +489,22 @@ export const layerConfig = (
  * Makes every token cache built through `TokenCache.makeWithBackend` a Redis one: provider modules
  * (`Nora.layer`, ...) and `TokenCache.layer` then share their tokens with the fleet. `options` add the
  * Redis-only settings (encryption key, lock, revocation rule) to what each cache asks for.
+ *
+ * @example
+ * ```ts
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Norce } from "@tollgate/providers"
+ * import { RedisConnection, RedisTokenCache } from "@tollgate/redis"
+ * import { Layer, Redacted } from "effect"
+ *
+ * // Every cache built through `TokenCache.makeWithBackend` (provider Layers included) now shares its token.
+ * const encryptionKey = Redacted.make("32 random bytes in base64, e.g. from `openssl rand -base64 32`")
+ * const NorceLive = Norce.layerConfig().pipe(
+ *   Layer.provide(RedisTokenCache.layerBackend({ encryptionKey })),
+ *   Layer.provide(RedisConnection.layerFromEnv),
+ *   Layer.provide(NodeHttpClient.layerUndici)
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -81,6 +81,24 @@ export class FakeTokenSourceRecorder
 {}
 
 /**
+ * @example
+ * ```ts
+ * import { TokenCache, TollgateError } from "@tollgate/core"
+ * import { FakeTokenSource } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * Effect.gen(function*() {
+ *   // The first token request fails with a 503-like error, the second succeeds.
+ *   const fake = yield* FakeTokenSource.make({
+ *     lifetime: "10 minutes",
+ *     script: [new TollgateError.TokenEndpointUnavailable({ provider: "fake", reason: "503" }), "ok"]
+ *   })
+ *   const tokens = yield* TokenCache.make(fake.source, { retry: { baseDelay: "1 millis" } })
+ *   yield* tokens.get
+ *   console.log((yield* fake.recording).fetches) // 2: the cache retried
+ * }).pipe(Effect.scoped, Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -159,6 +177,23 @@ export const make = (options: Options = {}): Effect.Effect<FakeTokenSource> =>
 
 /**
  * Installs a fake source as the `TokenSource`, and its recording as `FakeTokenSourceRecorder`.
+ *
+ * @example
+ * ```ts
+ * import { TokenCache } from "@tollgate/core"
+ * import { FakeTokenSource } from "@tollgate/testing"
+ * import { Effect, Layer } from "effect"
+ *
+ * // The fake as the program's `TokenSource`, and its recording for the test.
+ * const TestTokens = TokenCache.layer().pipe(Layer.provideMerge(FakeTokenSource.layer({ revoke: true })))
+ *
+ * Effect.gen(function*() {
+ *   const tokens = yield* TokenCache.TokenCache
+ *   const token = yield* tokens.get
+ *   const recording = yield* (yield* FakeTokenSource.FakeTokenSourceRecorder).recording
+ *   console.log(String(token.value), recording.fetches) // "<redacted>" 1
+ * }).pipe(Effect.provide(TestTokens), Effect.runPromise)
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -1,14 +1,8 @@
 /**
- * Fault injection for the sandbox emulators: what can go wrong between a client and a provider, as
- * knobs a test turns at runtime. Every emulator has two independent fault targets, its token endpoint
- * (`"token"`) and its API routes (`"api"`), each with a random-fault configuration (latency, 5xx,
- * timeouts, dropped connections at a rate) and a queue of scripted steps that decide the next
- * responses exactly.
+ * Fault injection for the sandbox emulators: latency, 5xx, timeouts and dropped connections at a rate,
+ * and scripted steps, for the token endpoint and the API routes separately.
  *
- * Order of evaluation for one request: the next scripted step is taken (if any), the configured latency
- * and the step's own delay elapse, then the scripted step answers, or, without a step, one uniform draw
- * picks a dropped connection, a timeout or a 5xx according to the rates (they add up), otherwise the
- * emulator answers normally.
+ * The design: `docs/testing.md` in the repository.
  *
  * @since 0.1.0
  */
@@ -207,6 +201,25 @@ const delayOf = (options: { readonly delay?: Duration.DurationInput | undefined 
 
 /**
  * A scripted response with a raw body, e.g. an HTML page, truncated JSON or an empty 429.
+ *
+ * @example
+ * ```ts
+ * import { HttpClientRequest } from "@effect/platform"
+ * import { Faults, NoraSandbox, Sandbox } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * Effect.gen(function*() {
+ *   const emulator = yield* NoraSandbox.make()
+ *   // The token endpoint's next answer: an HTML error page from a proxy, then the emulator as usual.
+ *   yield* emulator.faults.script("token", Faults.respond({ status: 502, body: "<html>Bad Gateway</html>" }))
+ *   const http = Sandbox.makeClient(() => emulator.app)
+ *   const token = HttpClientRequest.post("https://nora.sandbox.test/api/token").pipe(
+ *     HttpClientRequest.bodyUnsafeJson(NoraSandbox.defaultCredentials)
+ *   )
+ *   console.log((yield* http.execute(token)).status) // 502
+ *   console.log((yield* http.execute(token)).status) // 200
+ * }).pipe(Effect.runPromise)
+ * ```
  *
  * @since 0.1.0
  * @category constructors

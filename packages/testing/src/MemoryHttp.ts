@@ -144,6 +144,27 @@ export const requestText = (request: HttpClientRequest.HttpClientRequest): strin
  * interrupted, and the request fails with a transport error. An answer the handler gives at once
  * (`Effect.succeed`) costs nothing of the kind.
  *
+ * @example
+ * ```ts
+ * import { HttpClientRequest } from "@effect/platform"
+ * import { MemoryHttp } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * // A handler per request: a status, headers and a body (JSON unless a string), or a transport error.
+ * const client = MemoryHttp.client((request) =>
+ *   request.url.endsWith("/down")
+ *     ? Effect.fail(MemoryHttp.transportError(request))
+ *     : Effect.succeed({ status: 200, headers: { "x-ratelimit-remaining": "9" }, body: { url: request.url } })
+ * )
+ *
+ * Effect.gen(function*() {
+ *   const response = yield* client.execute(HttpClientRequest.get("https://api.acme.example/items"))
+ *   console.log(response.status, response.headers["x-ratelimit-remaining"]) // 200 "9"
+ *   const error = yield* Effect.flip(client.execute(HttpClientRequest.get("https://api.acme.example/down")))
+ *   console.log(error.reason) // "Transport"
+ * }).pipe(Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -173,6 +194,27 @@ const aborted = (
 
 /**
  * The same client as a Layer, to swap in for a real transport.
+ *
+ * @example
+ * ```ts
+ * import { ApiClient } from "@tollgate/core"
+ * import { MemoryHttp } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * // A scripted API: the first request is throttled for one second, later ones succeed.
+ * let calls = 0
+ * const Api = MemoryHttp.layer(() =>
+ *   Effect.succeed(
+ *     ++calls === 1 ? { status: 429, headers: { "retry-after": "1" } } : { body: { ok: true } }
+ *   )
+ * )
+ *
+ * Effect.gen(function*() {
+ *   const client = yield* ApiClient.make({ provider: "acme", baseUrl: "https://api.acme.example" })
+ *   const response = yield* client.get("/items")
+ *   console.log(response.status, calls) // 200 2: Tollgate waited out the 429 and retried
+ * }).pipe(Effect.scoped, Effect.provide(Api), Effect.runPromise)
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -1,23 +1,9 @@
 /**
- * An emulator of the Nomba API authentication, to the letter of its docs.
+ * An emulator of Nomba's API authentication, to the letter of its docs: issue, refresh and revoke in
+ * Nomba's `{ code, description, data }` envelope (failures with HTTP 200 by default), and a few API
+ * routes that need the `accountId` header.
  *
- * - `POST /v1/auth/token/issue`, header `accountId`, JSON `{ grant_type: "client_credentials", client_id,
- *   client_secret }` → `{ code: "00", description: "Success", data: { businessId, access_token,
- *   refresh_token, expiresAt } }`, `expiresAt` an absolute ISO instant 30 minutes after issue.
- * - `POST /v1/auth/token/refresh`, `Authorization: Bearer <access token>` (it may have expired, not been
- *   revoked), header `accountId`, JSON `{ grant_type: "refresh_token", refresh_token }` → the same envelope
- *   with a new access token and, as the docs' example shows, the same refresh token, which stays valid
- *   (`refreshTokens: "rotate"` issues a new single-use one instead).
- * - `POST /v1/auth/token/revoke`, header `accountId`, JSON `{ clientId, access_token }` →
- *   `{ code: "00", description: "Token revoked successfully" }`; the token (and its refresh token) then
- *   gets 401. Revoking an unknown, expired or already revoked token succeeds (RFC 7009).
- *
- * Failures use the same envelope with a `code` other than `"00"` (see `codes`, which the docs leave
- * unspecified) and, as the docs allow, HTTP 200 by default for credential and refresh failures, so clients
- * must read `code`; every status is configurable. API routes (`GET /v1/accounts`, `GET /v1/accounts/balance`,
- * `POST /v1/transfers/bank`) take the Bearer token and the `accountId` header. No limit is documented; an
- * optional sliding window can be turned on. Each reading of the docs it chooses is a row of
- * `packages/testing/INTERPRETATIONS.md` (NOMBA-…).
+ * The design: `docs/testing.md` in the repository.
  *
  * @since 0.1.0
  */
@@ -156,6 +142,31 @@ const isoSeconds = (millis: number): string =>
 
 /**
  * Builds a Nomba emulator. Its time comes from `Clock` and its randomness from `Random`.
+ *
+ * @example
+ * ```ts
+ * import { HttpClientRequest } from "@effect/platform"
+ * import { NombaSandbox, Sandbox } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * Effect.gen(function*() {
+ *   // Nomba's emulator, reached in memory; its answers are Nomba's `{ code, description, data }` envelope.
+ *   const emulator = yield* NombaSandbox.make()
+ *   const { accountId, clientId, clientSecret } = emulator.credentials
+ *   const response = yield* Sandbox.makeClient(() => emulator.app).execute(
+ *     HttpClientRequest.post("https://nomba.sandbox.test/v1/auth/token/issue").pipe(
+ *       HttpClientRequest.setHeader("accountId", accountId),
+ *       HttpClientRequest.bodyUnsafeJson({
+ *         grant_type: "client_credentials",
+ *         client_id: clientId,
+ *         client_secret: clientSecret
+ *       })
+ *     )
+ *   )
+ *   const body = (yield* response.json) as { readonly code: string }
+ *   console.log(response.status, body.code) // 200 "00"
+ * }).pipe(Effect.runPromise)
+ * ```
  *
  * @since 0.1.0
  * @category constructors

@@ -1,16 +1,8 @@
 /**
- * An emulator of the Nora (Formflow) API, to the letter of its docs: `POST /api/token` exchanges a JSON
- * body `{ clientId, clientSecret, organizationId }` (`Content-Type: application/json`) for
- * `{ token, expires_in: 3600, token_type: "Bearer" }`, answering 400 for a missing or invalid parameter or
- * content type and 401 for wrong credentials. API routes take `Authorization: Bearer <token>` and are
- * limited to 60 requests per minute per client, enforced as a strict sliding log (no interval of 60 s
- * ever admits more than 60), token requests included unless `countTokenRequests: false`; beyond it they
- * answer 429 `{"statusCode":429,"message":"Too Many Requests"}`, without `Retry-After` unless asked (the
- * docs give none). Each reading of the docs it chooses is a row of `packages/testing/INTERPRETATIONS.md`
- * (NORA-…).
+ * An emulator of the Nora (Formflow) API, to the letter of its docs: the JSON token endpoint, and API
+ * routes limited to 60 requests per minute per client (token requests included).
  *
- * Routes: `POST /api/token`, `GET /api/forms`, `GET /api/forms/:formId`, `POST /api/forms/:formId/submissions`.
- * Error bodies follow the NestJS shape the OpenAPI operation id (`TokenController_getToken`) suggests.
+ * The design: `docs/testing.md` in the repository.
  *
  * @since 0.1.0
  */
@@ -130,6 +122,25 @@ const badRequest = (message: string | ReadonlyArray<string>, reason: string): Ha
 
 /**
  * Builds a Nora emulator. Its time comes from `Clock` and its randomness from `Random`.
+ *
+ * @example
+ * ```ts
+ * import { HttpClientRequest } from "@effect/platform"
+ * import { NoraSandbox, Sandbox } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * Effect.gen(function*() {
+ *   // Nora's emulator, reached in memory (serve it on loopback with `Sandbox.serve`).
+ *   const emulator = yield* NoraSandbox.make({ tokenLifetimeSeconds: 600 })
+ *   const http = Sandbox.makeClient(() => emulator.app)
+ *   const response = yield* http.execute(
+ *     HttpClientRequest.post("https://nora.sandbox.test/api/token").pipe(
+ *       HttpClientRequest.bodyUnsafeJson(NoraSandbox.defaultCredentials)
+ *     )
+ *   )
+ *   console.log(response.status, (yield* emulator.recording).tokenCounts.issue) // 200 1
+ * }).pipe(Effect.runPromise)
+ * ```
  *
  * @since 0.1.0
  * @category constructors

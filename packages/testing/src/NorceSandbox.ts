@@ -1,25 +1,9 @@
 /**
- * An emulator of Norce Commerce (and Norce Storm) OAuth2, to the letter of its docs and of RFC 6749. Where
- * the docs can be read two ways it takes the strictest reading, with an option for the lenient one; each
- * choice is a row of `packages/testing/INTERPRETATIONS.md` (NORCE-…).
+ * An emulator of Norce Commerce (and Storm) OAuth2, to the letter of its docs and of RFC 6749: the
+ * form-encoded token endpoint with its per-IP token bucket, and a few Commerce API routes that need the
+ * `ApplicationId` header.
  *
- * Token endpoint: `POST /identity/1.0/connect/token` (Commerce; the real host is
- * `[clientname].api-[region].[environment].norce.tech`, the sandbox serves the path on its base URL) and
- * `POST /1.0/connect/token` (Storm's `identity.storm.io`). It takes `application/x-www-form-urlencoded`
- * `grant_type=client_credentials`, `client_id` and `client_secret` in the body ("send client credentials in
- * the body"; HTTP Basic only with `acceptBasicAuth`), and `scope`, required (unless `requireScope: false`),
- * a space-delimited subset of the scopes the client is allowed (by default the docs' `playground`, `stage`,
- * `prod`). It answers `{ access_token, expires_in: 600, token_type: "Bearer", scope }`, or an RFC 6749
- * §5.2 error `{ error, error_description }`: `invalid_request`, `invalid_client` (400 when the credentials
- * came in the body, 401 with `WWW-Authenticate: Basic` when an `Authorization` header was used),
- * `unsupported_grant_type`, `invalid_scope`. The token endpoint is limited to "3 requests per minute per IP
- * address, with a possibility to burst 20 more": a token bucket of 20 refilled continuously at 3 per
- * minute, per client IP (23 with `burstOnTopOfRate`); beyond it, 429.
- *
- * API: `GET /commerce/metadata/1.1/GetApplication?format=json`, `GET /commerce/products/1.1/GetProduct?id=…`
- * and `GET /commerce/products/1.1/ListProducts`, each requiring the Bearer token and the `ApplicationId`
- * header (missing: 400, not one of the client's applications: 403). The API has no documented limit: none
- * by default, or a sliding window per client with `rateLimit`.
+ * The design: `docs/testing.md` in the repository.
  *
  * @since 0.1.0
  */
@@ -194,6 +178,29 @@ const defaultClientIp = (request: HttpServerRequest.HttpServerRequest): string =
 
 /**
  * Builds a Norce emulator. Its time comes from `Clock` and its randomness from `Random`.
+ *
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { OAuth2 } from "@tollgate/core"
+ * import { NorceSandbox, Sandbox } from "@tollgate/testing"
+ * import { Effect, Redacted } from "effect"
+ *
+ * Effect.gen(function*() {
+ *   // Norce's emulator, reached in memory: a token endpoint limited to 3 a minute with a burst of 20.
+ *   const emulator = yield* NorceSandbox.make()
+ *   const source = yield* OAuth2.make({
+ *     provider: "norce",
+ *     tokenUrl: "https://norce.sandbox.test/identity/1.0/connect/token",
+ *     clientId: emulator.credentials.clientId,
+ *     clientSecret: Redacted.make(emulator.credentials.clientSecret),
+ *     authMethod: "client_secret_post",
+ *     scope: "playground"
+ *   }).pipe(Effect.provideService(HttpClient.HttpClient, Sandbox.makeClient(() => emulator.app)))
+ *   const token = yield* source.fetch
+ *   console.log(token.type, (yield* emulator.recording).tokenCounts.granted) // "Bearer" 1
+ * }).pipe(Effect.runPromise)
+ * ```
  *
  * @since 0.1.0
  * @category constructors

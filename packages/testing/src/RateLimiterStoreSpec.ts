@@ -1,14 +1,8 @@
 /**
- * The one specification every `RateLimiterStore` must meet, run by Tollgate against its memory and Redis
- * stores and exported for third-party store authors: `RateLimiterStoreSpec.run({ name, store })` inside a
- * vitest file. It drives core's `RateLimiter` over the store on the live clock (a shared store keeps time
- * by its server), with short windows, and checks what users rely on: no window overdrawn, FIFO within a
- * priority, higher priorities first, retries at their first place, learned budgets, the gate, costs and
- * deadlines, keyed lanes, and interruption losing nothing. With `shared`, it also checks that limiters
- * built on separate stores of one name (separate processes) spend one budget and one queue.
+ * The one specification every `RateLimiterStore` must meet: `RateLimiterStoreSpec.run({ name, store })`
+ * inside a vitest file. Import it only from test files, by its subpath.
  *
- * Import it only from test files, by its subpath (`@tollgate/testing/RateLimiterStoreSpec`): it is not
- * re-exported from the package index, because `@effect/vitest` can only be loaded inside a test run.
+ * The design: `docs/testing.md` in the repository.
  *
  * @since 0.2.0
  */

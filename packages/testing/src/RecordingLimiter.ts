@@ -132,6 +132,19 @@ export const wrap = (limiter: RateLimiter.Service): Effect.Effect<RecordingLimit
 /**
  * A recording limiter enforcing `policy` (default: unlimited).
  *
+ * @example
+ * ```ts
+ * import { RateLimiter } from "@tollgate/core"
+ * import { RecordingLimiter } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * Effect.gen(function*() {
+ *   const recording = yield* RecordingLimiter.make(RateLimiter.slidingWindow({ limit: 10, window: "1 second" }))
+ *   yield* recording.limiter.withPermit({ key: "GET /items" })(Effect.void)
+ *   console.log((yield* recording.events).map((event) => event._tag)) // ["Permit"]
+ * }).pipe(Effect.scoped, Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -143,6 +156,21 @@ export const make = (
 
 /**
  * Installs a recording limiter as the `RateLimiter`, and its events as `Recorder`.
+ *
+ * @example
+ * ```ts
+ * import { RateLimiter } from "@tollgate/core"
+ * import { RecordingLimiter } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * // Installed as the program's `RateLimiter`; the test reads what it saw from `Recorder`.
+ * Effect.gen(function*() {
+ *   const limiter = yield* RateLimiter.RateLimiter
+ *   yield* limiter.withPermit()(Effect.void)
+ *   const recording = yield* RecordingLimiter.Recorder
+ *   console.log((yield* recording.waits).length) // 1
+ * }).pipe(Effect.provide(RecordingLimiter.layer()), Effect.runPromise)
+ * ```
  *
  * @since 0.1.0
  * @category layers

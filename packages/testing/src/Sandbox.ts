@@ -107,6 +107,21 @@ export interface ServeOptions {
  * Serves one emulator on loopback with `NodeHttpServer`, until the scope closes (closing it also cuts
  * connections still open, e.g. requests the emulator is deliberately never answering).
  *
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { NoraSandbox, Sandbox } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * // One emulator on its own 127.0.0.1 port until the scope closes.
+ * Effect.gen(function*() {
+ *   const served = yield* Sandbox.serve(yield* NoraSandbox.make(), { port: 0 })
+ *   const response = yield* HttpClient.get(`${served.baseUrl}/api/forms`)
+ *   console.log(response.status) // 401: no token
+ * }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici), Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -137,6 +152,18 @@ const makeEmulators = (options: Options | undefined) =>
 /**
  * Builds the four emulators and serves each on loopback, until the scope closes.
  *
+ * @example
+ * ```ts
+ * import { Sandbox } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * // The four emulators, each on its own 127.0.0.1 port until the scope closes.
+ * Effect.gen(function*() {
+ *   const sandbox = yield* Sandbox.make()
+ *   console.log(sandbox.nora.baseUrl.startsWith("http://127.0.0.1:")) // true
+ * }).pipe(Effect.scoped, Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -157,6 +184,21 @@ export const make = (options?: Options): Effect.Effect<Service, HttpServerError.
  * The sandbox on loopback: the four emulators, each on its own `127.0.0.1` port, stopped when the Layer's
  * scope closes.
  *
+ * @example
+ * ```ts
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Sandbox } from "@tollgate/testing"
+ * import { Effect, Layer } from "effect"
+ *
+ * // The sandbox on loopback, reached through the real transport as a deployed program would.
+ * const Live = Layer.merge(Sandbox.layer(), NodeHttpClient.layerUndici)
+ *
+ * Effect.gen(function*() {
+ *   const sandbox = yield* Sandbox.Sandbox
+ *   console.log(sandbox.norce.baseUrl.startsWith("http://127.0.0.1:")) // true
+ * }).pipe(Effect.provide(Live), Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -165,6 +207,18 @@ export const layer = (options?: Options): Layer.Layer<Sandbox, HttpServerError.S
 
 /**
  * Builds the four emulators for in-memory use: base URLs are `http://<hosts.X>`.
+ *
+ * @example
+ * ```ts
+ * import { Sandbox } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * // The four emulators without sockets; their base URLs name `Sandbox.hosts`.
+ * Effect.gen(function*() {
+ *   const sandbox = yield* Sandbox.makeMemory()
+ *   console.log(sandbox.nomba.baseUrl) // "http://nomba.sandbox.test"
+ * }).pipe(Effect.runPromise)
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -203,6 +257,23 @@ export interface ClientOptions {
  * finalization registry frees it. `route` is given a URL parsed once per distinct URL string: read it,
  * do not change it.
  *
+ * @example
+ * ```ts
+ * import { HttpClientRequest } from "@effect/platform"
+ * import { NoraSandbox, Sandbox } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * Effect.gen(function*() {
+ *   const nora = yield* NoraSandbox.make()
+ *   // Every host answered by the one emulator; return `undefined` for hosts no emulator serves.
+ *   const http = Sandbox.makeClient((url) => (url.host === "nora.sandbox.test" ? nora.app : undefined))
+ *   const response = yield* http.execute(HttpClientRequest.get("https://nora.sandbox.test/api/forms"))
+ *   console.log(response.status) // 401: no token
+ *   const unknown = yield* Effect.flip(http.execute(HttpClientRequest.get("https://elsewhere.test/")))
+ *   console.log(unknown._tag) // "RequestError", as for an unknown host
+ * }).pipe(Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -239,6 +310,23 @@ const routesOf = (service: Service): Map<string, HttpApp.Default<Faults.Connecti
  * An in-memory `HttpClient` for the `Sandbox` in context: it routes `http://nora.sandbox.test` (and the
  * other `hosts`) and each emulator's own base URL host to that emulator, without sockets.
  *
+ * @example
+ * ```ts
+ * import { HttpClient, HttpClientRequest } from "@effect/platform"
+ * import { Sandbox } from "@tollgate/testing"
+ * import { Effect, Layer } from "effect"
+ *
+ * // An in-memory client for a sandbox served on loopback: requests skip the sockets.
+ * const Live = Sandbox.layerClient().pipe(Layer.provideMerge(Sandbox.layer()))
+ *
+ * Effect.gen(function*() {
+ *   const sandbox = yield* Sandbox.Sandbox
+ *   const http = yield* HttpClient.HttpClient
+ *   const response = yield* http.execute(HttpClientRequest.get(`${sandbox.nora.baseUrl}/api/forms`))
+ *   console.log(response.status) // 401: no token
+ * }).pipe(Effect.provide(Live), Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -254,6 +342,28 @@ export const layerClient = (options?: ClientOptions): Layer.Layer<HttpClient.Htt
 /**
  * The sandbox in memory: the four emulators (base URLs `http://<hosts.X>`) and an `HttpClient` that reaches
  * them without sockets. Build it inside an `it.effect` test and the emulators run on its `TestClock`.
+ *
+ * @example
+ * ```ts
+ * import { OAuth2 } from "@tollgate/core"
+ * import { Sandbox } from "@tollgate/testing"
+ * import { Effect, Redacted } from "effect"
+ *
+ * // The emulators and an HttpClient that reaches them, in memory (on the TestClock inside `it.effect`).
+ * Effect.gen(function*() {
+ *   const sandbox = yield* Sandbox.Sandbox
+ *   const { clientId, clientSecret } = sandbox.norce.credentials
+ *   const source = yield* OAuth2.make({
+ *     provider: "norce",
+ *     tokenUrl: `https://${Sandbox.hosts.norce}/identity/1.0/connect/token`,
+ *     clientId,
+ *     clientSecret: Redacted.make(clientSecret),
+ *     authMethod: "client_secret_post",
+ *     scope: "playground"
+ *   })
+ *   console.log((yield* source.fetch).type) // "Bearer"
+ * }).pipe(Effect.provide(Sandbox.layerMemory()), Effect.runPromise)
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -1,21 +1,8 @@
 /**
- * An emulator of the Token project ("Token APIs"), to the letter of its docs.
+ * An emulator of the Token project ("Token APIs"), to the letter of its docs: credentials in the query,
+ * JWTs without `exp`, per-endpoint sliding-log limits with `X-RateLimit-*` headers and the code-88 429.
  *
- * `POST /auth/token?key=…&secret=…` (the app credentials as query parameters, no body) answers
- * `{ token_type: "bearer", access_token }`, a JWT whose payload has `sub`, `owner`, `app_name`, `scope`,
- * `aud`, `grant_type`, `iat` and no `exp`; wrong credentials get 401. Tokens do not expire unless the
- * `tokenLifetimeSeconds` option sets a server-side lifetime the client cannot see, so clients must renew
- * on 401. Deleting the app (`deleteApp`) revokes all its tokens at once.
- *
- * API calls (`GET /notarizations/stamps`, `POST /notarizations/stamps`, `GET /storage/files`) are limited
- * per endpoint (method and path template) per app, by default to "the most common" limit, 10 requests
- * over any 2-minute interval (a strict sliding log; refused requests are not counted); `endpointLimits`
- * gives an endpoint its own. Every API response carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
- * `X-RateLimit-Reset` (by default UTC epoch seconds, rounded up, when the window frees a slot; seconds
- * until then with `resetFormat: "delta-seconds"`); beyond the limit: 429
- * `{"errors":[{"code":88,"message":"Rate limit exceeded"}]}` with the same headers. Other error bodies use
- * the same `errors` shape with codes of the sandbox's own choosing. Each reading of the docs it chooses is
- * a row of `packages/testing/INTERPRETATIONS.md` (TP-…).
+ * The design: `docs/testing.md` in the repository.
  *
  * @since 0.1.0
  */
@@ -159,6 +146,25 @@ const errors = (code: number, message: string) => ({ errors: [{ code, message }]
 
 /**
  * Builds a Token project emulator. Its time comes from `Clock` and its randomness from `Random`.
+ *
+ * @example
+ * ```ts
+ * import { HttpClientRequest } from "@effect/platform"
+ * import { Sandbox, TokenProjectSandbox } from "@tollgate/testing"
+ * import { Effect } from "effect"
+ *
+ * Effect.gen(function*() {
+ *   // The token project's emulator, reached in memory: credentials in the query, JWTs in the answer.
+ *   const emulator = yield* TokenProjectSandbox.make()
+ *   const { key, secret } = emulator.credentials
+ *   const response = yield* Sandbox.makeClient(() => emulator.app).execute(
+ *     HttpClientRequest.post("https://token-project.sandbox.test/auth/token").pipe(
+ *       HttpClientRequest.setUrlParams({ key, secret })
+ *     )
+ *   )
+ *   console.log(response.status) // 200
+ * }).pipe(Effect.runPromise)
+ * ```
  *
  * @since 0.1.0
  * @category constructors

@@ -1,19 +1,8 @@
 /**
- * The one specification every `TokenStore` must meet, as an `@effect/vitest` suite: the store operations
- * (read or lock, commit if fenced, invalidate if same, membership, failures that cross processes through
- * their Schema) and the `TokenCache` behaviour built on them when several processes share the store
- * (one fetch for all, compare-and-set invalidation, a shared cooldown, refresh by one and adoption by
- * the others, the last user revokes). Core's memory store and `@tollgate/redis` run it; so can a
- * third-party store:
+ * The one specification every `TokenStore` must meet, as an `@effect/vitest` suite. Import it only
+ * from test files, by its subpath: `@effect/vitest` can only be loaded inside a test run.
  *
- * ```ts
- * import * as TokenStoreSpec from "@tollgate/testing/TokenStoreSpec"
- * TokenStoreSpec.run({ name: "my store", namespace: Effect.succeed({ process: myFactoryForOneProcess }) })
- * ```
- *
- * It runs on the live clock (a shared store has a clock of its own) with lifetimes of a second or so.
- * Import it only from test files: it is not re-exported from the package index, because `@effect/vitest`
- * can only be loaded inside a test run.
+ * The design: `docs/testing.md` in the repository.
  *
  * @since 0.2.0
  */

@@ -1,24 +1,9 @@
 /**
- * An `HttpClient` straight over undici's `Dispatcher`: what `NodeHttpClient.layerUndici` from
- * `@effect/platform-node` does, without the layers between undici and the caller's fiber. The request
- * goes to `Dispatcher.dispatch` with a handler that resumes the fiber from undici's callbacks (no promise,
- * no `AbortSignal` listener, no Node stream per response) and buffers the body up to 64 KiB, beyond which
- * undici is paused until the body is read (streamed with backpressure, or whole).
+ * An `HttpClient` straight over undici's `Dispatcher`: what `NodeHttpClient.layerUndici` does, without
+ * the layers between undici and the caller's fiber. Same errors, spans and trace headers as the platform's
+ * client; a drop-in for it.
  *
- * It is built with `HttpClient.makeWith`, so every combinator of the platform's works on it, and it
- * records the span `HttpClient.make` records (name, kind, attributes, redacted headers) and sends the
- * same trace context headers (`traceparent` and `b3`, unless `HttpClient.withTracerPropagation(false)`).
- * It does not go through `HttpClient.make` itself: that wraps every response in an `AbortController`
- * registered with a `FinalizationRegistry`, which costs about as much as undici; interruption is handled
- * where the fiber waits instead, and only a response whose body is still in flight is registered for
- * release if dropped unread.
- *
- * Observable behaviour is the platform undici client's: the same `RequestError` (`Transport`,
- * `InvalidUrl`) and `ResponseError` (`Decode`) reasons, response headers and cookies, no redirect
- * following, no timeouts of its own (use `Effect.timeout`: interrupting a request aborts it and frees its
- * connection). Where it differs, it is on purpose: a URL's fragment is not sent to the server, a body of
- * Node's global `FormData` is sent (undici 7 refuses it), `formData` parses a response body (undici's
- * request API does not implement it), and a body read whole can be read again in any form.
+ * The design: `docs/transports.md` in the repository.
  *
  * @since 0.1.0
  */
@@ -71,6 +56,31 @@ export interface Options {
 /**
  * The client over a dispatcher the caller owns (and closes).
  *
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { UndiciHttpClient } from "@tollgate/undici"
+ * import { Effect } from "effect"
+ * import * as Http from "node:http"
+ * import type { AddressInfo } from "node:net"
+ * import { Agent } from "undici"
+ *
+ * // A dispatcher the caller owns: shared with other code, closed by the caller.
+ * const agent = new Agent({ connections: 8 })
+ * const client = UndiciHttpClient.make(agent)
+ *
+ * Effect.gen(function*() {
+ *   const server = Http.createServer((_request, response) => response.end("hello"))
+ *   yield* Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void)))
+ *   const { port } = server.address() as AddressInfo
+ *   const response = yield* client.get(`http://127.0.0.1:${port}/`)
+ *   console.log(response.status) // 200
+ *   yield* response.text
+ *   server.close()
+ *   yield* Effect.promise(() => agent.close())
+ * }).pipe(Effect.provideService(HttpClient.HttpClient, client), Effect.runPromise)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -89,6 +99,22 @@ const describe = (value: unknown): string =>
 /**
  * An undici `Agent` (a pool of connections per origin) for the scope: destroyed when the scope closes,
  * which aborts the requests still in flight.
+ *
+ * @example
+ * ```ts
+ * import { UndiciHttpClient } from "@tollgate/undici"
+ * import { Effect } from "effect"
+ *
+ * // An Agent for the scope, with at most 16 connections per origin; destroyed when the scope closes.
+ * Effect.gen(function*() {
+ *   const dispatcher = yield* UndiciHttpClient.makeDispatcher({ connections: 16, agent: { keepAliveTimeout: 10_000 } })
+ *   const client = UndiciHttpClient.make(dispatcher)
+ *   console.log(typeof client.execute) // "function"
+ *   // Bad options are a typed error, not a crash.
+ *   const refused = yield* Effect.flip(UndiciHttpClient.makeDispatcher({ connections: 0 }))
+ *   console.log(refused._tag) // "InvalidArgument"
+ * }).pipe(Effect.scoped, Effect.runPromise)
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -127,6 +153,17 @@ const acquire = (build: () => Undici.Dispatcher) =>
   )
 
 /**
+ * @example
+ * ```ts
+ * import { UndiciHttpClient } from "@tollgate/undici"
+ * import { Layer } from "effect"
+ *
+ * // One Agent for the program; the client over it, plus the Agent itself for code that needs undici directly.
+ * const HttpLive = UndiciHttpClient.layerWithoutDispatcher.pipe(
+ *   Layer.provideMerge(UndiciHttpClient.layerDispatcher({ connections: 32 }))
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -135,6 +172,21 @@ export const layerDispatcher = (options?: Options): Layer.Layer<Dispatcher, Toll
 
 /**
  * The client over the `Dispatcher` in context.
+ *
+ * @example
+ * ```ts
+ * import { UndiciHttpClient } from "@tollgate/undici"
+ * import { Layer } from "effect"
+ * import { Agent } from "undici"
+ *
+ * // The client over a dispatcher from elsewhere, with undici options for every request.
+ * const agent = new Agent({ pipelining: 1 })
+ * const HttpLive = UndiciHttpClient.layerWithoutDispatcher.pipe(
+ *   Layer.provide(Layer.succeed(UndiciHttpClient.Dispatcher, agent)),
+ *   Layer.provide(Layer.succeed(UndiciHttpClient.RequestOptions, { headersTimeout: 5_000, bodyTimeout: 30_000 }))
+ * )
+ * agent.close()
+ * ```
  *
  * @since 0.1.0
  * @category layers
@@ -150,6 +202,14 @@ export const layerWithoutDispatcher: Layer.Layer<HttpClient.HttpClient, never, D
 /**
  * The client over its own undici `Agent`, with the given connection options.
  *
+ * @example
+ * ```ts
+ * import { UndiciHttpClient } from "@tollgate/undici"
+ *
+ * // Its own Agent, at most 8 connections per origin, kept alive for 30 seconds.
+ * const HttpLive = UndiciHttpClient.layerWithOptions({ connections: 8, agent: { keepAliveTimeout: 30_000 } })
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -161,6 +221,25 @@ export const layerWithOptions = (
 /**
  * The client over its own undici `Agent` with undici's defaults: a drop-in for
  * `NodeHttpClient.layerUndici`.
+ *
+ * @example
+ * ```ts
+ * import { HttpClient } from "@effect/platform"
+ * import { UndiciHttpClient } from "@tollgate/undici"
+ * import { Effect } from "effect"
+ * import * as Http from "node:http"
+ * import type { AddressInfo } from "node:net"
+ *
+ * // A drop-in for `NodeHttpClient.layerUndici`; here against a server on loopback.
+ * Effect.gen(function*() {
+ *   const server = Http.createServer((_request, response) => response.end("hello"))
+ *   yield* Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void)))
+ *   const { port } = server.address() as AddressInfo
+ *   const response = yield* HttpClient.get(`http://127.0.0.1:${port}/`)
+ *   console.log(yield* response.text) // "hello"
+ *   server.close()
+ * }).pipe(Effect.provide(UndiciHttpClient.layer), Effect.runPromise)
+ * ```
  *
  * @since 0.1.0
  * @category layers
