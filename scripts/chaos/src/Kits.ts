@@ -24,6 +24,8 @@ export interface Tuning extends Provider.Tuning {}
 export interface EmulatorOptions {
   readonly timeScale?: number | undefined
   readonly tokenLifetimeSeconds?: number | undefined
+  /** The server's real API limit, before the time scale, when it differs from the documented one. */
+  readonly rateLimit?: { readonly limit: number; readonly windowMillis: number } | undefined
 }
 
 export interface Kit {
@@ -287,7 +289,7 @@ const tokenProjectFixture = (): Fixture => {
   return {
     credentials,
     secret: credentials.secret,
-    emulator: (options) => TokenProjectSandbox.make({ timeScale: options?.timeScale, credentials }),
+    emulator: (options) => TokenProjectSandbox.make({ timeScale: options?.timeScale, rateLimit: options?.rateLimit, credentials }),
     request: (n) =>
       n % 5 === 4
         ? HttpClientRequest.post("/notarizations/stamps").pipe(
