@@ -35,6 +35,8 @@ export interface Kit {
   readonly host: string
   /** The client secrets the kit's credentials carry. */
   readonly secrets: ReadonlyArray<string>
+  /** The client id (the Token project's key) the secret goes with. */
+  readonly clientId: string
   readonly emulator: (options?: EmulatorOptions) => Effect.Effect<Emulator.Emulator>
   readonly make: (
     baseUrl: string,
@@ -59,7 +61,7 @@ export interface Kit {
 }
 
 /** What a kit holds of its own: test material for one provider. */
-export interface Fixture extends Omit<Kit, "name" | "definition" | "host" | "secrets" | "make" | "limit"> {
+export interface Fixture extends Omit<Kit, "name" | "definition" | "host" | "secrets" | "clientId" | "make" | "limit"> {
   /** The emulator's credentials, which the definition's options are read from (`parse`). */
   readonly credentials: Readonly<Record<string, unknown>>
   readonly secret: string
@@ -341,6 +343,7 @@ export const kit = (definition: Provider.Any, fixture: Fixture): Kit => {
     definition,
     host: `${definition.name}.sandbox.test`,
     secrets: [secret],
+    clientId: String(credentials["clientId"] ?? credentials["key"]),
     make: (baseUrl, tuning) =>
       Effect.flatMap(
         definition.parse({ ...credentials, baseUrl, allowInsecureLoopback: true }),

@@ -208,6 +208,8 @@ export interface Plan {
   readonly during?: ((context: Context) => Effect.Effect<void>) | undefined
   /** Runs after the traffic, before the client's scope closes. */
   readonly after?: ((context: Context) => Effect.Effect<void>) | undefined
+  /** Loopback runs: a server put in front of the emulator's, given its base URL; the client talks to it. */
+  readonly front?: ((baseUrl: string) => Effect.Effect<string, never, Scope.Scope>) | undefined
 }
 
 export interface Result {
@@ -303,9 +305,10 @@ export const loopback = (plan: Plan, observer: Observer, needles: Needles): Prom
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     const emulator = harvest(yield* plan.kit.emulator(plan.emulator), needles)
     const served = yield* Sandbox.serve(emulator)
+    const baseUrl = plan.front === undefined ? served.baseUrl : yield* plan.front(served.baseUrl)
     const result = yield* observer.observe(
       Effect.scoped(
-        program(plan, emulator, served.baseUrl, observer, needles, plan.bound ?? "20 seconds").pipe(
+        program(plan, emulator, baseUrl, observer, needles, plan.bound ?? "20 seconds").pipe(
           Effect.provide(NodeHttpClient.layerUndici)
         )
       )
