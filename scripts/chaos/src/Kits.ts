@@ -9,6 +9,7 @@ import type * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Nomba from "@tollgate/providers/nomba"
+import type * as TokenSource from "@tollgate/core/TokenSource"
 import type * as Provider from "@tollgate/providers/Provider"
 import * as Providers from "@tollgate/providers/Providers"
 import type { Emulator, Recording } from "@tollgate/testing"
@@ -42,6 +43,8 @@ export interface Kit {
     baseUrl: string,
     tuning?: Tuning
   ) => Effect.Effect<Provider.Services, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope>
+  /** The definition's token source alone, against `baseUrl`. */
+  readonly source: (baseUrl: string) => Effect.Effect<TokenSource.Service, ConfigError.ConfigError, HttpClient.HttpClient>
   /** The n-th request of a workload: mostly reads, every fifth a non-idempotent write. */
   readonly request: (n: number) => HttpClientRequest.HttpClientRequest
   /** How a caller reads a 2xx answer (Nomba's envelope, JSON otherwise). */
@@ -61,7 +64,7 @@ export interface Kit {
 }
 
 /** What a kit holds of its own: test material for one provider. */
-export interface Fixture extends Omit<Kit, "name" | "definition" | "host" | "secrets" | "clientId" | "make" | "limit"> {
+export interface Fixture extends Omit<Kit, "name" | "definition" | "host" | "secrets" | "clientId" | "make" | "source" | "limit"> {
   /** The emulator's credentials, which the definition's options are read from (`parse`). */
   readonly credentials: Readonly<Record<string, unknown>>
   readonly secret: string
@@ -348,6 +351,11 @@ export const kit = (definition: Provider.Any, fixture: Fixture): Kit => {
       Effect.flatMap(
         definition.parse({ ...credentials, baseUrl, allowInsecureLoopback: true }),
         (options) => definition.make({ ...options, ...tuning })
+      ),
+    source: (baseUrl) =>
+      Effect.flatMap(
+        definition.parse({ ...credentials, baseUrl, allowInsecureLoopback: true }),
+        (options) => definition.tokenSource(options)
       ),
     // Per key: the server's route, which is what the definition's key function names (the Token project's).
     limit: limit === undefined ? undefined : {
