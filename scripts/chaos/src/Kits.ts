@@ -8,8 +8,8 @@
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import * as Nomba from "@tollgate/providers/nomba"
 import type * as TokenSource from "@tollgate/core/TokenSource"
+import * as Nomba from "@tollgate/providers/nomba"
 import type * as Provider from "@tollgate/providers/Provider"
 import * as Providers from "@tollgate/providers/Providers"
 import type { Emulator, Recording } from "@tollgate/testing"
@@ -44,7 +44,9 @@ export interface Kit {
     tuning?: Tuning
   ) => Effect.Effect<Provider.Services, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope>
   /** The definition's token source alone, against `baseUrl`. */
-  readonly source: (baseUrl: string) => Effect.Effect<TokenSource.Service, ConfigError.ConfigError, HttpClient.HttpClient>
+  readonly source: (
+    baseUrl: string
+  ) => Effect.Effect<TokenSource.Service, ConfigError.ConfigError, HttpClient.HttpClient>
   /** The n-th request of a workload: mostly reads, every fifth a non-idempotent write. */
   readonly request: (n: number) => HttpClientRequest.HttpClientRequest
   /** How a caller reads a 2xx answer (Nomba's envelope, JSON otherwise). */
@@ -64,7 +66,9 @@ export interface Kit {
 }
 
 /** What a kit holds of its own: test material for one provider. */
-export interface Fixture extends Omit<Kit, "name" | "definition" | "host" | "secrets" | "clientId" | "make" | "source" | "limit"> {
+export interface Fixture
+  extends Omit<Kit, "name" | "definition" | "host" | "secrets" | "clientId" | "make" | "source" | "limit">
+{
   /** The emulator's credentials, which the definition's options are read from (`parse`). */
   readonly credentials: Readonly<Record<string, unknown>>
   readonly secret: string
@@ -294,7 +298,8 @@ const tokenProjectFixture = (): Fixture => {
   return {
     credentials,
     secret: credentials.secret,
-    emulator: (options) => TokenProjectSandbox.make({ timeScale: options?.timeScale, rateLimit: options?.rateLimit, credentials }),
+    emulator: (options) =>
+      TokenProjectSandbox.make({ timeScale: options?.timeScale, rateLimit: options?.rateLimit, credentials }),
     request: (n) =>
       n % 5 === 4
         ? HttpClientRequest.post("/notarizations/stamps").pipe(

@@ -98,7 +98,8 @@ const jsonEscaped = (value: string): string =>
   [...value].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`).join("")
 
 /** Percent-encoding with lowercase hex digits (`%2b%2f`, as .NET's `UrlEncode` writes). */
-const lowerPercent = (value: string): string => encodeURIComponent(value).replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase())
+const lowerPercent = (value: string): string =>
+  encodeURIComponent(value).replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase())
 
 /**
  * The secrets, tokens and refresh tokens to look for. A secret is searched as it is, percent-encoded

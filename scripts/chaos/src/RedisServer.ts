@@ -52,7 +52,9 @@ const launch = async (): Promise<{ readonly child: ChildProcess; readonly port: 
       await new Promise((resolve) => setTimeout(resolve, 25))
     }
     child.kill("SIGKILL")
-    lastError = new Error(`redis-server did not start on port ${port} (install it: packages/redis/scripts/ensure-redis.sh)`)
+    lastError = new Error(
+      `redis-server did not start on port ${port} (install it: packages/redis/scripts/ensure-redis.sh)`
+    )
   }
   throw lastError
 }

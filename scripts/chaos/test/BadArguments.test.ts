@@ -178,7 +178,12 @@ describe("bad arguments (virtual time)", () => {
       }),
       { numRuns }
     )
-    const { context, violations } = record("arguments: policy numbers (limits, windows, rates, offsets)", "core", observer, t)
+    const { context, violations } = record(
+      "arguments: policy numbers (limits, windows, rates, offsets)",
+      "core",
+      observer,
+      t
+    )
     expect(violations, context).toEqual([])
     expect(t.typed, context).toBeGreaterThan(0)
   }, 60_000)
@@ -224,7 +229,12 @@ describe("bad arguments (virtual time)", () => {
       }),
       { numRuns }
     )
-    const { context, violations } = record("arguments: per-permit cost, priority, timeout, deadline", "core", observer, t)
+    const { context, violations } = record(
+      "arguments: per-permit cost, priority, timeout, deadline",
+      "core",
+      observer,
+      t
+    )
     expect(violations, context).toEqual([])
     expect(t.typed, context).toBeGreaterThan(0)
   }, 60_000)
@@ -245,22 +255,29 @@ describe("bad arguments (virtual time)", () => {
         t.cases++
         const exit = await Traffic.simulate(
           observer,
-          Effect.exit(Effect.scoped(guarded(() =>
-            ApiClient.make({
-              provider: "chaos",
-              baseUrl: o.baseUrl,
-              headers: { "x-chaos": o.header },
-              timeout: o.timeout as never,
-              requestTimeout: o.requestTimeout as never,
-              permitDeadline: o.permitDeadline as never
-            })
-          ).pipe(Effect.provideService(HttpClient.HttpClient, http))))
+          Effect.exit(Effect.scoped(
+            guarded(() =>
+              ApiClient.make({
+                provider: "chaos",
+                baseUrl: o.baseUrl,
+                headers: { "x-chaos": o.header },
+                timeout: o.timeout as never,
+                requestTimeout: o.requestTimeout as never,
+                permitDeadline: o.permitDeadline as never
+              })
+            ).pipe(Effect.provideService(HttpClient.HttpClient, http))
+          ))
         )
         t[verdict(exit, observer)]++
       }),
       { numRuns }
     )
-    const { context, violations } = record("arguments: ApiClient.make URLs, CR/LF headers, timeouts", "core", observer, t)
+    const { context, violations } = record(
+      "arguments: ApiClient.make URLs, CR/LF headers, timeouts",
+      "core",
+      observer,
+      t
+    )
     expect(violations, context).toEqual([])
     expect(t.typed, context).toBeGreaterThan(0)
   }, 60_000)
@@ -302,12 +319,14 @@ describe("bad arguments (virtual time)", () => {
               { tuning: { limits: RateLimiter.slidingWindow({ limit: Number.NaN, window: "1 second" }) } }
             ] as const,
             (c) =>
-              Effect.exit(Effect.scoped(guarded(() =>
-                kit.make(
-                  "baseUrl" in c ? c.baseUrl : `https://${kit.host}`,
-                  ("tuning" in c ? c.tuning : undefined) as Kits.Tuning
-                )
-              ).pipe(Effect.provideService(HttpClient.HttpClient, http))))
+              Effect.exit(Effect.scoped(
+                guarded(() =>
+                  kit.make(
+                    "baseUrl" in c ? c.baseUrl : `https://${kit.host}`,
+                    ("tuning" in c ? c.tuning : undefined) as Kits.Tuning
+                  )
+                ).pipe(Effect.provideService(HttpClient.HttpClient, http))
+              ))
           )
           return { exits: [...exits, ...built], recording: yield* emulator.recording }
         }))

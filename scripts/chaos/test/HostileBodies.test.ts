@@ -296,12 +296,14 @@ describe("hostile bodies (loopback, undici)", () => {
             bound: "20 seconds",
             front: front(kit, row, injected),
             after: (context) =>
-              row.recovers ? Effect.gen(function*() {
-                // Once the hostile answers are spent (and the token cache's cooldown is over) the client recovers.
-                yield* Effect.sleep("1 second")
-                const exit = yield* Traffic.call(context.kit, context.services, 0, context.observer, "10 seconds")
-                context.outcomes.push(Traffic.classify(exit))
-              }) : Effect.void
+              row.recovers ?
+                Effect.gen(function*() {
+                  // Once the hostile answers are spent (and the token cache's cooldown is over) the client recovers.
+                  yield* Effect.sleep("1 second")
+                  const exit = yield* Traffic.call(context.kit, context.services, 0, context.observer, "10 seconds")
+                  context.outcomes.push(Traffic.classify(exit))
+                }) :
+                Effect.void
           },
           observer,
           report.needles
