@@ -175,6 +175,26 @@ export const overLimit = (recording: Recording.Snapshot, kit: Kits.Kit, timeScal
   return over
 }
 
+/**
+ * The most cost granted inside any half-open interval of `window` milliseconds (for instants counted by
+ * the test rather than recorded by an emulator: `Recording.maxArrivalsInWindow` counts arrivals).
+ */
+export const maxInWindow = (
+  grants: ReadonlyArray<{ readonly at: number; readonly cost: number }>,
+  window: number
+): number => {
+  const sorted = [...grants].sort((a, b) => a.at - b.at)
+  let most = 0
+  let start = 0
+  let sum = 0
+  for (let end = 0; end < sorted.length; end++) {
+    sum += sorted[end]!.cost
+    while (sorted[end]!.at - sorted[start]!.at >= window) sum -= sorted[start++]!.cost
+    most = Math.max(most, sum)
+  }
+  return most
+}
+
 /** Faults the emulator injected (random or scripted), on both targets. */
 export const injectedFaults = (recording: Recording.Snapshot): number =>
   recording.tokenRequests.filter((r) => r.outcome === "fault").length +

@@ -125,20 +125,6 @@ const record = (fault: string, provider: string, observer: Observer, t: Tally) =
   })
 }
 
-/** The most cost inside any half-open interval of `window` milliseconds. */
-const maxInWindow = (grants: ReadonlyArray<{ readonly at: number; readonly cost: number }>, window: number) => {
-  const sorted = [...grants].sort((a, b) => a.at - b.at)
-  let most = 0
-  let start = 0
-  let sum = 0
-  for (let end = 0; end < sorted.length; end++) {
-    sum += sorted[end]!.cost
-    while (sorted[end]!.at - sorted[start]!.at >= window) sum -= sorted[start++]!.cost
-    most = Math.max(most, sum)
-  }
-  return most
-}
-
 describe("bad arguments (virtual time)", () => {
   it("policies: every constructor and RateLimiter.make", async () => {
     const observer = new Observer()
@@ -218,7 +204,7 @@ describe("bad arguments (virtual time)", () => {
             // A permit granted for a cost that is not a whole positive number overdrew by itself.
             const invalid = grants.filter((g) => !(Number.isSafeInteger(g.cost) && g.cost > 0)).length
             const counted = grants.map((g) => ({ at: g.at, cost: invalid > 0 && !(g.cost > 0) ? 1 : g.cost }))
-            return { exits, over: invalid + Math.max(0, maxInWindow(counted, 1000) - 10) }
+            return { exits, over: invalid + Math.max(0, Traffic.maxInWindow(counted, 1000) - 10) }
           }))
         )
         for (const exit of result.exits) {

@@ -64,7 +64,8 @@ const refusals = (recording: Recording.Snapshot, windowMillis: number) => {
 const announces: ReadonlySet<Kits.Name> = new Set(["token-project"])
 
 const silentGap = "a server that announces no limit and answers bare 429s paces the client by refusals " +
-  "alone: nothing learns a lower limit from the 429s, so later windows keep overdrawing (issue 14, item 1)"
+  "alone: nothing learns a lower limit from the 429s, so later windows keep overdrawing, and requests fail " +
+  "with RateLimited while the server still admits others (issue 14, items 1 and 2)"
 
 describe("real limit differs from the documented one (virtual time, provider defaults)", () => {
   for (const kit of kits) {

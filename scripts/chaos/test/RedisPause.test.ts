@@ -39,18 +39,6 @@ class Hang {
   readonly _tag = "Hang"
 }
 
-/** The most instants inside any half-open interval of `window` milliseconds. */
-const maxInWindow = (times: ReadonlyArray<number>, window: number): number => {
-  const sorted = [...times].sort((a, b) => a - b)
-  let most = 0
-  let start = 0
-  for (let end = 0; end < sorted.length; end++) {
-    while (sorted[end]! - sorted[start]! >= window) start++
-    most = Math.max(most, end - start + 1)
-  }
-  return most
-}
-
 const bounded = <A, E>(effect: Effect.Effect<A, E>, bound: Duration.DurationInput) =>
   Effect.exit(Effect.timeoutFail(effect, { duration: bound, onTimeout: () => new Hang() }))
 
@@ -146,7 +134,7 @@ const run = (observer: Observer) =>
       outcomes,
       lostCallers: Option.isNone(joined) ? 1 : 0,
       heldBack,
-      overLimit: Math.max(0, maxInWindow(admitted, 1_000) - limit),
+      overLimit: Math.max(0, Traffic.maxInWindow(admitted.map((at) => ({ at, cost: 1 })), 1_000) - limit),
       pausedAdmissions,
       total: admitted.length,
       afterResume: [second(0), second(1000), second(2000)],
