@@ -8,6 +8,7 @@
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import type * as TokenSource from "@tollgate/core/TokenSource"
 import * as Nomba from "@tollgate/providers/nomba"
 import type * as Provider from "@tollgate/providers/Provider"
 import * as Providers from "@tollgate/providers/Providers"
@@ -24,6 +25,8 @@ export interface Tuning extends Provider.Tuning {}
 export interface EmulatorOptions {
   readonly timeScale?: number | undefined
   readonly tokenLifetimeSeconds?: number | undefined
+  /** The server's real API limit, before the time scale, when it differs from the documented one. */
+  readonly rateLimit?: { readonly limit: number; readonly windowMillis: number } | undefined
 }
 
 export interface Kit {
@@ -33,11 +36,17 @@ export interface Kit {
   readonly host: string
   /** The client secrets the kit's credentials carry. */
   readonly secrets: ReadonlyArray<string>
+  /** The client id (the Token project's key) the secret goes with. */
+  readonly clientId: string
   readonly emulator: (options?: EmulatorOptions) => Effect.Effect<Emulator.Emulator>
   readonly make: (
     baseUrl: string,
     tuning?: Tuning
   ) => Effect.Effect<Provider.Services, ConfigError.ConfigError, HttpClient.HttpClient | Scope.Scope>
+  /** The definition's token source alone, against `baseUrl`. */
+  readonly source: (
+    baseUrl: string
+  ) => Effect.Effect<TokenSource.Service, ConfigError.ConfigError, HttpClient.HttpClient>
   /** The n-th request of a workload: mostly reads, every fifth a non-idempotent write. */
   readonly request: (n: number) => HttpClientRequest.HttpClientRequest
   /** How a caller reads a 2xx answer (Nomba's envelope, JSON otherwise). */
@@ -57,7 +66,9 @@ export interface Kit {
 }
 
 /** What a kit holds of its own: test material for one provider. */
-export interface Fixture extends Omit<Kit, "name" | "definition" | "host" | "secrets" | "make" | "limit"> {
+export interface Fixture
+  extends Omit<Kit, "name" | "definition" | "host" | "secrets" | "clientId" | "make" | "source" | "limit">
+{
   /** The emulator's credentials, which the definition's options are read from (`parse`). */
   readonly credentials: Readonly<Record<string, unknown>>
   readonly secret: string
@@ -287,7 +298,8 @@ const tokenProjectFixture = (): Fixture => {
   return {
     credentials,
     secret: credentials.secret,
-    emulator: (options) => TokenProjectSandbox.make({ timeScale: options?.timeScale, credentials }),
+    emulator: (options) =>
+      TokenProjectSandbox.make({ timeScale: options?.timeScale, rateLimit: options?.rateLimit, credentials }),
     request: (n) =>
       n % 5 === 4
         ? HttpClientRequest.post("/notarizations/stamps").pipe(
@@ -339,10 +351,16 @@ export const kit = (definition: Provider.Any, fixture: Fixture): Kit => {
     definition,
     host: `${definition.name}.sandbox.test`,
     secrets: [secret],
+    clientId: String(credentials["clientId"] ?? credentials["key"]),
     make: (baseUrl, tuning) =>
       Effect.flatMap(
         definition.parse({ ...credentials, baseUrl, allowInsecureLoopback: true }),
         (options) => definition.make({ ...options, ...tuning })
+      ),
+    source: (baseUrl) =>
+      Effect.flatMap(
+        definition.parse({ ...credentials, baseUrl, allowInsecureLoopback: true }),
+        (options) => definition.tokenSource(options)
       ),
     // Per key: the server's route, which is what the definition's key function names (the Token project's).
     limit: limit === undefined ? undefined : {

@@ -93,9 +93,19 @@ export class Observer {
   }
 }
 
+/** Every character of `value` as a JSON `\\u00xx` escape (lowercase hex, as most encoders write). */
+const jsonEscaped = (value: string): string =>
+  [...value].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`).join("")
+
+/** Percent-encoding with lowercase hex digits (`%2b%2f`, as .NET's `UrlEncode` writes). */
+const lowerPercent = (value: string): string =>
+  encodeURIComponent(value).replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase())
+
 /**
- * The secrets, tokens and refresh tokens to look for. A secret is searched as it is, percent-encoded,
- * form-encoded and JSON-escaped (the ways it travels); a token as it is.
+ * The secrets, tokens and refresh tokens to look for. A secret is searched as it is, percent-encoded
+ * (upper and lower hex), form-encoded, JSON-escaped (as needed and every character), base64-encoded,
+ * and with its client id as HTTP Basic credentials (the ways it travels, and the ways a server echoes
+ * it); a token as it is.
  */
 export class Needles {
   private readonly forms = new Set<string>()
@@ -110,9 +120,21 @@ export class Needles {
         encodeURIComponent(value),
         new URLSearchParams([["", value]]).toString().slice(1),
         JSON.stringify(value).slice(1, -1),
-        Buffer.from(value).toString("base64")
+        Buffer.from(value).toString("base64"),
+        lowerPercent(value),
+        lowerPercent(value).replace(/%20/g, "+"),
+        jsonEscaped(value),
+        jsonEscaped(value).toUpperCase().replace(/\\U/g, "\\u")
       ]
     ) if (form.length >= 8) this.forms.add(form)
+  }
+
+  /** A secret with the client id it goes with: also searched as HTTP Basic credentials, raw and form-encoded. */
+  credentials(id: string, secret: string): void {
+    this.secret(secret)
+    const form = (v: string) => new URLSearchParams([["", v]]).toString().slice(1)
+    this.forms.add(Buffer.from(`${id}:${secret}`).toString("base64"))
+    this.forms.add(Buffer.from(`${form(id)}:${form(secret)}`).toString("base64"))
   }
 
   token(value: string): void {

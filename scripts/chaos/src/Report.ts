@@ -55,8 +55,22 @@ export class Report {
       fault,
       group,
       where: [...new Set([...(previous?.where ?? []), where])].sort(),
-      providers: [...new Set([...(previous?.providers ?? []), provider])].sort()
+      providers: [...new Set([...(previous?.providers ?? []), provider])].sort(),
+      notes: previous?.notes,
+      known: previous?.known
     })
+  }
+
+  /** Marks a fault's row as a known gap in the limit it keeps (see `Matrix.Row.known`). */
+  known(fault: string, reason: string): void {
+    for (const [key, row] of this.rows) if (row.fault === fault) this.rows.set(key, { ...row, known: reason })
+  }
+
+  /** Adds a figure to a fault's row, printed below the matrix. */
+  note(fault: string, note: string): void {
+    for (const [key, row] of this.rows) {
+      if (row.fault === fault) this.rows.set(key, { ...row, notes: [...(row.notes ?? []), note] })
+    }
   }
 
   /** Adds one run to its fault's row and says whether it kept the matrix's promise. */

@@ -175,6 +175,26 @@ export const overLimit = (recording: Recording.Snapshot, kit: Kits.Kit, timeScal
   return over
 }
 
+/**
+ * The most cost granted inside any half-open interval of `window` milliseconds (for instants counted by
+ * the test rather than recorded by an emulator: `Recording.maxArrivalsInWindow` counts arrivals).
+ */
+export const maxInWindow = (
+  grants: ReadonlyArray<{ readonly at: number; readonly cost: number }>,
+  window: number
+): number => {
+  const sorted = [...grants].sort((a, b) => a.at - b.at)
+  let most = 0
+  let start = 0
+  let sum = 0
+  for (let end = 0; end < sorted.length; end++) {
+    sum += sorted[end]!.cost
+    while (sorted[end]!.at - sorted[start]!.at >= window) sum -= sorted[start++]!.cost
+    most = Math.max(most, sum)
+  }
+  return most
+}
+
 /** Faults the emulator injected (random or scripted), on both targets. */
 export const injectedFaults = (recording: Recording.Snapshot): number =>
   recording.tokenRequests.filter((r) => r.outcome === "fault").length +
@@ -208,6 +228,8 @@ export interface Plan {
   readonly during?: ((context: Context) => Effect.Effect<void>) | undefined
   /** Runs after the traffic, before the client's scope closes. */
   readonly after?: ((context: Context) => Effect.Effect<void>) | undefined
+  /** Loopback runs: a server put in front of the emulator's, given its base URL; the client talks to it. */
+  readonly front?: ((baseUrl: string) => Effect.Effect<string, never, Scope.Scope>) | undefined
 }
 
 export interface Result {
@@ -303,9 +325,10 @@ export const loopback = (plan: Plan, observer: Observer, needles: Needles): Prom
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     const emulator = harvest(yield* plan.kit.emulator(plan.emulator), needles)
     const served = yield* Sandbox.serve(emulator)
+    const baseUrl = plan.front === undefined ? served.baseUrl : yield* plan.front(served.baseUrl)
     const result = yield* observer.observe(
       Effect.scoped(
-        program(plan, emulator, served.baseUrl, observer, needles, plan.bound ?? "20 seconds").pipe(
+        program(plan, emulator, baseUrl, observer, needles, plan.bound ?? "20 seconds").pipe(
           Effect.provide(NodeHttpClient.layerUndici)
         )
       )
