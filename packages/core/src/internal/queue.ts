@@ -35,6 +35,8 @@ export class Ticket {
   seq = 0
   enqueuedAt = 0
   deadlineAt = Number.POSITIVE_INFINITY
+  /** When a permit held for a request sent and never answered is settled. */
+  settleAt = 0
   takenAt = 0
   /** What the store handed back with the permit, to give it back. */
   receipt: unknown = undefined
