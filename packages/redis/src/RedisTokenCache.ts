@@ -379,7 +379,7 @@ export const store = (
 export const make = (
   source: TokenSource.Service,
   options: Options = {}
-): Effect.Effect<TokenCache.Service, never, Scope.Scope | RedisConnection.RedisConnection> =>
+): Effect.Effect<TokenCache.Service, TollgateError.InvalidArgument, Scope.Scope | RedisConnection.RedisConnection> =>
   Effect.flatMap(RedisConnection.RedisConnection, (connection) =>
     TokenCache.make(source, {
       ...options,
@@ -396,8 +396,11 @@ export const make = (
  */
 export const layer = (
   options?: Options
-): Layer.Layer<TokenCache.TokenCache, never, TokenSource.TokenSource | RedisConnection.RedisConnection> =>
-  Layer.scoped(TokenCache.TokenCache, Effect.flatMap(TokenSource.TokenSource, (source) => make(source, options)))
+): Layer.Layer<
+  TokenCache.TokenCache,
+  TollgateError.InvalidArgument,
+  TokenSource.TokenSource | RedisConnection.RedisConnection
+> => Layer.scoped(TokenCache.TokenCache, Effect.flatMap(TokenSource.TokenSource, (source) => make(source, options)))
 
 /**
  * The encryption key from the environment: `TOLLGATE_REDIS_ENCRYPTION_KEY` (secret, optional).
@@ -420,7 +423,7 @@ export const layerConfig = (
   options?: Omit<Options, "encryptionKey">
 ): Layer.Layer<
   TokenCache.TokenCache,
-  ConfigError.ConfigError | RedisConnection.RedisError,
+  ConfigError.ConfigError | RedisConnection.RedisError | TollgateError.InvalidArgument,
   TokenSource.TokenSource
 > =>
   Layer.unwrapEffect(
