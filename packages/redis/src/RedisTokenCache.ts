@@ -39,6 +39,7 @@ import * as TollgateError from "@tollgate/core/TollgateError"
 import { Config, DateTime, Duration, Effect, Either, Layer, Option, Random, Redacted, Schema, Scope } from "effect"
 import type { ConfigError } from "effect"
 import { createHash, randomBytes } from "node:crypto"
+import * as Durations from "./internal/durations.js"
 import * as Seal from "./internal/seal.js"
 import * as Scripts from "./internal/tokenScripts.js"
 import * as RedisConnection from "./RedisConnection.js"
@@ -380,12 +381,21 @@ export const make = (
   source: TokenSource.Service,
   options: Options = {}
 ): Effect.Effect<TokenCache.Service, TollgateError.InvalidArgument, Scope.Scope | RedisConnection.RedisConnection> =>
-  Effect.flatMap(RedisConnection.RedisConnection, (connection) =>
-    TokenCache.make(source, {
+  Effect.flatMap(RedisConnection.RedisConnection, (connection) => {
+    const invalid = Durations.firstInvalid("RedisTokenCache.make", {
+      "lock.ttl": options.lock?.ttl,
+      "lock.pollInitial": options.lock?.pollInitial,
+      "lock.pollMax": options.lock?.pollMax,
+      membershipLease: options.membershipLease,
+      noExpiryTtl: options.noExpiryTtl
+    })
+    if (invalid !== undefined) return Effect.fail(invalid)
+    return TokenCache.make(source, {
       ...options,
       revokeOnClose: options.revokeOnClose !== false && options.revokeOnClose !== "never",
       store: store(connection, options)
-    }))
+    })
+  })
 
 /**
  * A shared cache over the `TokenSource` in context, under core's `TokenCache` Tag: swap
