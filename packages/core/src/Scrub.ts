@@ -94,14 +94,15 @@ const utf8 = new TextEncoder()
 // `+` for a space, a JSON `\uXXXX` escape (its UTF-16 units) or a short JSON escape. Characters are
 // matched one by one, so a writer escaping only some of them (.NET escapes `+`, `<`, `&`, `'`) is caught.
 const characterPattern = (char: string): string => {
-  const forms = [escapeRegExp(char)]
-  forms.push([...utf8.encode(char)].map((byte) => `%${hexPattern(byte, 2)}`).join(""))
+  const forms = [[...utf8.encode(char)].map((byte) => `%${hexPattern(byte, 2)}`).join("")]
   let units = ""
   for (let i = 0; i < char.length; i++) units += `\\\\u${hexPattern(char.charCodeAt(i), 4)}`
   forms.push(units)
   if (char === " ") forms.push("\\+")
   const short = shortEscapes[char]
   if (short !== undefined) forms.push(short)
+  // The character itself last: an escape that begins with it (`\\` for a backslash) is matched whole.
+  forms.push(escapeRegExp(char))
   return `(?:${forms.join("|")})`
 }
 

@@ -63,8 +63,9 @@ const echoes = (secret: string): ReadonlyArray<readonly [string, string]> => {
 
 const secretArbitrary = fc.tuple(
   fc.string({ unit: "grapheme", minLength: 4, maxLength: 16 }),
-  fc.constantFrom("", " ", "+", "/", "=", "&", "\"", "\\", "é", "😀", "%", "<>", "'")
-).map(([body, special]) => `Zq${body}${special}~9`)
+  fc.constantFrom("", " ", "+", "/", "=", "&", "\"", "\\", "é", "😀", "%", "<>", "'"),
+  fc.boolean()
+).map(([body, special, last]) => last ? `Zq${body}${special}` : `Zq${special}${body}~9`)
 
 const rendered = (error: unknown): ReadonlyArray<string> => [
   String(error),
