@@ -253,8 +253,9 @@ export const oauth2 = (
       scope: settings.scope,
       audience: settings.audience,
       timeout: tuning?.tokenTimeout
-    })
+    }).pipe(Effect.mapError((error) => ConfigError.InvalidData([error.argument], error.message)))
     const tokens = yield* TokenCache.makeWithBackend(source, tuning?.tokenCache)
+      .pipe(Effect.mapError((error) => ConfigError.InvalidData(["tokenCache"], error.message)))
     const limiter = yield* RateLimiter.makeWithBackend(tuning?.limits ?? RateLimiter.unlimited, { provider: "oauth2" })
       .pipe(Effect.mapError((error) => ConfigError.InvalidData(["limits"], error.message)))
     const client = yield* CoreApiClient.make({

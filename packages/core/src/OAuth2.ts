@@ -13,6 +13,8 @@ import { Effect, Either, Encoding, Option, Predicate, Redacted, Schema } from "e
 import type * as AccessToken from "./AccessToken.js"
 import * as AuthorizationServer from "./AuthorizationServer.js"
 import * as BaseUrl from "./BaseUrl.js"
+import * as HeaderValue from "./HeaderValue.js"
+import { Checker } from "./internal/validate.js"
 import * as TokenExchange from "./TokenExchange.js"
 import * as TokenSource from "./TokenSource.js"
 import * as TollgateError from "./TollgateError.js"
@@ -214,8 +216,31 @@ export const identity = (options: Options): TokenSource.Identity => ({
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options): Effect.Effect<TokenSource.Service, never, HttpClient.HttpClient> =>
-  Effect.map(HttpClient.HttpClient, (client) => {
+export const make = (
+  options: Options
+): Effect.Effect<TokenSource.Service, TollgateError.InvalidArgument, HttpClient.HttpClient> =>
+  Effect.flatMap(HttpClient.HttpClient, (client) => {
+    const invalid = validate(options)
+    return invalid === undefined ? Effect.succeed(build(options, client)) : Effect.fail(invalid)
+  })
+
+/**
+ * The first option of `options` that cannot work, as `InvalidArgument` (the one validation path of
+ * `internal/validate.ts`), or `undefined`: the timeout a positive duration, every header value sendable.
+ */
+const validate = (options: Options): TollgateError.InvalidArgument | undefined => {
+  const check = new Checker("OAuth2.make")
+  if (options.timeout !== undefined) check.duration("timeout", options.timeout, { positive: true, infinite: true })
+  if (check.issue !== undefined) return check.issue
+  for (const [name, value] of Object.entries(options.headers ?? {})) {
+    const header = HeaderValue.validate("OAuth2.make", `headers.${name}`, value)
+    if (Either.isLeft(header)) return header.left
+  }
+  return undefined
+}
+
+const build = (options: Options, client: HttpClient.HttpClient): TokenSource.Service => {
+  {
     const provider = options.provider ?? "oauth2"
     const authMethod = options.authMethod ?? "client_secret_basic"
     const scope = scopeString(options.scope)
@@ -336,7 +361,8 @@ export const make = (options: Options): Effect.Effect<TokenSource.Service, never
           Effect.mapError((errors) => Option.getOrThrow(Option.orElse(errors[0], () => errors[1])))
         )
     })
-  })
+  }
+}
 
 /**
  * @since 0.2.0

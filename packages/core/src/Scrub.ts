@@ -71,6 +71,57 @@ export const encodings = (secret: string): ReadonlyArray<string> => {
 
 const userInfo = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]+@/gi
 
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&")
+
+// A hex number matched in either case, as writers differ (`%2b`, `%2B`, `\u002b`, `\u002B`).
+const hexPattern = (n: number, width: number): string =>
+  n.toString(16).padStart(width, "0").replace(/[a-f]/g, (digit) => `[${digit}${digit.toUpperCase()}]`)
+
+const shortEscapes: Readonly<Record<string, string>> = {
+  "\"": "\\\\\"",
+  "\\": "\\\\\\\\",
+  "/": "\\\\/",
+  "\n": "\\\\n",
+  "\r": "\\\\r",
+  "\t": "\\\\t",
+  "\b": "\\\\b",
+  "\f": "\\\\f"
+}
+
+const utf8 = new TextEncoder()
+
+// One character in any of the forms a writer may give it: itself, percent-encoded (its UTF-8 bytes),
+// `+` for a space, a JSON `\uXXXX` escape (its UTF-16 units) or a short JSON escape. Characters are
+// matched one by one, so a writer escaping only some of them (.NET escapes `+`, `<`, `&`, `'`) is caught.
+const characterPattern = (char: string): string => {
+  const forms = [[...utf8.encode(char)].map((byte) => `%${hexPattern(byte, 2)}`).join("")]
+  let units = ""
+  for (let i = 0; i < char.length; i++) units += `\\\\u${hexPattern(char.charCodeAt(i), 4)}`
+  forms.push(units)
+  if (char === " ") forms.push("\\+")
+  const short = shortEscapes[char]
+  if (short !== undefined) forms.push(short)
+  // The character itself last: an escape that begins with it (`\\` for a backslash) is matched whole.
+  forms.push(escapeRegExp(char))
+  return `(?:${forms.join("|")})`
+}
+
+const patterns = new Map<string, RegExp>()
+
+// Every encoding of `secret` in one expression: its base64 forms, then its characters in any mix of forms.
+const patternOf = (secret: string): RegExp => {
+  let pattern = patterns.get(secret)
+  if (pattern === undefined) {
+    const chars = [...secret].map(characterPattern).join("")
+    pattern = new RegExp([...base64(secret).map(escapeRegExp), chars].join("|"), "g")
+    // Secrets are few (one client's credentials); the bound only guards against a caller passing many.
+    if (patterns.size > 256) patterns.clear()
+    patterns.set(secret, pattern)
+  }
+  pattern.lastIndex = 0
+  return pattern
+}
+
 /**
  * Removes every secret, in every encoding of `encodings`, and the user-info of every URL from `text`,
  * then bounds its length. The result is safe to put in an error or a log line.
@@ -86,9 +137,7 @@ export const text = (
   let result = value.replace(userInfo, `$1${placeholder}@`)
   for (const secret of secrets) {
     if (secret.length < minimumLength) continue
-    for (const form of encodings(secret)) {
-      if (result.includes(form)) result = result.split(form).join(placeholder)
-    }
+    result = result.replace(patternOf(secret), placeholder)
   }
   const maxLength = options?.maxLength ?? 300
   return result.length > maxLength ? `${result.slice(0, maxLength)}…` : result

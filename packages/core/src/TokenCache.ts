@@ -25,6 +25,7 @@ import * as Facets from "./internal/facets.js"
 import * as Grants from "./internal/grants.js"
 import * as Obtain from "./internal/obtain.js"
 import { MAX_SLEEP_CHUNK_MILLIS } from "./internal/time.js"
+import { Checker } from "./internal/validate.js"
 import type * as RateLimiter from "./RateLimiter.js"
 import * as TokenSource from "./TokenSource.js"
 import * as TokenStore from "./TokenStore.js"
@@ -184,6 +185,33 @@ interface Held extends TokenStore.Entry {
 type Deferred = Deferred.Deferred<AccessToken.AccessToken, TollgateError.TokenError>
 
 /**
+ * The first option of `options` that cannot work, as `InvalidArgument` (the one validation path of
+ * `internal/validate.ts`), or `undefined`: every duration decodable and not negative, `retry.attempts` a
+ * whole number from 1.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const validate = (options: Options): TollgateError.InvalidArgument | undefined => {
+  const check = new Checker("TokenCache.make")
+  const duration = (argument: string, value: Duration.DurationInput | undefined, positive = false) => {
+    if (value !== undefined) check.duration(argument, value, { positive, infinite: true })
+  }
+  duration("refreshBefore", options.refreshBefore)
+  duration("safetyMargin", options.safetyMargin)
+  duration("idleAfter", options.idleAfter)
+  duration("timeout", options.timeout, true)
+  duration("closeTimeout", options.closeTimeout)
+  duration("retry.baseDelay", options.retry?.baseDelay)
+  duration("retry.maxDelay", options.retry?.maxDelay)
+  duration("retry.maxRetryAfter", options.retry?.maxRetryAfter)
+  duration("cooldown.base", options.cooldown?.base)
+  duration("cooldown.max", options.cooldown?.max)
+  if (options.retry?.attempts !== undefined) check.count("retry.attempts", options.retry.attempts)
+  return check.issue
+}
+
+/**
  * Builds a cache over `source`. Its refresher and its token request live in the current scope; closing
  * the scope stops the refresher, revokes the current token where the source can and no other cache of
  * the store uses it (bounded by `closeTimeout`, logging rather than failing if that goes wrong), and
@@ -218,8 +246,10 @@ type Deferred = Deferred.Deferred<AccessToken.AccessToken, TollgateError.TokenEr
 export const make = (
   source: TokenSource.Service,
   options: Options = {}
-): Effect.Effect<Service, never, Scope.Scope> =>
+): Effect.Effect<Service, TollgateError.InvalidArgument, Scope.Scope> =>
   Effect.gen(function*() {
+    const invalid = validate(options)
+    if (invalid !== undefined) return yield* Effect.fail(invalid)
     const provider = source.identity.provider
     const clock = yield* Effect.clock
     const scope = yield* Effect.scope
@@ -492,7 +522,10 @@ export const make = (
  * @category models
  */
 export interface Backend {
-  readonly make: (source: TokenSource.Service, options?: Options) => Effect.Effect<Service, never, Scope.Scope>
+  readonly make: (
+    source: TokenSource.Service,
+    options?: Options
+  ) => Effect.Effect<Service, TollgateError.InvalidArgument, Scope.Scope>
 }
 
 /**
@@ -535,7 +568,7 @@ export class TokenCacheBackend extends Context.Reference<TokenCacheBackend>()("@
 export const makeWithBackend = (
   source: TokenSource.Service,
   options?: Options
-): Effect.Effect<Service, never, Scope.Scope> =>
+): Effect.Effect<Service, TollgateError.InvalidArgument, Scope.Scope> =>
   Effect.flatMap(TokenCacheBackend, (backend) => backend.make(source, options))
 
 /**
@@ -565,5 +598,7 @@ export const makeWithBackend = (
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options?: Options): Layer.Layer<TokenCache, never, TokenSource.TokenSource> =>
+export const layer = (
+  options?: Options
+): Layer.Layer<TokenCache, TollgateError.InvalidArgument, TokenSource.TokenSource> =>
   Layer.scoped(TokenCache, Effect.flatMap(TokenSource.TokenSource, (source) => makeWithBackend(source, options)))

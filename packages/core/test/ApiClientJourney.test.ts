@@ -128,9 +128,44 @@ describe("the bound on a whole request (issue 18)", () => {
         latency: "25 seconds"
       })
       const fiber = yield* Effect.fork(Effect.flip(api.get("/x")))
-      yield* TestClock.adjust("20 seconds")
-      expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "Timeout" })
+      yield* TestClock.adjust(Duration.millis(19_999))
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 millis")
+      expect(yield* Fiber.join(fiber)).toMatchObject({
+        _tag: "Timeout",
+        operation: "API request, waits and retries included"
+      })
       expect(arrivals).toHaveLength(0)
+    }))
+
+  it.scoped("covers a permit wait and the token wait after it together, from the request's start", () =>
+    Effect.gen(function*() {
+      // The token cache's own limiter queues the token request behind one spent an hour ago.
+      const source = yield* FakeSource.make({ latency: "10 seconds" })
+      const tokenLimiter = yield* RateLimiter.make(RateLimiter.slidingWindow({ limit: 1, window: "30 seconds" }))
+      yield* tokenLimiter.withPermit({ key: "token" })(Effect.void)
+      const tokens = yield* TokenCache.make(source.source, { limiter: tokenLimiter })
+      const limiter = yield* RateLimiter.make(RateLimiter.slidingWindow({ limit: 1, window: "15 seconds" }))
+      yield* limiter.withPermit()(Effect.void)
+      const fake = FakeServer.make({ handle: () => ({}) })
+      const api = yield* ApiClient.make({
+        provider: "journey",
+        baseUrl: "https://api.test",
+        tokens,
+        limiter,
+        requestTimeout: "35 seconds"
+      }).pipe(Effect.provideService(HttpClient.HttpClient, fake.client))
+      // 15 s for the permit, then 15 s more for the token limiter and 10 s for the fetch: 40 s > 35 s.
+      const fiber = yield* Effect.fork(Effect.flip(api.get("/x")))
+      yield* TestClock.adjust(Duration.millis(34_999))
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 millis")
+      expect(yield* Fiber.join(fiber)).toMatchObject({
+        _tag: "Timeout",
+        operation: "API request, waits and retries included"
+      })
+      expect(fake.arrivals).toHaveLength(0)
+      expect((yield* limiter.stats).queued).toBe(0)
     }))
 
   it.scoped("cuts an attempt short and retries no further than the bound allows", () =>

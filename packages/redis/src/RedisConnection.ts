@@ -12,6 +12,7 @@ import type { ConfigError, Scope } from "effect"
 import { Redis } from "ioredis"
 import type { Cluster, RedisOptions } from "ioredis"
 import { createHash, randomBytes } from "node:crypto"
+import * as Durations from "./internal/durations.js"
 
 /**
  * What went wrong with Redis, so that callers can say it and act on it: `unreachable` (no connection),
@@ -317,6 +318,15 @@ export const make = (options: Options = {}): Effect.Effect<Service, RedisError, 
       : Redacted.isRedacted(options.url)
       ? Redacted.value(options.url)
       : options.url
+    const invalid = Durations.firstInvalid("RedisConnection.make", {
+      commandTimeout: options.commandTimeout,
+      connectTimeout: options.connectTimeout,
+      "reconnect.base": options.reconnect?.base,
+      "reconnect.max": options.reconnect?.max
+    })
+    if (invalid !== undefined) {
+      return yield* Effect.fail(new RedisError({ operation: "connect", kind: "config", reason: invalid.message }))
+    }
     const commandTimeout = Duration.toMillis(options.commandTimeout ?? defaults.commandTimeout)
     const connectTimeout = Duration.toMillis(options.connectTimeout ?? defaults.connectTimeout)
     const base = Duration.toMillis(options.reconnect?.base ?? defaults.reconnectBase)

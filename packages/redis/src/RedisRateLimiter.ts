@@ -12,6 +12,7 @@ import type * as RateLimiterStore from "@tollgate/core/RateLimiterStore"
 import type * as TollgateError from "@tollgate/core/TollgateError"
 import { Duration, Effect, Layer } from "effect"
 import type { ConfigError, Scope } from "effect"
+import * as Durations from "./internal/durations.js"
 import * as Scripts from "./internal/limiterScripts.js"
 import * as RedisConnection from "./RedisConnection.js"
 
@@ -400,6 +401,12 @@ export const make = (
   Scope.Scope | RedisConnection.RedisConnection
 > =>
   Effect.gen(function*() {
+    const invalid = Durations.firstInvalid("RedisRateLimiter.make", {
+      lease: options?.lease,
+      maxPoll: options?.maxPoll,
+      fence: options?.fence
+    })
+    if (invalid !== undefined) return yield* Effect.fail(invalid)
     const provider = options?.provider ?? "api"
     const store = yield* makeStore({ ...options, name: options?.name ?? provider })
     return yield* RateLimiter.makeWithStore(policy, store, { provider, priorityAging: options?.priorityAging })

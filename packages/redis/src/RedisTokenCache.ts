@@ -15,6 +15,7 @@ import * as TollgateError from "@tollgate/core/TollgateError"
 import { Config, DateTime, Duration, Effect, Either, Layer, Option, Random, Redacted, Schema, Scope } from "effect"
 import type { ConfigError } from "effect"
 import { createHash, randomBytes } from "node:crypto"
+import * as Durations from "./internal/durations.js"
 import * as Seal from "./internal/seal.js"
 import * as Scripts from "./internal/tokenScripts.js"
 import * as RedisConnection from "./RedisConnection.js"
@@ -408,13 +409,22 @@ export const store = (
 export const make = (
   source: TokenSource.Service,
   options: Options = {}
-): Effect.Effect<TokenCache.Service, never, Scope.Scope | RedisConnection.RedisConnection> =>
-  Effect.flatMap(RedisConnection.RedisConnection, (connection) =>
-    TokenCache.make(source, {
+): Effect.Effect<TokenCache.Service, TollgateError.InvalidArgument, Scope.Scope | RedisConnection.RedisConnection> =>
+  Effect.flatMap(RedisConnection.RedisConnection, (connection) => {
+    const invalid = Durations.firstInvalid("RedisTokenCache.make", {
+      "lock.ttl": options.lock?.ttl,
+      "lock.pollInitial": options.lock?.pollInitial,
+      "lock.pollMax": options.lock?.pollMax,
+      membershipLease: options.membershipLease,
+      noExpiryTtl: options.noExpiryTtl
+    })
+    if (invalid !== undefined) return Effect.fail(invalid)
+    return TokenCache.make(source, {
       ...options,
       revokeOnClose: options.revokeOnClose !== false && options.revokeOnClose !== "never",
       store: store(connection, options)
-    }))
+    })
+  })
 
 /**
  * A shared cache over the `TokenSource` in context, under core's `TokenCache` Tag: swap
@@ -445,8 +455,11 @@ export const make = (
  */
 export const layer = (
   options?: Options
-): Layer.Layer<TokenCache.TokenCache, never, TokenSource.TokenSource | RedisConnection.RedisConnection> =>
-  Layer.scoped(TokenCache.TokenCache, Effect.flatMap(TokenSource.TokenSource, (source) => make(source, options)))
+): Layer.Layer<
+  TokenCache.TokenCache,
+  TollgateError.InvalidArgument,
+  TokenSource.TokenSource | RedisConnection.RedisConnection
+> => Layer.scoped(TokenCache.TokenCache, Effect.flatMap(TokenSource.TokenSource, (source) => make(source, options)))
 
 /**
  * The encryption key from the environment: `TOLLGATE_REDIS_ENCRYPTION_KEY` (secret, optional).
@@ -478,7 +491,7 @@ export const layerConfig = (
   options?: Omit<Options, "encryptionKey">
 ): Layer.Layer<
   TokenCache.TokenCache,
-  ConfigError.ConfigError | RedisConnection.RedisError,
+  ConfigError.ConfigError | RedisConnection.RedisError | TollgateError.InvalidArgument,
   TokenSource.TokenSource
 > =>
   Layer.unwrapEffect(

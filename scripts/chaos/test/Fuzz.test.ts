@@ -287,6 +287,7 @@ const sources: ReadonlyArray<SourceCase> = [
     name: "oauth2",
     valid: Kits.norce().tokenBody,
     make: OAuth2.make({ tokenUrl: `${base}/oauth/token`, clientId: "oauth-id", clientSecret: redactedSecret })
+      .pipe(Effect.orDie)
   }
 ]
 

@@ -30,14 +30,15 @@ const outcomeOf = (exit: Exit.Exit<Exit.Exit<unknown, unknown>>, cancelled: bool
   Exit.isSuccess(exit) ? Traffic.classify(exit.value) : Traffic.classify(exit, cancelled)
 
 /**
- * After the crowd: once a window has passed, a full window's worth of requests to one key must all be
- * admitted at once (a leaked permit would hold one back, a stolen one would let one more through).
- * Returns how many of them had to wait.
+ * After the crowd: once two windows have passed, a full window's worth of requests to one key must all
+ * be admitted at once (a leaked permit would hold one back, a stolen one would let one more through).
+ * Two, because a request interrupted in flight may still reach the server: its permit is kept one window
+ * more before its own window starts (core's internal/unanswered.ts). Returns how many had to wait.
  */
 const permitsIntact = (kit: Kits.Kit, services: Traffic.Context["services"], observer: Observer) =>
   Effect.gen(function*() {
     if (kit.limit === undefined) return 0
-    yield* Effect.sleep(Duration.millis(kit.limit.windowMillis + 10_000))
+    yield* Effect.sleep(Duration.millis(2 * kit.limit.windowMillis + 10_000))
     const started = yield* Clock.currentTimeMillis
     const ended = yield* Effect.forEach(
       Array.from({ length: kit.limit.limit }, () => 0),

@@ -260,7 +260,8 @@ const sequenceNode = (nodes: ReadonlyArray<Node>): Node => {
       }
       return {
         settle: () => holds.forEach((hold) => hold.settle()),
-        refund: () => holds.forEach((hold) => hold.refund())
+        refund: () => holds.forEach((hold) => hold.refund()),
+        settleUnanswered: () => holds.forEach((hold) => hold.settleUnanswered())
       }
     },
     settles: (subject) => nodes.some((node) => node.settles(subject)),

@@ -14,7 +14,7 @@
  * sleeping on that clock, stopped when the owning scope closes.
  */
 import type { Scope } from "effect"
-import { Cause, Clock, Effect, Exit, Fiber, FiberId, Runtime } from "effect"
+import { Cause, Clock, Effect, Exit, Fiber, FiberId, FiberRef, FiberRefs, Option, Runtime } from "effect"
 import { MinHeap } from "./heap.js"
 import { sleepUntil } from "./time.js"
 
@@ -63,7 +63,13 @@ export class Deadlines {
     return Effect.withFiberRuntime((parent, status) => {
       const runtime = Runtime.make({
         context: parent.currentContext,
-        fiberRefs: parent.getFiberRefs(),
+        // The child's end is awaited and handed to the caller, so its failure is never unhandled: a root
+        // fiber would report it as such (at debug level) whether or not anyone awaits it.
+        fiberRefs: FiberRefs.updateAs(parent.getFiberRefs(), {
+          fiberId: parent.id(),
+          fiberRef: FiberRef.unhandledErrorLogLevel,
+          value: Option.none()
+        }),
         runtimeFlags: status.runtimeFlags
       })
       return Effect.uninterruptibleMask((restore) => {

@@ -10,8 +10,8 @@
  */
 import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import { Cause, DateTime, Duration, Effect, Function, Option } from "effect"
-import type { Exit, Fiber } from "effect"
+import { Cause, DateTime, Duration, Effect, Exit, Function, Option } from "effect"
+import type { Fiber } from "effect"
 import type { Clock, MetricLabel, Tracer } from "effect"
 import type * as AccessToken from "../AccessToken.js"
 import type * as ApiClient from "../ApiClient.js"
@@ -26,6 +26,7 @@ import type { ClientMetrics } from "./metrics.js"
 import * as Outcome from "./outcome.js"
 import { toObservation } from "./plan.js"
 import type { Exchange, Sender, SendError } from "./send.js"
+import { isUnanswered, Unanswered } from "./unanswered.js"
 
 type Request = HttpClientRequest.HttpClientRequest
 type Response = HttpClientResponse.HttpClientResponse
@@ -180,8 +181,9 @@ export class Journeys {
     restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   ): Effect.Effect<Response, Error> {
     if (exit._tag === "Failure") {
-      hold.settle()
       const failure = exchange.failed(exit.cause)
+      if (isUnanswered(Exit.failCause(failure))) hold.settleUnanswered()
+      else hold.settle()
       if (Cause.isInterrupted(failure)) return Effect.failCause(failure)
       return restore(this.slow(j, this.failed(failure, token)))
     }
@@ -255,12 +257,23 @@ export class Journeys {
           Effect.uninterruptibleMask((restore) => {
             const exchange = this.exchange(j, token)
             return Effect.matchCauseEffect(restore(exchange.send), {
-              onFailure: (cause) => this.failed(exchange.failed(cause), token),
+              onFailure: (cause) => {
+                const failure = exchange.failed(cause)
+                const attempted = this.failed(failure, token)
+                // The limiter keeps the permit of an attempt that may still reach the server.
+                return isUnanswered(Exit.failCause(failure))
+                  ? Effect.flatMap(attempted, (attempted) => Effect.fail(new Unanswered(attempted)))
+                  : attempted
+              },
               onSuccess: (raw) => this.answered(j, exchange.answer(raw), token)
             })
           }))
       })
       return restore(limiter.withPermit(permit)(held)).pipe(
+        Effect.catchIf(
+          (error): error is Unanswered<Attempted> => error instanceof Unanswered,
+          (unanswered) => Effect.succeed(unanswered.value)
+        ),
         Effect.ensuring(Effect.sync(stopWaiting)),
         // The permit's timeout is the request's bound: running out of it is the request's `Timeout`.
         Effect.catchIf(

@@ -5,17 +5,22 @@
  * comparisons and no effect at all.
  */
 import { Effect } from "effect"
+import type { Exit } from "effect"
 import type { LocalLane } from "../RateLimiterStore.js"
 import type * as TollgateError from "../TollgateError.js"
 import type { Observation } from "./budget.js"
+import { MinHeap } from "./heap.js"
 import type { Environment, Request } from "./queue.js"
 import { DONE, GRANTED, Queue, Ticket, WAITING } from "./queue.js"
 import { sleepUntil } from "./time.js"
+import { isUnanswered } from "./unanswered.js"
 
 const REFUSED = -1
 
 export class Lane extends Queue {
   lastUsed = 0
+  /** Permits of requests sent and never answered, held in flight until their `settleAt`. */
+  private readonly unanswered = new MinHeap<Ticket>((ticket) => ticket.settleAt)
 
   constructor(readonly store: LocalLane, env: Environment, key: string | undefined) {
     super(env, key)
@@ -36,6 +41,7 @@ export class Lane extends Queue {
   tryTake(ticket: Ticket): boolean {
     if (this.closed || this.waiting !== 0) return false
     const now = this.now()
+    if (this.unanswered.size > 0) this.settleDue(now)
     if (now < this.gateUntil) return false
     const receipt = this.store.take(now, ticket.cost)
     if (receipt === REFUSED) return false
@@ -45,7 +51,9 @@ export class Lane extends Queue {
   }
 
   idle(now: number): boolean {
-    return this.waiting === 0 && this.wakeAt === Number.POSITIVE_INFINITY && now >= this.gateUntil &&
+    if (this.unanswered.size > 0) this.settleDue(now)
+    return this.unanswered.size === 0 && this.waiting === 0 && this.wakeAt === Number.POSITIVE_INFINITY &&
+      now >= this.gateUntil &&
       this.store.idle(now)
   }
 
@@ -104,10 +112,38 @@ export class Lane extends Queue {
     if (this.waiting > 0) this.pump(now)
   }
 
-  /** Gives back whatever `ticket` holds when its fiber is done: settled if its effect started, else refunded. */
-  release(ticket: Ticket): void {
-    if (ticket.state === GRANTED) ticket.started ? this.settle(ticket) : this.refund(ticket)
-    else if (ticket.state === WAITING) this.leave(ticket)
+  /**
+   * Settles `ticket` one period of the policy from now: its request was sent and never answered, so the
+   * server may still count it at any instant (`internal/unanswered.ts`). Until then it is in flight.
+   */
+  settleUnanswered(ticket: Ticket): void {
+    if (ticket.state !== GRANTED) return
+    const now = this.now()
+    ticket.settleAt = now + this.store.period
+    this.unanswered.push(ticket)
+    if (this.waiting > 0) this.pump(now)
+  }
+
+  private settleDue(now: number): void {
+    for (let top = this.unanswered.peek(); top !== undefined && top.settleAt <= now; top = this.unanswered.peek()) {
+      this.unanswered.pop()
+      if (top.state !== GRANTED) continue
+      top.state = DONE
+      // Settled as of its instant, however late the lane looks: its window runs from then.
+      this.store.settle(top.settleAt, top.cost, top.takenAt, top.receipt as number)
+    }
+  }
+
+  /**
+   * Gives back whatever `ticket` holds when its fiber is done: refunded if its effect never started,
+   * settled if it did, and settled a period late if it was sent and never answered.
+   */
+  release(ticket: Ticket, exit: Exit.Exit<unknown, unknown>): void {
+    if (ticket.state === GRANTED) {
+      if (!ticket.started) this.refund(ticket)
+      else if (exit._tag === "Failure" && isUnanswered(exit)) this.settleUnanswered(ticket)
+      else this.settle(ticket)
+    } else if (ticket.state === WAITING) this.leave(ticket)
   }
 
   /** Closes the gate until `until`; it only ever moves later. */
@@ -132,6 +168,7 @@ export class Lane extends Queue {
   /** Grants what can be granted now, expires what has waited too long, and schedules the next wake. */
   pump(now: number): void {
     if (this.closed) return
+    if (this.unanswered.size > 0) this.settleDue(now)
     let next = this.expire(now, (ticket) => {
       const at = this.store.availableAt(now, ticket.cost)
       return at === undefined ? undefined : Math.max(at, this.gateUntil)
@@ -158,6 +195,9 @@ export class Lane extends Queue {
       this.lastUsed = now
       this.grantHead(head, now, receipt)
     }
+    // A permit held for an unanswered request comes back at its instant, with no settle to wake the lane.
+    const late = this.unanswered.peek()
+    if (late !== undefined) next = Math.min(next, late.settleAt)
     if (this.waiting > 0 && next !== Number.POSITIVE_INFINITY) this.scheduleWake(next)
   }
 
@@ -178,10 +218,12 @@ export class Lane extends Queue {
 export interface Hold {
   settle(): void
   refund(): void
+  /** The request was sent and never answered: settled one period late (`internal/unanswered.ts`). */
+  settleUnanswered(): void
 }
 
 /** The hold of a permit that never comes back: nothing to settle or refund. */
-const freeHold: Hold = { settle: () => {}, refund: () => {} }
+const freeHold: Hold = { settle: () => {}, refund: () => {}, settleUnanswered: () => {} }
 
 class TicketHold implements Hold {
   constructor(private readonly lane: Lane, private readonly ticket: Ticket) {}
@@ -190,6 +232,9 @@ class TicketHold implements Hold {
   }
   refund(): void {
     this.lane.refund(this.ticket)
+  }
+  settleUnanswered(): void {
+    this.lane.settleUnanswered(this.ticket)
   }
 }
 
@@ -233,7 +278,7 @@ const withReturnedPermit = <A, E, R>(
     return Effect.flatMap(
       Effect.exit(restore(lane.tryTake(ticket) ? run : lane.acquireThen(ticket, request, run))),
       (exit) => {
-        lane.release(ticket)
+        lane.release(ticket, exit)
         return exit
       }
     )

@@ -2,10 +2,12 @@
  * What every lane of a limiter has, whatever its store: the queue of waiting requests (by place: the
  * instant a request first asked, moved earlier by its priority; then by arrival), their deadlines, the
  * gate, the counters, and the timer that wakes the lane. It is written against plain callbacks rather
- * than Effect's `Semaphore`: Effect 3.22's `Semaphore.withPermits` takes the permit while interruptible
- * and installs its release a step later, so an interruption in between loses the permit for good (fixed
- * upstream for Effect 4 only: https://github.com/Effect-TS/effect/pull/6910). A permit here is
- * written to its ticket at the instant it is granted, and whoever ends the fiber finds it there.
+ * than Effect's `Semaphore`: `Semaphore.withPermits` takes the permit while interruptible and installs
+ * its release a step later (moved under the release for Effect 4:
+ * https://github.com/Effect-TS/effect/pull/6910). Effect 3.22's run loop cannot interrupt a fiber at that
+ * step (test/SemaphoreInterruption.test.ts says why, and fails if that changes), but the guarantee rests
+ * on scheduling details; here a permit is written to its ticket at the instant it is granted, and
+ * whoever ends the fiber finds it there.
  */
 import type { Clock, Fiber } from "effect"
 import { DateTime, Effect, FiberId, Runtime } from "effect"
@@ -35,6 +37,8 @@ export class Ticket {
   seq = 0
   enqueuedAt = 0
   deadlineAt = Number.POSITIVE_INFINITY
+  /** When a permit held for a request sent and never answered is settled. */
+  settleAt = 0
   takenAt = 0
   /** What the store handed back with the permit, to give it back. */
   receipt: unknown = undefined

@@ -13,6 +13,7 @@ import type { Observation } from "./budget.js"
 import type { Environment, Request } from "./queue.js"
 import { DONE, GRANTED, Queue, Ticket, WAITING } from "./queue.js"
 import { sleepUntil } from "./time.js"
+import { isUnanswered } from "./unanswered.js"
 
 export class SharedLane extends Queue {
   private pumping = false
@@ -193,6 +194,19 @@ export class SharedLane extends Queue {
     })
   }
 
+  /**
+   * Settles `ticket` one period of the policy from now, holding its permit (and its lease) until then:
+   * its request was sent and never answered (`internal/unanswered.ts`). The caller does not wait for it.
+   */
+  settleUnanswered(ticket: Ticket): Effect.Effect<void> {
+    return Effect.sync(() => {
+      if (ticket.state !== GRANTED) return
+      Runtime.runFork(this.env.runtime)(
+        Effect.zipRight(sleepUntil(this.now() + this.store.period), this.settle(ticket))
+      )
+    })
+  }
+
   refund(ticket: Ticket): Effect.Effect<void> {
     return Effect.suspend(() => {
       if (ticket.state !== GRANTED) return Effect.void
@@ -270,12 +284,16 @@ export const withPermit = <A, E, R>(
 ): Effect.Effect<A, E | TollgateError.RateLimited, R> =>
   Effect.uninterruptibleMask((restore) => {
     const ticket = new Ticket(request.cost)
-    const release = Effect.suspend(() => {
-      if (ticket.state === GRANTED) return ticket.started ? lane.settle(ticket) : lane.refund(ticket)
-      if (ticket.state === WAITING) lane.leave(ticket)
-      return Effect.void
-    })
-    return Effect.ensuring(
+    const release = (exit: Exit.Exit<unknown, unknown>) =>
+      Effect.suspend(() => {
+        if (ticket.state === GRANTED) {
+          if (!ticket.started) return lane.refund(ticket)
+          return isUnanswered(exit) ? lane.settleUnanswered(ticket) : lane.settle(ticket)
+        }
+        if (ticket.state === WAITING) lane.leave(ticket)
+        return Effect.void
+      })
+    return Effect.onExit(
       restore(Effect.zipRight(
         lane.acquire(ticket, request),
         Effect.suspend(() => {

@@ -192,6 +192,15 @@ export const define = <
     return api.decode(Predicate.isRecord(values) ? { ...values, ...secrets } : values, optionName)
   }
 
+  const isPositiveDuration = (input: unknown): boolean => {
+    if (typeof input === "number" && !(input > 0)) return false
+    const decoded = Duration.decodeUnknown(input)
+    if (Option.isNone(decoded)) return false
+    const millis = Duration.toMillis(decoded.value)
+    // Core's bound on any finite duration it is given: 10 years.
+    return millis === Number.POSITIVE_INFINITY || (millis > 0 && millis <= 10 * 366 * 24 * 60 * 60 * 1000)
+  }
+
   const apiBaseUrl = (options: Provider.Resolved<F>): string | undefined =>
     typeof input.baseUrl === "string" ? options.baseUrl ?? input.baseUrl : input.baseUrl(options)
 
@@ -229,6 +238,15 @@ export const define = <
       const baseUrl = apiBaseUrl(resolved)
       if (baseUrl === undefined) {
         return yield* Effect.fail(ConfigError.MissingData(["baseUrl"], "the API's base URL is not set"))
+      }
+      // The token endpoint's source reads its timeout as it sends: checked here, before anything is built.
+      if (options.tokenTimeout !== undefined && !isPositiveDuration(options.tokenTimeout)) {
+        return yield* Effect.fail(
+          ConfigError.InvalidData(
+            ["tokenTimeout"],
+            "the token timeout must be a positive duration of at most 10 years (or infinity)"
+          )
+        )
       }
       const tokenCache: Omit<TokenCache.Options, "limiter"> | undefined = input.tokenCache === undefined
         ? options.tokenCache

@@ -180,6 +180,9 @@ export const oauth2 = <O>(
       lifetime: own.lifetime === undefined && context.lifetime === undefined
         ? undefined
         : { ...own.lifetime, ...context.lifetime }
-    })
+    }).pipe(
+      // The provider's `make` validated the timeout and every header before it builds its source.
+      Effect.orDie
+    )
   }
 })
