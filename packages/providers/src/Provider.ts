@@ -255,10 +255,10 @@ export interface Definition<
   readonly parse: (values: unknown) => Either.Either<Resolved<F>, ConfigError.ConfigError>
   /** The options from the environment; every error names its variable once. */
   readonly config: Config.Config<Options<F>>
-  /** The token source alone. Options it refuses are a defect here; `make` reports them as a `ConfigError`. */
+  /** The token source alone. Options it refuses are a `ConfigError` naming the option, as in `make`. */
   readonly tokenSource: (
     options: SourceOptions<F, H>
-  ) => Effect.Effect<TokenSource.Service, never, HttpClient.HttpClient>
+  ) => Effect.Effect<TokenSource.Service, ConfigError.ConfigError, HttpClient.HttpClient>
   /** The token cache, the limiter and the client, alive for the current scope. */
   readonly make: (
     options: Options<F>

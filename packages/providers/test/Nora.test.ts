@@ -175,7 +175,7 @@ describe("Nora", () => {
         expect(other.seen.filter((r) => r.url.pathname === "/api/forms")).toHaveLength(61)
       }))
 
-    it.effect("a token source built directly with an unacceptable URL dies before sending anything", () =>
+    it.effect("a token source built directly with an unacceptable URL fails with a ConfigError before sending anything", () =>
       Effect.gen(function*() {
         const memory = memoryNora()
         const exit = yield* Effect.exit(
@@ -183,7 +183,8 @@ describe("Nora", () => {
             Effect.provideService(HttpClient.HttpClient, memory.client)
           )
         )
-        expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+        expect(Exit.isFailure(exit) && Cause.isFailType(exit.cause)).toBe(true)
+        expect(Exit.isFailure(exit) ? String(Cause.squash(exit.cause)) : "").toContain("plain http is refused")
         expect(memory.seen).toHaveLength(0)
         const typed = yield* Effect.scoped(Effect.flip(
           Nora.make({ ...credentials, baseUrl: "http://main.formflow-dev.net" }).pipe(

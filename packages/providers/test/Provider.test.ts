@@ -240,7 +240,9 @@ describe("Provider.define", () => {
       expect(Redacted.value((yield* source.fetch).value)).toBe("t")
       expect(source.identity).toMatchObject({ provider: "quarry", endpoint: "https://api.quarry.example/oauth/token" })
       const bad = yield* Effect.exit(provide(Quarry.tokenSource({ clientId: "", clientSecret: Redacted.make(secret) })))
-      expect(Exit.isFailure(bad) && Cause.isDie(bad.cause)).toBe(true)
+      // Refused options are a ConfigError naming the option, never a defect.
+      const refused = Exit.isFailure(bad) && Cause.isFailType(bad.cause) ? bad.cause.error : undefined
+      expect(refused).toMatchObject({ _op: "InvalidData", path: ["clientId"] })
       expect(memory.seen).toHaveLength(1)
     }))
 })

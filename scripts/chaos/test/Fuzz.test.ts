@@ -267,21 +267,24 @@ const sources: ReadonlyArray<SourceCase> = [
     name: "nora",
     valid: Kits.nora().tokenBody,
     make: Nora.tokenSource({ clientId: "nora-id", clientSecret: redactedSecret, organizationId: "org", baseUrl: base })
+      .pipe(Effect.orDie)
   },
   {
     name: "norce",
     valid: Kits.norce().tokenBody,
     make: Norce.tokenSource({ clientId: "norce-id", clientSecret: redactedSecret, baseUrl: base, scope: "prod" })
+      .pipe(Effect.orDie)
   },
   {
     name: "nomba",
     valid: (token) => live(Kits.nomba().tokenBody(token)),
     make: Nomba.tokenSource({ clientId: "nomba-id", clientSecret: redactedSecret, accountId: "acc", baseUrl: base })
+      .pipe(Effect.orDie)
   },
   {
     name: "token-project",
     valid: Kits.tokenProject().tokenBody,
-    make: TokenProject.tokenSource({ key: "tp-key", secret: redactedSecret, baseUrl: base })
+    make: TokenProject.tokenSource({ key: "tp-key", secret: redactedSecret, baseUrl: base }).pipe(Effect.orDie)
   },
   {
     name: "oauth2",

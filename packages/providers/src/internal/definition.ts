@@ -216,11 +216,11 @@ export const define = <
   }
 
   const tokenSource = (options: Provider.SourceOptions<F, Exclude<H, TH>>) =>
-    Effect.suspend(() =>
-      sourceOf(
-        Either.getOrThrowWith(source.decode(options, optionName), (error) => new Error(String(error))),
-        options as Provider.Tuning & { readonly timeout?: unknown }
-      )
+    Effect.flatMap(
+      Effect.suspend(() =>
+        source.decode(options, optionName) as Either.Either<Provider.Resolved<F>, ConfigError.ConfigError>
+      ),
+      (resolved) => sourceOf(resolved, options as Provider.Tuning & { readonly timeout?: unknown })
     )
 
   const limitsFor = (limit: { readonly limit: number; readonly window: Duration.DurationInput }) => {
