@@ -48,11 +48,15 @@ export type Params = Readonly<Record<string, string | undefined>>
 /** A route's own logic: the request and its path parameters in, what it answers out. */
 export type Handler = (request: HttpServerRequest.HttpServerRequest, params: Params) => Effect.Effect<Handled>
 
-/** A handler behind the kernel's faults and recording. */
+/**
+ * A handler behind the kernel's faults and recording. Its waits end when `signal` (the in-memory
+ * client's abort signal, if any) aborts.
+ */
 export type Respond = (
   request: HttpServerRequest.HttpServerRequest,
-  params: Params
-) => Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped>
+  params: Params,
+  signal: AbortSignal | undefined
+) => Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped | Memory.Aborted>
 
 /**
  * A route of an emulator. Its name, `"METHOD /path/:param"`, is both what it serves (a path template as
@@ -444,17 +448,15 @@ export class Kernel {
       }
       return found
     }
-    const handle = (
-      request: HttpServerRequest.HttpServerRequest
-    ): Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped> => {
+    const handle: Memory.Handle<Faults.ConnectionDropped> = (request, signal) => {
       const found = resolve(request.method, request.url)
-      if (found === null) return notFoundOf(request.method)(request, noParams)
+      if (found === null) return notFoundOf(request.method)(request, noParams, signal)
       const route = found.handler
       const params = found.params
       return Effect.withFiberRuntime((fiber, status) => {
         const span = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
         if (span._tag === "Some" && span.value._tag === "Span") span.value.attribute("http.route", route.path)
-        const respond = route.respond(request, params)
+        const respond = route.respond(request, params, signal)
         // A region that is interruptible already needs no switch (and its revert) per request.
         return RuntimeFlags.interruption(status.runtimeFlags) ? respond : Effect.interruptible(respond)
       })
@@ -487,6 +489,7 @@ export class Kernel {
     const answer = (
       request: HttpServerRequest.HttpServerRequest,
       params: Params,
+      signal: AbortSignal | undefined,
       config: Faults.Config,
       step: Faults.Step | undefined
     ) =>
@@ -495,7 +498,7 @@ export class Kernel {
         if (step !== undefined) {
           return step._tag === "PassThrough"
             ? this.handle(request, params, handler, record, at)
-            : this.fault(request, config, target, step, record, at)
+            : this.fault(request, signal, config, target, step, record, at)
         }
         const total = config.dropRate + config.timeoutRate + config.errorRate
         if (!(total > 0)) return this.handle(request, params, handler, record, at)
@@ -509,20 +512,22 @@ export class Kernel {
             : undefined
           return chosen === undefined
             ? this.handle(request, params, handler, record, at)
-            : this.fault(request, config, target, chosen, record, at)
+            : this.fault(request, signal, config, target, chosen, record, at)
         })
       })
-    return (request, params) =>
+    // The waits (latency, a scripted delay) come before the request arrives: one aborted then never does.
+    return (request, params, signal) =>
       Effect.suspend(() => {
         const step = this.scripts[target].shift()
         const config = this.faultConfig[target]
-        const answered = answer(request, params, config, step)
-        const delayed = step?.delay === undefined ? answered : Effect.zipRight(Effect.sleep(step.delay), answered)
+        const answered = answer(request, params, signal, config, step)
+        const delay = step?.delay === undefined ? 0 : Duration.toMillis(step.delay)
+        const delayed = delay > 0 ? Effect.zipRight(Memory.sleep(delay, signal), answered) : answered
         const latency = config.latency
         if (latency === undefined) return delayed
         const min = Duration.toMillis(latency.min)
         const max = Duration.toMillis(latency.max)
-        const sleep = (millis: number) => millis > 0 ? Effect.zipRight(Effect.sleep(millis), delayed) : delayed
+        const sleep = (millis: number) => millis > 0 ? Effect.zipRight(Memory.sleep(millis, signal), delayed) : delayed
         return max > min ? Effect.flatMap(Random.next, (u) => sleep(min + u * (max - min))) : sleep(min)
       })
   }
@@ -542,12 +547,13 @@ export class Kernel {
 
   private fault(
     request: HttpServerRequest.HttpServerRequest,
+    signal: AbortSignal | undefined,
     config: Faults.Config,
     target: Faults.Target,
     chosen: Chosen,
     record: Recorder,
     at: number
-  ): Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped> {
+  ): Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped | Memory.Aborted> {
     switch (chosen._tag) {
       case "Respond": {
         record(at, request, chosen.status, undefined, "scripted")
@@ -559,7 +565,7 @@ export class Kernel {
       }
       case "Timeout": {
         record(at, request, 0, undefined, "timeout")
-        return Effect.never
+        return Memory.hang(signal)
       }
       case "Drop": {
         record(at, request, 0, undefined, "drop")
