@@ -1,7 +1,7 @@
 import type { HttpApp, HttpServerRequest } from "@effect/platform"
 import { HttpServerResponse } from "@effect/platform"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import { Clock, Context, Duration, Effect, Random, RuntimeFlags, Stream, Tracer } from "effect"
+import { Context, Duration, Effect, Random, RuntimeFlags, Stream, Tracer } from "effect"
 import type { Scope } from "effect"
 import * as FindMyWay from "find-my-way-ts"
 import { IncomingMessage } from "node:http"
@@ -9,27 +9,8 @@ import type * as Emulator from "../Emulator.js"
 import * as Faults from "../Faults.js"
 import * as Recording from "../Recording.js"
 import * as Http from "./http.js"
-import * as Jwt from "./jwt.js"
 import * as Memory from "./memory.js"
-
-/** An access token the emulator issued. */
-export interface TokenRecord {
-  readonly jti: string
-  /** The client, app or account the token was issued to. */
-  readonly subject: string
-  readonly issuedAt: number
-  /** Server-side expiry in ms from the Clock, undefined when the token never expires. */
-  readonly expiresAt: number | undefined
-  revoked: boolean
-  /** Provider details, e.g. Nomba's account id. */
-  readonly data: Readonly<Record<string, string>>
-}
-
-/** The result of checking the bearer token of a request. */
-export type BearerCheck =
-  | { readonly _tag: "Missing" }
-  | { readonly _tag: "Invalid"; readonly reason: string; readonly subject: string | undefined }
-  | { readonly _tag: "Valid"; readonly record: TokenRecord; readonly token: string }
+import { TokenStore } from "./tokens.js"
 
 /** What a route handler answers, with what the recording needs to know about it. */
 export interface Handled {
@@ -85,64 +66,40 @@ interface Resolved {
 
 const maxResolvedUrls = 1024
 
-const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-/** A random string from Effect's `Random`. */
-export const randomString = (length: number, chars: string = alphabet): Effect.Effect<string> =>
-  Effect.map(
-    Effect.all(Array.from({ length }, () => Random.nextIntBetween(0, chars.length))),
-    (indexes) => indexes.map((i) => chars[i]).join("")
-  )
-
-const maxTokenRecords = 10_000
-
 /**
  * The machinery every emulator shares: fault injection in front of its routes, the recording, the token
- * store and JWT signing, the time scale and the clock skew. State is plain mutable data changed only in
+ * store and JWT signing (`TokenStore`), the time scale and the clock skew. State is plain mutable data changed only in
  * synchronous sections, which JavaScript runs atomically.
  */
-export class Kernel {
+export class Kernel extends TokenStore {
   readonly timeScale: number
-  skewMillis: number
   readonly recordArrivals: boolean
   readonly faultConfig: Record<Faults.Target, Faults.Config> = { token: Faults.none, api: Faults.none }
   readonly scripts: Record<Faults.Target, Array<Faults.Step>> = { token: [], api: [] }
-  readonly tokens = new Map<string, TokenRecord>()
-  /**
-   * The `jti` of each token string whose signature already checked out. The key never changes, so a
-   * token verified once verifies forever; a client sends the same token thousands of times, and an HMAC
-   * per request was a large share of an emulator's time in long simulations.
-   */
-  private readonly verified = new Map<string, string>()
   private tokenRequests: Array<Recording.TokenRequest> = []
   private arrivals: Array<Recording.Arrival> = []
   private observers: ReadonlyArray<Recording.Observer> = []
   /** Observers that asked for arrivals not to be kept while they watch. */
   private unkept = 0
   private counters = Kernel.zero()
-  private sequence = 0
 
   constructor(
     readonly provider: Emulator.Provider,
     options: Emulator.Options | undefined,
-    private readonly signingKey: string,
-    private readonly kid: string
+    signingKey: string,
+    kid: string
   ) {
+    super(signingKey, kid, options?.clockSkewMillis ?? 0)
     const timeScale = options?.timeScale ?? 1
     if (!(timeScale > 0 && Number.isFinite(timeScale))) {
       throw new RangeError(`timeScale must be a positive number, got ${timeScale}`)
     }
     this.timeScale = timeScale
-    this.skewMillis = options?.clockSkewMillis ?? 0
     this.recordArrivals = options?.recordArrivals ?? true
   }
 
   static make(provider: Emulator.Provider, options: Emulator.Options | undefined): Effect.Effect<Kernel> {
-    return Effect.zipWith(
-      randomString(43, alphabet + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
-      randomString(8),
-      (key, kid) => new Kernel(provider, options, key, `${provider}-${kid}`)
-    )
+    return Effect.map(TokenStore.keys(provider), ({ key, kid }) => new Kernel(provider, options, key, kid))
   }
 
   private static zero() {
@@ -156,9 +113,7 @@ export class Kernel {
       unauthorizedToken: 0,
       unauthorizedApi: 0,
       rateLimitedToken: 0,
-      rateLimitedApi: 0,
-      tokensIssued: 0,
-      tokensRevoked: 0
+      rateLimitedApi: 0
     }
   }
 
@@ -166,117 +121,6 @@ export class Kernel {
   scaled(millis: number): number {
     // Interpretation ALL-3: every documented duration is divided by the time scale.
     return millis / this.timeScale
-  }
-
-  /**
-   * Issues a signed JWT and remembers it. Interpretation ALL-1: tokens are HS256 JWTs signed by this
-   * emulator instance; no other string verifies.
-   */
-  issue(options: {
-    readonly subject: string
-    readonly lifetimeMillis: number | undefined
-    readonly claims: Record<string, unknown>
-    readonly exp: boolean
-    readonly data?: Readonly<Record<string, string>> | undefined
-  }): Effect.Effect<{ readonly token: string; readonly record: TokenRecord }> {
-    return Effect.gen(this, function*() {
-      const now = yield* Clock.currentTimeMillis
-      const jti = `${yield* randomString(20)}${(this.sequence++).toString(36)}`
-      const expiresAt = options.lifetimeMillis === undefined ? undefined : now + options.lifetimeMillis
-      const payload: Record<string, unknown> = {
-        ...options.claims,
-        iat: Math.floor((now + this.skewMillis) / 1000)
-      }
-      if (options.exp && expiresAt !== undefined) payload.exp = Math.floor((expiresAt + this.skewMillis) / 1000)
-      payload.jti = jti
-      const token = Jwt.sign(payload, this.signingKey, this.kid)
-      const record: TokenRecord = {
-        jti,
-        subject: options.subject,
-        issuedAt: now,
-        expiresAt,
-        revoked: false,
-        data: options.data ?? {}
-      }
-      if (this.tokens.size >= maxTokenRecords) this.prune(now)
-      this.tokens.set(jti, record)
-      this.counters.tokensIssued++
-      return { token, record }
-    })
-  }
-
-  private prune(now: number): void {
-    for (const [jti, record] of this.tokens) {
-      if (record.revoked || (record.expiresAt !== undefined && record.expiresAt <= now)) this.tokens.delete(jti)
-    }
-  }
-
-  /** The record of a token issued here (whatever its state), or undefined for anything else. */
-  recordOf(token: string): TokenRecord | undefined {
-    let jti = this.verified.get(token)
-    if (jti === undefined) {
-      const claims = Jwt.verify(token, this.signingKey)
-      if (claims === undefined || typeof claims.jti !== "string") return undefined
-      jti = claims.jti
-      // Bounded like the token store: forgetting a verification only costs an HMAC the next time.
-      if (this.verified.size >= maxTokenRecords) this.verified.clear()
-      this.verified.set(token, jti)
-    }
-    return this.tokens.get(jti)
-  }
-
-  /** Checks a raw token string. */
-  checkToken(token: string, now: number): BearerCheck {
-    const record = this.recordOf(token)
-    if (record === undefined) return { _tag: "Invalid", reason: "not a token issued here", subject: undefined }
-    if (record.revoked) return { _tag: "Invalid", reason: "token revoked", subject: record.subject }
-    if (record.expiresAt !== undefined && now >= record.expiresAt) {
-      return { _tag: "Invalid", reason: "token expired", subject: record.subject }
-    }
-    return { _tag: "Valid", record, token }
-  }
-
-  /**
-   * The token in each `Authorization` header that carried one issued here: a client sends the same header
-   * string thousands of times, and reading the token out of it anew made a new string to hash per lookup.
-   */
-  private readonly bearers = new Map<string, string>()
-
-  /** Checks the `Authorization: Bearer` header of a request. */
-  checkBearer(request: HttpServerRequest.HttpServerRequest, now: number): BearerCheck {
-    const header = request.headers["authorization"]
-    if (header === undefined) return { _tag: "Missing" }
-    let token = this.bearers.get(header)
-    if (token === undefined) {
-      if (header.trim() === "") return { _tag: "Missing" }
-      const match = /^Bearer +(\S+) *$/i.exec(header)
-      if (match === null) return { _tag: "Invalid", reason: "malformed Authorization header", subject: undefined }
-      token = match[1]!
-      // Only headers carrying a token issued here, so that junk headers cannot fill the map.
-      if (this.recordOf(token) !== undefined) {
-        if (this.bearers.size >= maxTokenRecords) this.bearers.clear()
-        this.bearers.set(header, token)
-      }
-    }
-    return this.checkToken(token, now)
-  }
-
-  /** Revokes the live tokens matching `predicate`; returns how many. */
-  revokeWhere(now: number, predicate: (record: TokenRecord) => boolean): number {
-    let count = 0
-    for (const record of this.tokens.values()) {
-      if (record.revoked || (record.expiresAt !== undefined && record.expiresAt <= now)) continue
-      if (!predicate(record)) continue
-      record.revoked = true
-      count++
-    }
-    this.counters.tokensRevoked += count
-    return count
-  }
-
-  /** Counts a token revoked by other means than `revokeWhere`. */
-  countRevoked(count: number): void {
-    this.counters.tokensRevoked += count
   }
 
   snapshot(): Recording.Snapshot {
@@ -296,8 +140,8 @@ export class Kernel {
       arrivals,
       unauthorized: { token: c.unauthorizedToken, api: c.unauthorizedApi },
       rateLimited: { token: c.rateLimitedToken, api: c.rateLimitedApi },
-      tokensIssued: c.tokensIssued,
-      tokensRevoked: c.tokensRevoked,
+      tokensIssued: this.issuedCount,
+      tokensRevoked: this.revokedCount,
       maxArrivalsInWindow: (windowMillis, filter) => Recording.maxArrivalsInWindow(arrivals, windowMillis, filter)
     }
   }
@@ -306,6 +150,8 @@ export class Kernel {
     this.tokenRequests = []
     this.arrivals = []
     this.counters = Kernel.zero()
+    this.issuedCount = 0
+    this.revokedCount = 0
   }
 
   /** Hands every API arrival to `observer` until the scope closes (see `Emulator.observeArrivals`). */
