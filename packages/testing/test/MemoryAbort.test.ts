@@ -2,27 +2,20 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { describe, expect, it } from "@effect/vitest"
-import { ApiClient, OAuth2, TokenCache, Transport } from "@tollgate/core"
-import { Clock, Duration, Effect, Exit, Fiber, Redacted, Scope, TestClock } from "effect"
+import { ApiClient, TokenCache, Transport } from "@tollgate/core"
+import { Clock, Duration, Effect, Exit, Fiber, Scope, TestClock } from "effect"
 import * as Faults from "../src/Faults.js"
 import * as NorceSandbox from "../src/NorceSandbox.js"
 import * as Sandbox from "../src/Sandbox.js"
 import * as VirtualTime from "../src/VirtualTime.js"
+import { norceBase, norceTokenSource } from "./utils/norce.js"
 
-const base = "https://norce.sandbox.test"
+const base = norceBase
 
 // A Norce client of core alone, every attempt bounded by `timeout`, no retries: what a deadline does is seen at once.
 const norceClient = (http: HttpClient.HttpClient, timeout: Duration.DurationInput) =>
   Effect.gen(function*() {
-    const source = yield* OAuth2.make({
-      provider: "norce",
-      tokenUrl: `${base}/identity/1.0/connect/token`,
-      clientId: NorceSandbox.defaultCredentials.clientId,
-      clientSecret: Redacted.make(NorceSandbox.defaultCredentials.clientSecret),
-      authMethod: "client_secret_post",
-      scope: "prod"
-    })
-    const tokens = yield* TokenCache.make(source)
+    const tokens = yield* TokenCache.make(yield* norceTokenSource)
     return yield* ApiClient.make({
       provider: "norce",
       baseUrl: base,
