@@ -8,6 +8,7 @@ import { IncomingMessage } from "node:http"
 import type * as Emulator from "../Emulator.js"
 import * as Faults from "../Faults.js"
 import * as Recording from "../Recording.js"
+import * as Abort from "./abort.js"
 import * as Http from "./http.js"
 import * as Memory from "./memory.js"
 import { TokenStore } from "./tokens.js"
@@ -37,7 +38,7 @@ export type Respond = (
   request: HttpServerRequest.HttpServerRequest,
   params: Params,
   signal: AbortSignal | undefined
-) => Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped | Memory.Aborted>
+) => Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped | Abort.Aborted>
 
 /**
  * A route of an emulator. Its name, `"METHOD /path/:param"`, is both what it serves (a path template as
@@ -368,12 +369,12 @@ export class Kernel extends TokenStore {
         const config = this.faultConfig[target]
         const answered = answer(request, params, signal, config, step)
         const delay = step?.delay === undefined ? 0 : Duration.toMillis(step.delay)
-        const delayed = delay > 0 ? Effect.zipRight(Memory.sleep(delay, signal), answered) : answered
+        const delayed = delay > 0 ? Effect.zipRight(Abort.sleep(delay, signal), answered) : answered
         const latency = config.latency
         if (latency === undefined) return delayed
         const min = Duration.toMillis(latency.min)
         const max = Duration.toMillis(latency.max)
-        const sleep = (millis: number) => millis > 0 ? Effect.zipRight(Memory.sleep(millis, signal), delayed) : delayed
+        const sleep = (millis: number) => millis > 0 ? Effect.zipRight(Abort.sleep(millis, signal), delayed) : delayed
         return max > min ? Effect.flatMap(Random.next, (u) => sleep(min + u * (max - min))) : sleep(min)
       })
   }
@@ -399,7 +400,7 @@ export class Kernel extends TokenStore {
     chosen: Chosen,
     record: Recorder,
     at: number
-  ): Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped | Memory.Aborted> {
+  ): Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped | Abort.Aborted> {
     switch (chosen._tag) {
       case "Respond": {
         record(at, request, chosen.status, undefined, "scripted")
@@ -411,7 +412,7 @@ export class Kernel extends TokenStore {
       }
       case "Timeout": {
         record(at, request, 0, undefined, "timeout")
-        return Memory.hang(signal)
+        return Abort.hang(signal)
       }
       case "Drop": {
         record(at, request, 0, undefined, "drop")

@@ -16,7 +16,7 @@ import * as Transport from "@tollgate/core/Transport"
 import { Cause, Chunk, Effect, FiberRef, Inspectable, Option, Stream } from "effect"
 import { globalValue } from "effect/GlobalValue"
 import type * as Faults from "../Faults.js"
-import { VirtualClock } from "../VirtualTime.js"
+import { type Aborted, whenAborted } from "./abort.js"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -294,63 +294,8 @@ const responseOf = (
 }
 
 /**
- * Why an emulator's wait ended before its time: the client aborted the request (see `sleep`). Only an
- * app's direct entry fails with it, and `dispatch` turns it into the transport error a client sees.
- */
-export class Aborted {
-  readonly _tag = "Aborted"
-}
-
-const aborted = new Aborted()
-
-/** Fails with `Aborted` once `signal` aborts. */
-const whenAborted = (signal: AbortSignal): Effect.Effect<never, Aborted> =>
-  Effect.async((resume) => {
-    if (signal.aborted) return resume(Effect.fail(aborted))
-    const abort = () => resume(Effect.fail(aborted))
-    signal.addEventListener("abort", abort, { once: true })
-    return Effect.sync(() => signal.removeEventListener("abort", abort))
-  })
-
-/**
- * Waits `millis` (positive) on the current clock, or until `signal` aborts: then the wait is over and
- * fails with `Aborted`, as a server stops answering a request whose connection the client closed. On the
- * virtual clock the wait is one entry in its queue, taken out on abort; on any other (`TestClock`, the
- * live one) the sleep races the signal. Without a signal (a loopback request) it is a plain sleep.
- */
-export const sleep = (millis: number, signal: AbortSignal | undefined): Effect.Effect<void, Aborted> =>
-  signal === undefined
-    ? Effect.sleep(millis)
-    : !Number.isFinite(millis)
-    ? hang(signal)
-    : Effect.clockWith((clock) =>
-      clock instanceof VirtualClock
-        ? Effect.async<void, Aborted>((resume) => {
-          if (signal.aborted) return resume(Effect.fail(aborted))
-          const abort = () => {
-            clock.cancel(scheduled)
-            resume(Effect.fail(aborted))
-          }
-          const scheduled = clock.schedule(millis, () => {
-            signal.removeEventListener("abort", abort)
-            resume(Effect.void)
-          })
-          signal.addEventListener("abort", abort, { once: true })
-          return Effect.sync(() => {
-            clock.cancel(scheduled)
-            signal.removeEventListener("abort", abort)
-          })
-        })
-        : Effect.raceFirst(Effect.sleep(millis), whenAborted(signal))
-    )
-
-/** Waits for ever, or until `signal` aborts (then fails with `Aborted`): a request never answered. */
-export const hang = (signal: AbortSignal | undefined): Effect.Effect<never, Aborted> =>
-  signal === undefined ? Effect.never : whenAborted(signal)
-
-/**
  * What answers a server request handed to it, without a context to read it from. Every wait of it
- * honours `signal` (made with `sleep` or `hang`), which is the client's abort signal when there is one.
+ * honours `signal` (made with `abort.ts`'s `sleep` or `hang`), which is the client's abort signal when there is one.
  */
 export type Handle<E> = (
   request: HttpServerRequest.HttpServerRequest,
@@ -379,7 +324,7 @@ const removeHost = (url: URL): string => `${url.pathname}${url.search}`
 /**
  * Runs `app` for `request` on the calling fiber, without sockets or promises (bar FormData request bodies).
  * Once `signal` aborts, the request fails with a transport error, as over a socket: an emulator's app
- * stops at its next wait (see `sleep`), any other app runs in a fiber of its own that the abort interrupts.
+ * stops at its next wait (see `abort.ts`), any other app runs in a fiber of its own that the abort interrupts.
  */
 export const dispatch = (
   app: HttpApp.Default<Faults.ConnectionDropped>,
