@@ -40,7 +40,7 @@ describe("the in-memory transport honours abort signals", () => {
     expect(Transport.isInMemory(client)).toBe(true)
   })
 
-  it.live("in virtual time, a deadline during the latency ends the attempt at once, and the request never arrives", () =>
+  it.live("in virtual time, a deadline during the latency ends the attempt at once; the request never arrives", () =>
     Effect.gen(function*() {
       const result = yield* Effect.promise(() =>
         VirtualTime.run(Effect.scoped(Effect.gen(function*() {
@@ -63,7 +63,7 @@ describe("the in-memory transport honours abort signals", () => {
       expect(recording.tokenCounts.granted).toBe(1)
     }))
 
-  it.live("in virtual time, a request that arrived and is never answered stays recorded when its deadline aborts it", () =>
+  it.live("in virtual time, a request that arrived, never answered, stays recorded when its deadline aborts it", () =>
     Effect.gen(function*() {
       const result = yield* Effect.promise(() =>
         VirtualTime.run(Effect.scoped(Effect.gen(function*() {
