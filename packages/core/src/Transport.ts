@@ -13,17 +13,26 @@
 import type * as HttpClient from "@effect/platform/HttpClient"
 
 const declared = new WeakSet<object>()
+const inMemory = new WeakSet<object>()
 
 /**
  * Declares that `client` honours the abort signal of each request: once it is aborted, the request
  * ends (a transport error) promptly, and nothing of it keeps running. Returns `client` itself (a client
  * derived from it with the platform's combinators is not covered: it is learned instead).
  *
+ * With `inMemory`, it also declares that its responses hold no connection (their bodies are in memory):
+ * a response dropped unread then needs no abort when it is collected, which spares the client a
+ * finalization-registry entry per response.
+ *
  * @since 0.2.0
  * @category declarations
  */
-export const abortable = <C extends HttpClient.HttpClient.With<any, any>>(client: C): C => {
+export const abortable = <C extends HttpClient.HttpClient.With<any, any>>(
+  client: C,
+  options?: { readonly inMemory?: boolean | undefined }
+): C => {
   declared.add(client)
+  if (options?.inMemory === true) inMemory.add(client)
   return client
 }
 
@@ -34,3 +43,11 @@ export const abortable = <C extends HttpClient.HttpClient.With<any, any>>(client
  * @category predicates
  */
 export const isAbortable = (client: HttpClient.HttpClient.With<any, any>): boolean => declared.has(client)
+
+/**
+ * Whether `client` was declared with `abortable` and `inMemory`.
+ *
+ * @since 0.2.0
+ * @category predicates
+ */
+export const isInMemory = (client: HttpClient.HttpClient.With<any, any>): boolean => inMemory.has(client)

@@ -171,14 +171,17 @@ export const requestText = (request: HttpClientRequest.HttpClientRequest): strin
 export const client = (
   handler: (request: HttpClientRequest.HttpClientRequest) => Effect.Effect<Reply, HttpClientError.HttpClientError>
 ): HttpClient.HttpClient =>
-  Transport.abortable(HttpClient.make((request, _url, signal) => {
-    const answer = handler(request)
-    if (Exit.isExit(answer)) {
-      const exit = answer as Exit.Exit<Reply, HttpClientError.HttpClientError>
-      return Exit.isSuccess(exit) ? Effect.succeed(response(request, exit.value)) : Effect.failCause(exit.cause)
-    }
-    return Effect.map(Effect.raceFirst(answer, aborted(request, signal)), (reply) => response(request, reply))
-  }))
+  Transport.abortable(
+    HttpClient.make((request, _url, signal) => {
+      const answer = handler(request)
+      if (Exit.isExit(answer)) {
+        const exit = answer as Exit.Exit<Reply, HttpClientError.HttpClientError>
+        return Exit.isSuccess(exit) ? Effect.succeed(response(request, exit.value)) : Effect.failCause(exit.cause)
+      }
+      return Effect.map(Effect.raceFirst(answer, aborted(request, signal)), (reply) => response(request, reply))
+    }),
+    { inMemory: true }
+  )
 
 // Fails with a transport error once `signal` aborts.
 const aborted = (

@@ -11,8 +11,9 @@ import { Clock, Effect } from "effect"
 import type * as Emulator from "./Emulator.js"
 import * as Http from "./internal/http.js"
 import type { Handled, Handler, Params } from "./internal/kernel.js"
-import { Kernel, randomString } from "./internal/kernel.js"
+import { Kernel } from "./internal/kernel.js"
 import { SlidingLog } from "./internal/limiters.js"
+import { randomString } from "./internal/tokens.js"
 
 /**
  * Nora API client credentials.

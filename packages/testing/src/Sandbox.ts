@@ -250,12 +250,18 @@ export interface ClientOptions {
  * transport `RequestError`, as an unknown host would; an app's `ConnectionDropped` becomes a transport
  * `RequestError` too, and a defect a 500.
  *
+ * Like a socket transport it honours each request's abort signal, and is declared `Transport.abortable`
+ * so Tollgate's clients hand it their deadlines instead of a fiber per attempt: an aborted request fails
+ * with a transport `RequestError` at once. An emulator stops at its next wait (the pending virtual-time
+ * sleep is taken out; a request that already arrived stays recorded, as a server would have seen it);
+ * any other app runs in a fiber of its own that the abort interrupts.
+ *
  * A request the platform would trace gets the platform client's span, as on a real transport. One it
  * would not (the tracer off, or `HttpClient.withTracerDisabledWhen`, as Tollgate's own clients do) is
- * answered directly: there is no connection to abort, so it skips the abort controller the platform
- * registers for every response, which a long simulation would otherwise pile up faster than the
- * finalization registry frees it. `route` is given a URL parsed once per distinct URL string: read it,
- * do not change it.
+ * answered directly: it skips the abort controller the platform registers for every response, which a
+ * long simulation would otherwise pile up faster than the finalization registry frees it, and is
+ * aborted through a controller registered for it (`HttpClient.withScope`'s or Tollgate's). `route` is
+ * given a URL parsed once per distinct URL string: read it, do not change it.
  *
  * @example
  * ```ts
@@ -282,7 +288,7 @@ export const makeClient = (
   options?: ClientOptions
 ): HttpClient.HttpClient => {
   const remoteAddress = options?.remoteAddress ?? "127.0.0.1"
-  const answer = (request: HttpClientRequest.HttpClientRequest, url: URL) => {
+  const answer = (request: HttpClientRequest.HttpClientRequest, url: URL, signal: AbortSignal | undefined) => {
     const app = route(url)
     return app === undefined
       ? Effect.fail(
@@ -292,7 +298,7 @@ export const makeClient = (
           description: `getaddrinfo ENOTFOUND ${url.hostname} (no sandbox emulator serves this host)`
         })
       )
-      : Memory.dispatch(app, request, url, remoteAddress)
+      : Memory.dispatch(app, request, url, remoteAddress, signal)
   }
   return Memory.client(answer)
 }

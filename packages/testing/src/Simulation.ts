@@ -364,9 +364,12 @@ export const run = async (options: Options): Promise<Result> => {
 export const simulate = (options: Options): Effect.Effect<Result> => Effect.promise(() => run(options))
 
 /**
- * A GET of `path` for every request.
+ * A GET of `path` for every request (one request value, built once: requests are immutable).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const get = (path: string) => (_: number): HttpClientRequest.HttpClientRequest => HttpClientRequest.get(path)
+export const get = (path: string): (n: number) => HttpClientRequest.HttpClientRequest => {
+  const request = HttpClientRequest.get(path)
+  return () => request
+}

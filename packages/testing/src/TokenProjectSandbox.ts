@@ -12,8 +12,9 @@ import { Clock, Effect } from "effect"
 import type * as Emulator from "./Emulator.js"
 import * as Http from "./internal/http.js"
 import type { Handled, Handler } from "./internal/kernel.js"
-import { Kernel, randomString } from "./internal/kernel.js"
+import { Kernel } from "./internal/kernel.js"
 import { SlidingLog } from "./internal/limiters.js"
+import { randomString } from "./internal/tokens.js"
 
 /**
  * The credentials of one developer App.

@@ -140,16 +140,51 @@ export class VirtualClock implements Clock.Clock {
     if (!(millis > 0)) return Effect.yieldNow()
     if (!Number.isFinite(millis)) return Effect.never
     return Effect.async<void>((resume) => {
-      const sleeper = new Sleeper(this.time + millis, this.seq++, () => resume(Effect.void))
-      this.sleeps.push(sleeper)
-      return Effect.sync(() => {
-        if (sleeper.resume !== undefined) {
-          sleeper.resume = undefined
-          this.sleeps.cancelled++
-          this.sleeps.compact()
-        }
-      })
+      const sleeper = this.schedule(millis, () => resume(Effect.void))
+      return Effect.sync(() => this.cancel(sleeper))
     })
+  }
+
+  /**
+   * Calls `wake` once `millis` (finite, positive) have passed on this clock, unless `cancel` comes first:
+   * a sleep without an Effect around it, for a wait that something else may end sooner (an aborted request).
+   *
+   * @since 0.2.0
+   */
+  schedule(millis: number, wake: () => void): VirtualClock.Scheduled {
+    const sleeper = new Sleeper(this.time + millis, this.seq++, wake)
+    this.sleeps.push(sleeper)
+    return sleeper
+  }
+
+  /**
+   * Takes a wake-up `schedule` made out of the queue; nothing once it has woken.
+   *
+   * @since 0.2.0
+   */
+  cancel(scheduled: VirtualClock.Scheduled): void {
+    const sleeper = scheduled as Sleeper
+    if (sleeper.resume !== undefined) {
+      sleeper.resume = undefined
+      this.sleeps.cancelled++
+      this.sleeps.compact()
+    }
+  }
+}
+
+/**
+ * @since 0.2.0
+ */
+export declare namespace VirtualClock {
+  /**
+   * A wake-up `VirtualClock.schedule` made.
+   *
+   * @since 0.2.0
+   * @category models
+   */
+  export interface Scheduled {
+    /** The instant it is due, in milliseconds of the clock. */
+    readonly at: number
   }
 }
 

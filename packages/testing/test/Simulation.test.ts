@@ -1,22 +1,16 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
-import { ApiClient, OAuth2, RateLimiter, TokenCache } from "@tollgate/core"
-import { Duration, Effect, Option, Redacted } from "effect"
+import { ApiClient, RateLimiter, TokenCache } from "@tollgate/core"
+import { Duration, Effect, Option } from "effect"
 import * as NorceSandbox from "../src/NorceSandbox.js"
 import * as Simulation from "../src/Simulation.js"
+import { norceBase, norceTokenSource } from "./utils/norce.js"
 
 // Norce speaks plain OAuth2, so core alone can build its client: the simulation needs nothing else.
 const norceClient = (limit: RateLimiter.Policy) => (http: Parameters<Simulation.Target["client"]>[0]) =>
   Effect.gen(function*() {
-    const base = "https://norce.sandbox.test"
-    const source = yield* OAuth2.make({
-      provider: "norce",
-      tokenUrl: `${base}/identity/1.0/connect/token`,
-      clientId: NorceSandbox.defaultCredentials.clientId,
-      clientSecret: Redacted.make(NorceSandbox.defaultCredentials.clientSecret),
-      authMethod: "client_secret_post",
-      scope: "prod"
-    })
+    const base = norceBase
+    const source = yield* norceTokenSource
     const grants = yield* RateLimiter.make(RateLimiter.tokenBucket({ rate: 3, interval: "1 minute", burst: 20 }))
     const tokens = yield* TokenCache.make(source, { limiter: grants })
     const limiter = yield* RateLimiter.make(limit, { provider: "norce" })

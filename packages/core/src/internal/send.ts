@@ -65,9 +65,12 @@ const PLAIN = 2
  */
 export class Sender {
   state: number
+  /** Its responses hold no connection: one dropped unread needs no abort (`Transport.abortable`). */
+  readonly inMemory: boolean
 
   constructor(readonly options: SenderOptions) {
     this.state = Transport.isAbortable(options.base) ? ABORTABLE : UNKNOWN
+    this.inMemory = Transport.isInMemory(options.base)
   }
 
   /** An attempt of `prepared` (the caller's request, base URL and fixed headers applied). */
@@ -195,7 +198,7 @@ export class Exchange {
       this.controller!.abort()
       return this.timeout()
     }
-    return new AnsweredResponse(response, this.prepared, this.controller)
+    return new AnsweredResponse(response, this.prepared, this.sender.inMemory ? undefined : this.controller)
   }
 
   /** What the caller may see of a failed attempt: an interrupted one is aborted on the wire. */

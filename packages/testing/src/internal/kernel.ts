@@ -1,35 +1,17 @@
 import type { HttpApp, HttpServerRequest } from "@effect/platform"
 import { HttpServerResponse } from "@effect/platform"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import { Clock, Context, Duration, Effect, Random, RuntimeFlags, Stream, Tracer } from "effect"
+import { Context, Duration, Effect, Random, RuntimeFlags, Stream, Tracer } from "effect"
 import type { Scope } from "effect"
 import * as FindMyWay from "find-my-way-ts"
 import { IncomingMessage } from "node:http"
 import type * as Emulator from "../Emulator.js"
 import * as Faults from "../Faults.js"
 import * as Recording from "../Recording.js"
+import * as Abort from "./abort.js"
 import * as Http from "./http.js"
-import * as Jwt from "./jwt.js"
 import * as Memory from "./memory.js"
-
-/** An access token the emulator issued. */
-export interface TokenRecord {
-  readonly jti: string
-  /** The client, app or account the token was issued to. */
-  readonly subject: string
-  readonly issuedAt: number
-  /** Server-side expiry in ms from the Clock, undefined when the token never expires. */
-  readonly expiresAt: number | undefined
-  revoked: boolean
-  /** Provider details, e.g. Nomba's account id. */
-  readonly data: Readonly<Record<string, string>>
-}
-
-/** The result of checking the bearer token of a request. */
-export type BearerCheck =
-  | { readonly _tag: "Missing" }
-  | { readonly _tag: "Invalid"; readonly reason: string; readonly subject: string | undefined }
-  | { readonly _tag: "Valid"; readonly record: TokenRecord; readonly token: string }
+import { TokenStore } from "./tokens.js"
 
 /** What a route handler answers, with what the recording needs to know about it. */
 export interface Handled {
@@ -48,11 +30,15 @@ export type Params = Readonly<Record<string, string | undefined>>
 /** A route's own logic: the request and its path parameters in, what it answers out. */
 export type Handler = (request: HttpServerRequest.HttpServerRequest, params: Params) => Effect.Effect<Handled>
 
-/** A handler behind the kernel's faults and recording. */
+/**
+ * A handler behind the kernel's faults and recording. Its waits end when `signal` (the in-memory
+ * client's abort signal, if any) aborts.
+ */
 export type Respond = (
   request: HttpServerRequest.HttpServerRequest,
-  params: Params
-) => Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped>
+  params: Params,
+  signal: AbortSignal | undefined
+) => Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped | Abort.Aborted>
 
 /**
  * A route of an emulator. Its name, `"METHOD /path/:param"`, is both what it serves (a path template as
@@ -81,64 +67,40 @@ interface Resolved {
 
 const maxResolvedUrls = 1024
 
-const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-/** A random string from Effect's `Random`. */
-export const randomString = (length: number, chars: string = alphabet): Effect.Effect<string> =>
-  Effect.map(
-    Effect.all(Array.from({ length }, () => Random.nextIntBetween(0, chars.length))),
-    (indexes) => indexes.map((i) => chars[i]).join("")
-  )
-
-const maxTokenRecords = 10_000
-
 /**
  * The machinery every emulator shares: fault injection in front of its routes, the recording, the token
- * store and JWT signing, the time scale and the clock skew. State is plain mutable data changed only in
+ * store and JWT signing (`TokenStore`), the time scale and the clock skew. State is plain mutable data changed only in
  * synchronous sections, which JavaScript runs atomically.
  */
-export class Kernel {
+export class Kernel extends TokenStore {
   readonly timeScale: number
-  skewMillis: number
   readonly recordArrivals: boolean
   readonly faultConfig: Record<Faults.Target, Faults.Config> = { token: Faults.none, api: Faults.none }
   readonly scripts: Record<Faults.Target, Array<Faults.Step>> = { token: [], api: [] }
-  readonly tokens = new Map<string, TokenRecord>()
-  /**
-   * The `jti` of each token string whose signature already checked out. The key never changes, so a
-   * token verified once verifies forever; a client sends the same token thousands of times, and an HMAC
-   * per request was a large share of an emulator's time in long simulations.
-   */
-  private readonly verified = new Map<string, string>()
   private tokenRequests: Array<Recording.TokenRequest> = []
   private arrivals: Array<Recording.Arrival> = []
   private observers: ReadonlyArray<Recording.Observer> = []
   /** Observers that asked for arrivals not to be kept while they watch. */
   private unkept = 0
   private counters = Kernel.zero()
-  private sequence = 0
 
   constructor(
     readonly provider: Emulator.Provider,
     options: Emulator.Options | undefined,
-    private readonly signingKey: string,
-    private readonly kid: string
+    signingKey: string,
+    kid: string
   ) {
+    super(signingKey, kid, options?.clockSkewMillis ?? 0)
     const timeScale = options?.timeScale ?? 1
     if (!(timeScale > 0 && Number.isFinite(timeScale))) {
       throw new RangeError(`timeScale must be a positive number, got ${timeScale}`)
     }
     this.timeScale = timeScale
-    this.skewMillis = options?.clockSkewMillis ?? 0
     this.recordArrivals = options?.recordArrivals ?? true
   }
 
   static make(provider: Emulator.Provider, options: Emulator.Options | undefined): Effect.Effect<Kernel> {
-    return Effect.zipWith(
-      randomString(43, alphabet + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
-      randomString(8),
-      (key, kid) => new Kernel(provider, options, key, `${provider}-${kid}`)
-    )
+    return Effect.map(TokenStore.keys(provider), ({ key, kid }) => new Kernel(provider, options, key, kid))
   }
 
   private static zero() {
@@ -152,9 +114,7 @@ export class Kernel {
       unauthorizedToken: 0,
       unauthorizedApi: 0,
       rateLimitedToken: 0,
-      rateLimitedApi: 0,
-      tokensIssued: 0,
-      tokensRevoked: 0
+      rateLimitedApi: 0
     }
   }
 
@@ -162,117 +122,6 @@ export class Kernel {
   scaled(millis: number): number {
     // Interpretation ALL-3: every documented duration is divided by the time scale.
     return millis / this.timeScale
-  }
-
-  /**
-   * Issues a signed JWT and remembers it. Interpretation ALL-1: tokens are HS256 JWTs signed by this
-   * emulator instance; no other string verifies.
-   */
-  issue(options: {
-    readonly subject: string
-    readonly lifetimeMillis: number | undefined
-    readonly claims: Record<string, unknown>
-    readonly exp: boolean
-    readonly data?: Readonly<Record<string, string>> | undefined
-  }): Effect.Effect<{ readonly token: string; readonly record: TokenRecord }> {
-    return Effect.gen(this, function*() {
-      const now = yield* Clock.currentTimeMillis
-      const jti = `${yield* randomString(20)}${(this.sequence++).toString(36)}`
-      const expiresAt = options.lifetimeMillis === undefined ? undefined : now + options.lifetimeMillis
-      const payload: Record<string, unknown> = {
-        ...options.claims,
-        iat: Math.floor((now + this.skewMillis) / 1000)
-      }
-      if (options.exp && expiresAt !== undefined) payload.exp = Math.floor((expiresAt + this.skewMillis) / 1000)
-      payload.jti = jti
-      const token = Jwt.sign(payload, this.signingKey, this.kid)
-      const record: TokenRecord = {
-        jti,
-        subject: options.subject,
-        issuedAt: now,
-        expiresAt,
-        revoked: false,
-        data: options.data ?? {}
-      }
-      if (this.tokens.size >= maxTokenRecords) this.prune(now)
-      this.tokens.set(jti, record)
-      this.counters.tokensIssued++
-      return { token, record }
-    })
-  }
-
-  private prune(now: number): void {
-    for (const [jti, record] of this.tokens) {
-      if (record.revoked || (record.expiresAt !== undefined && record.expiresAt <= now)) this.tokens.delete(jti)
-    }
-  }
-
-  /** The record of a token issued here (whatever its state), or undefined for anything else. */
-  recordOf(token: string): TokenRecord | undefined {
-    let jti = this.verified.get(token)
-    if (jti === undefined) {
-      const claims = Jwt.verify(token, this.signingKey)
-      if (claims === undefined || typeof claims.jti !== "string") return undefined
-      jti = claims.jti
-      // Bounded like the token store: forgetting a verification only costs an HMAC the next time.
-      if (this.verified.size >= maxTokenRecords) this.verified.clear()
-      this.verified.set(token, jti)
-    }
-    return this.tokens.get(jti)
-  }
-
-  /** Checks a raw token string. */
-  checkToken(token: string, now: number): BearerCheck {
-    const record = this.recordOf(token)
-    if (record === undefined) return { _tag: "Invalid", reason: "not a token issued here", subject: undefined }
-    if (record.revoked) return { _tag: "Invalid", reason: "token revoked", subject: record.subject }
-    if (record.expiresAt !== undefined && now >= record.expiresAt) {
-      return { _tag: "Invalid", reason: "token expired", subject: record.subject }
-    }
-    return { _tag: "Valid", record, token }
-  }
-
-  /**
-   * The token in each `Authorization` header that carried one issued here: a client sends the same header
-   * string thousands of times, and reading the token out of it anew made a new string to hash per lookup.
-   */
-  private readonly bearers = new Map<string, string>()
-
-  /** Checks the `Authorization: Bearer` header of a request. */
-  checkBearer(request: HttpServerRequest.HttpServerRequest, now: number): BearerCheck {
-    const header = request.headers["authorization"]
-    if (header === undefined) return { _tag: "Missing" }
-    let token = this.bearers.get(header)
-    if (token === undefined) {
-      if (header.trim() === "") return { _tag: "Missing" }
-      const match = /^Bearer +(\S+) *$/i.exec(header)
-      if (match === null) return { _tag: "Invalid", reason: "malformed Authorization header", subject: undefined }
-      token = match[1]!
-      // Only headers carrying a token issued here, so that junk headers cannot fill the map.
-      if (this.recordOf(token) !== undefined) {
-        if (this.bearers.size >= maxTokenRecords) this.bearers.clear()
-        this.bearers.set(header, token)
-      }
-    }
-    return this.checkToken(token, now)
-  }
-
-  /** Revokes the live tokens matching `predicate`; returns how many. */
-  revokeWhere(now: number, predicate: (record: TokenRecord) => boolean): number {
-    let count = 0
-    for (const record of this.tokens.values()) {
-      if (record.revoked || (record.expiresAt !== undefined && record.expiresAt <= now)) continue
-      if (!predicate(record)) continue
-      record.revoked = true
-      count++
-    }
-    this.counters.tokensRevoked += count
-    return count
-  }
-
-  /** Counts a token revoked by other means than `revokeWhere`. */
-  countRevoked(count: number): void {
-    this.counters.tokensRevoked += count
   }
 
   snapshot(): Recording.Snapshot {
@@ -292,8 +141,8 @@ export class Kernel {
       arrivals,
       unauthorized: { token: c.unauthorizedToken, api: c.unauthorizedApi },
       rateLimited: { token: c.rateLimitedToken, api: c.rateLimitedApi },
-      tokensIssued: c.tokensIssued,
-      tokensRevoked: c.tokensRevoked,
+      tokensIssued: this.issuedCount,
+      tokensRevoked: this.revokedCount,
       maxArrivalsInWindow: (windowMillis, filter) => Recording.maxArrivalsInWindow(arrivals, windowMillis, filter)
     }
   }
@@ -302,6 +151,8 @@ export class Kernel {
     this.tokenRequests = []
     this.arrivals = []
     this.counters = Kernel.zero()
+    this.issuedCount = 0
+    this.revokedCount = 0
   }
 
   /** Hands every API arrival to `observer` until the scope closes (see `Emulator.observeArrivals`). */
@@ -444,17 +295,15 @@ export class Kernel {
       }
       return found
     }
-    const handle = (
-      request: HttpServerRequest.HttpServerRequest
-    ): Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped> => {
+    const handle: Memory.Handle<Faults.ConnectionDropped> = (request, signal) => {
       const found = resolve(request.method, request.url)
-      if (found === null) return notFoundOf(request.method)(request, noParams)
+      if (found === null) return notFoundOf(request.method)(request, noParams, signal)
       const route = found.handler
       const params = found.params
       return Effect.withFiberRuntime((fiber, status) => {
         const span = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
         if (span._tag === "Some" && span.value._tag === "Span") span.value.attribute("http.route", route.path)
-        const respond = route.respond(request, params)
+        const respond = route.respond(request, params, signal)
         // A region that is interruptible already needs no switch (and its revert) per request.
         return RuntimeFlags.interruption(status.runtimeFlags) ? respond : Effect.interruptible(respond)
       })
@@ -487,6 +336,7 @@ export class Kernel {
     const answer = (
       request: HttpServerRequest.HttpServerRequest,
       params: Params,
+      signal: AbortSignal | undefined,
       config: Faults.Config,
       step: Faults.Step | undefined
     ) =>
@@ -495,7 +345,7 @@ export class Kernel {
         if (step !== undefined) {
           return step._tag === "PassThrough"
             ? this.handle(request, params, handler, record, at)
-            : this.fault(request, config, target, step, record, at)
+            : this.fault(request, signal, config, target, step, record, at)
         }
         const total = config.dropRate + config.timeoutRate + config.errorRate
         if (!(total > 0)) return this.handle(request, params, handler, record, at)
@@ -509,20 +359,22 @@ export class Kernel {
             : undefined
           return chosen === undefined
             ? this.handle(request, params, handler, record, at)
-            : this.fault(request, config, target, chosen, record, at)
+            : this.fault(request, signal, config, target, chosen, record, at)
         })
       })
-    return (request, params) =>
+    // The waits (latency, a scripted delay) come before the request arrives: one aborted then never does.
+    return (request, params, signal) =>
       Effect.suspend(() => {
         const step = this.scripts[target].shift()
         const config = this.faultConfig[target]
-        const answered = answer(request, params, config, step)
-        const delayed = step?.delay === undefined ? answered : Effect.zipRight(Effect.sleep(step.delay), answered)
+        const answered = answer(request, params, signal, config, step)
+        const delay = step?.delay === undefined ? 0 : Duration.toMillis(step.delay)
+        const delayed = delay > 0 ? Effect.zipRight(Abort.sleep(delay, signal), answered) : answered
         const latency = config.latency
         if (latency === undefined) return delayed
         const min = Duration.toMillis(latency.min)
         const max = Duration.toMillis(latency.max)
-        const sleep = (millis: number) => millis > 0 ? Effect.zipRight(Effect.sleep(millis), delayed) : delayed
+        const sleep = (millis: number) => millis > 0 ? Effect.zipRight(Abort.sleep(millis, signal), delayed) : delayed
         return max > min ? Effect.flatMap(Random.next, (u) => sleep(min + u * (max - min))) : sleep(min)
       })
   }
@@ -542,12 +394,13 @@ export class Kernel {
 
   private fault(
     request: HttpServerRequest.HttpServerRequest,
+    signal: AbortSignal | undefined,
     config: Faults.Config,
     target: Faults.Target,
     chosen: Chosen,
     record: Recorder,
     at: number
-  ): Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped> {
+  ): Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped | Abort.Aborted> {
     switch (chosen._tag) {
       case "Respond": {
         record(at, request, chosen.status, undefined, "scripted")
@@ -559,7 +412,7 @@ export class Kernel {
       }
       case "Timeout": {
         record(at, request, 0, undefined, "timeout")
-        return Effect.never
+        return Abort.hang(signal)
       }
       case "Drop": {
         record(at, request, 0, undefined, "drop")

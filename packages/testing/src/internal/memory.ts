@@ -12,8 +12,11 @@ import {
   Multipart,
   UrlParams
 } from "@effect/platform"
+import * as Transport from "@tollgate/core/Transport"
 import { Cause, Chunk, Effect, FiberRef, Inspectable, Option, Stream } from "effect"
+import { globalValue } from "effect/GlobalValue"
 import type * as Faults from "../Faults.js"
+import { type Aborted, whenAborted } from "./abort.js"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -135,13 +138,20 @@ class MemoryClientResponse extends Inspectable.Class implements HttpClientRespon
   readonly remoteAddress: Option.Option<string> = Option.none()
   private cached: Effect.Effect<Uint8Array, HttpClientError.ResponseError> | undefined
 
+  private readonly body: Uint8Array | Stream.Stream<Uint8Array, unknown>
+
   constructor(
     readonly request: HttpClientRequest.HttpClientRequest,
     readonly status: number,
     readonly headers: Headers.Headers,
-    private readonly body: Uint8Array | Stream.Stream<Uint8Array, unknown>
+    body: Uint8Array | Stream.Stream<Uint8Array, unknown>,
+    signal: AbortSignal | undefined
   ) {
     super()
+    // A streamed body is read after the answer, while the request can still be aborted: it ends there.
+    this.body = signal === undefined || body instanceof Uint8Array
+      ? body
+      : Stream.interruptWhen(body, whenAborted(signal))
   }
 
   private decodeError(cause: unknown) {
@@ -250,7 +260,8 @@ const requestBody = (
 
 const responseOf = (
   request: HttpClientRequest.HttpClientRequest,
-  response: HttpServerResponse.HttpServerResponse
+  response: HttpServerResponse.HttpServerResponse,
+  signal: AbortSignal | undefined
 ): Effect.Effect<HttpClientResponse.HttpClientResponse> => {
   let headers = response.headers
   if (!Cookies.isEmpty(response.cookies)) {
@@ -259,19 +270,21 @@ const responseOf = (
   const body = response.body
   switch (body._tag) {
     case "Empty":
-      return Effect.succeed(new MemoryClientResponse(request, response.status, headers, empty))
+      return Effect.succeed(new MemoryClientResponse(request, response.status, headers, empty, signal))
     case "Uint8Array":
-      return Effect.succeed(new MemoryClientResponse(request, response.status, headers, body.body))
+      return Effect.succeed(new MemoryClientResponse(request, response.status, headers, body.body, signal))
     case "Raw":
       if (typeof body.body === "string") {
-        return Effect.succeed(new MemoryClientResponse(request, response.status, headers, encoder.encode(body.body)))
+        return Effect.succeed(
+          new MemoryClientResponse(request, response.status, headers, encoder.encode(body.body), signal)
+        )
       }
       if (body.body instanceof Uint8Array) {
-        return Effect.succeed(new MemoryClientResponse(request, response.status, headers, body.body))
+        return Effect.succeed(new MemoryClientResponse(request, response.status, headers, body.body, signal))
       }
       break
     case "Stream":
-      return Effect.succeed(new MemoryClientResponse(request, response.status, headers, body.stream))
+      return Effect.succeed(new MemoryClientResponse(request, response.status, headers, body.stream, signal))
   }
   // Anything else goes through a web Response.
   return Effect.map(
@@ -281,19 +294,27 @@ const responseOf = (
 }
 
 /**
- * Apps that can answer a server request handed to them, without a context to read it from: the
- * emulators'. Providing the request as a service costs an `Effect.locally` per request.
+ * What answers a server request handed to it, without a context to read it from. Every wait of it
+ * honours `signal` (made with `abort.ts`'s `sleep` or `hang`), which is the client's abort signal when there is one.
  */
-const direct = new WeakMap<
-  HttpApp.Default<any>,
-  (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<HttpServerResponse.HttpServerResponse, any>
->()
+export type Handle<E> = (
+  request: HttpServerRequest.HttpServerRequest,
+  signal: AbortSignal | undefined
+) => Effect.Effect<HttpServerResponse.HttpServerResponse, E | Aborted>
+
+/**
+ * Apps that can answer a server request handed to them: the emulators'. Providing the request as a
+ * service costs an `Effect.locally` per request, and their waits end when the request is aborted, so
+ * they need no fiber racing the abort signal either.
+ */
+const direct = new WeakMap<HttpApp.Default<any>, Handle<any>>()
 
 /** An app from a function of the request, which `dispatch` calls directly. */
-export const app = <E>(
-  handle: (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<HttpServerResponse.HttpServerResponse, E>
-): HttpApp.Default<E> => {
-  const app = Effect.flatMap(HttpServerRequest.HttpServerRequest, handle)
+export const app = <E>(handle: Handle<E>): HttpApp.Default<E> => {
+  const app = Effect.flatMap(
+    HttpServerRequest.HttpServerRequest,
+    (request) => handle(request, undefined) as Effect.Effect<HttpServerResponse.HttpServerResponse, E>
+  )
   direct.set(app, handle)
   return app
 }
@@ -302,19 +323,22 @@ const removeHost = (url: URL): string => `${url.pathname}${url.search}`
 
 /**
  * Runs `app` for `request` on the calling fiber, without sockets or promises (bar FormData request bodies).
+ * Once `signal` aborts, the request fails with a transport error, as over a socket: an emulator's app
+ * stops at its next wait (see `abort.ts`), any other app runs in a fiber of its own that the abort interrupts.
  */
 export const dispatch = (
   app: HttpApp.Default<Faults.ConnectionDropped>,
   request: HttpClientRequest.HttpClientRequest,
   url: URL,
-  remoteAddress: string
+  remoteAddress: string,
+  signal: AbortSignal | undefined
 ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError> => {
   const body = request.body
   const inMemory = body._tag === "Empty" || body._tag === "Uint8Array" ||
     (body._tag === "Raw" && (typeof body.body === "string" || body.body instanceof Uint8Array))
   return inMemory
-    ? answer(app, request, url, remoteAddress, requestBodySync(body))
-    : Effect.flatMap(requestBody(request), (read) => answer(app, request, url, remoteAddress, read))
+    ? answer(app, request, url, remoteAddress, requestBodySync(body), signal)
+    : Effect.flatMap(requestBody(request), (read) => answer(app, request, url, remoteAddress, read, signal))
 }
 
 const requestBodySync = (
@@ -338,8 +362,10 @@ const answer = (
   request: HttpClientRequest.HttpClientRequest,
   url: URL,
   remoteAddress: string,
-  body: { readonly bytes: Uint8Array; readonly contentType?: string | undefined }
+  body: { readonly bytes: Uint8Array; readonly contentType?: string | undefined },
+  signal: AbortSignal | undefined
 ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError> => {
+  if (signal?.aborted) return Effect.fail(abortError(request, signal))
   let headers = request.headers
   if (body.contentType !== undefined && headers["content-type"] === undefined) {
     headers = Headers.set(headers, "content-type", body.contentType)
@@ -356,45 +382,75 @@ const answer = (
     remoteAddress
   )
   const handle = direct.get(app)
-  const response: Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped> = handle === undefined
-    ? Effect.provideService(app, HttpServerRequest.HttpServerRequest, serverRequest)
-    : Effect.suspend(() => handle(serverRequest))
-  // One handler for all outcomes, rather than a combinator each: a dropped connection is a transport error
-  // (whatever else failed alongside), otherwise a defect is a 500, and anything else (an interruption)
-  // passes through.
+  let response: Effect.Effect<HttpServerResponse.HttpServerResponse, Faults.ConnectionDropped | Aborted>
+  if (handle !== undefined) {
+    response = Effect.suspend(() => handle(serverRequest, signal))
+  } else {
+    response = Effect.provideService(app, HttpServerRequest.HttpServerRequest, serverRequest)
+    if (signal !== undefined) response = Effect.raceFirst(response, whenAborted(signal))
+  }
+  // One handler for all outcomes, rather than a combinator each: an aborted request or a dropped
+  // connection is a transport error (whatever else failed alongside), otherwise a defect is a 500, and
+  // anything else (an interruption) passes through. An answer that comes once the request is aborted
+  // is not read either.
   return Effect.matchCauseEffect(response, {
     onFailure: (cause) => {
       const failure = Cause.failureOption(cause)
-      if (failure._tag === "Some" && failure.value._tag === "ConnectionDropped") {
-        return new HttpClientError.RequestError({
-          request,
-          reason: "Transport",
-          cause: failure.value,
-          description: failure.value.message
-        })
+      if (failure._tag === "Some") {
+        if (failure.value._tag === "Aborted") return Effect.fail(abortError(request, signal!))
+        if (failure.value._tag === "ConnectionDropped") {
+          return new HttpClientError.RequestError({
+            request,
+            reason: "Transport",
+            cause: failure.value,
+            description: failure.value.message
+          })
+        }
       }
       return Option.isSome(Cause.dieOption(cause))
-        ? responseOf(request, HttpServerResponse.text("Internal Server Error", { status: 500 }))
+        ? responseOf(request, HttpServerResponse.text("Internal Server Error", { status: 500 }), signal)
         : Effect.failCause(cause as Cause.Cause<never>)
     },
-    onSuccess: (response) => responseOf(request, response)
+    onSuccess: (response) =>
+      signal?.aborted ? Effect.fail(abortError(request, signal)) : responseOf(request, response, signal)
   })
 }
 
+const abortError = (request: HttpClientRequest.HttpClientRequest, signal: AbortSignal) =>
+  new HttpClientError.RequestError({
+    request,
+    reason: "Transport",
+    cause: signal.reason,
+    description: "the request was aborted"
+  })
+
 const maxCachedUrls = 1024
 
+/** The platform's registry of abort controllers by request (`HttpClient.withScope`'s), shared per copy of it. */
+const scopedRequests = globalValue(
+  "@effect/platform/HttpClient/scopedRequests",
+  () => new WeakMap<HttpClientRequest.HttpClientRequest, AbortController>()
+)
+
 /**
- * An `HttpClient` over a function that answers in memory. A request the platform would trace gets the
- * platform client's span, as on a real transport. One it would not (the tracer off, or
- * `HttpClient.withTracerDisabledWhen`, as Tollgate's own clients do) is answered directly: there is no
- * connection to abort, so it skips the abort controller and the finalization-registry entry the platform
- * makes for every response, which a long simulation would pile up faster than the registry frees them.
- * Untraced, each distinct URL string is parsed once; `answer` must treat the `URL` it is given as read-only.
+ * An `HttpClient` over a function that answers in memory, which must honour the abort signal it is given
+ * (end the request with a transport error once it aborts): the client is declared `Transport.abortable`
+ * (and in memory), so Tollgate's clients hand it their deadlines rather than bounding each attempt with a
+ * fiber, and register no unread response to be aborted when collected.
+ *
+ * A request the platform would trace gets the platform client's span, as on a real transport. One it
+ * would not (the tracer off, or `HttpClient.withTracerDisabledWhen`, as Tollgate's own clients do) is
+ * answered directly: it skips the abort controller and the finalization-registry entry the platform makes
+ * for every response, which a long simulation would pile up faster than the registry frees them, and is
+ * aborted only through a controller registered for it (`HttpClient.withScope`'s, or Tollgate's own);
+ * interrupting it stops it as ever. Untraced, each distinct URL string is parsed once; `answer` must
+ * treat the `URL` it is given as read-only.
  */
 export const client = (
   answer: (
     request: HttpClientRequest.HttpClientRequest,
-    url: URL
+    url: URL,
+    signal: AbortSignal | undefined
   ) => Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>
 ): HttpClient.HttpClient => {
   const traced = HttpClient.make(answer)
@@ -416,20 +472,23 @@ export const client = (
         urls.set(request.url, url)
       }
     }
-    return answer(request, url)
+    return answer(request, url, scopedRequests.get(request)?.signal)
   }
-  return HttpClient.makeWith(
-    (effect: Effect.Effect<HttpClientRequest.HttpClientRequest>) =>
-      Effect.flatMap(
-        effect,
-        (request) =>
-          Effect.withFiberRuntime((fiber) =>
-            fiber.getFiberRef(FiberRef.currentTracerEnabled) &&
-              !fiber.getFiberRef(HttpClient.currentTracerDisabledWhen)(request)
-              ? traced.execute(request)
-              : untraced(request)
-          )
-      ),
-    Effect.succeed as HttpClient.HttpClient.Preprocess<never, never>
+  return Transport.abortable(
+    HttpClient.makeWith(
+      (effect: Effect.Effect<HttpClientRequest.HttpClientRequest>) =>
+        Effect.flatMap(
+          effect,
+          (request) =>
+            Effect.withFiberRuntime((fiber) =>
+              fiber.getFiberRef(FiberRef.currentTracerEnabled) &&
+                !fiber.getFiberRef(HttpClient.currentTracerDisabledWhen)(request)
+                ? traced.execute(request)
+                : untraced(request)
+            )
+        ),
+      Effect.succeed as HttpClient.HttpClient.Preprocess<never, never>
+    ),
+    { inMemory: true }
   )
 }

@@ -170,25 +170,24 @@ ${budget.toFixed(1)} µs of wall time for each (simulator and client together).$
 itself at ${micros(floorPerRequest.median)} per request: the virtual-time driver, the workers, the in-memory transport
 and the emulators (routing, faults, recording, token and limit checks), every wait a virtual-time sleep. The Tollgate
 clients take the rest, ${micros(clientPerRequest.median)}: per request a span and the
-permit lanes of the limiter, which in a saturated simulation always waits; per attempt a child fiber and a heap entry
-of \`@tollgate/core\`'s \`Deadlines\`, since an in-memory transport has no socket to hand a deadline to.
-A CPU profile of 3 virtual hours (\`node --cpu-prof\` on the same bundle, taken while preparing this run) shows no
-single hot spot: Effect's fiber run loop is about 30% of the time, garbage collection 18%, the client's journey
-(\`internal/journey.ts\`) 8%, fiber-ref copies 5% and the emulator kernel 4%: the cost is Effect steps and
+permit lanes of the limiter, which in a saturated simulation always waits; per attempt an abort controller and a heap
+entry of \`@tollgate/core\`'s \`Deadlines\` (the in-memory transport honours abort signals, virtual-time waits
+included, so a deadline needs no child fiber).
+A CPU profile of 6 virtual hours (\`node --cpu-prof\` on the same bundle, taken while preparing this run) shows no
+single hot spot: Effect's runtime is about 50% of the time (its fiber run loop 29%, fiber-ref updates 5%), garbage
+collection 15%, \`@tollgate/core\` 11% (the journey 3%), the testing package 11% (transport 3%, emulator kernel 3%,
+virtual time 2%) and Node's \`AbortSignal\` 6% (made and listened to per attempt): the cost is Effect steps and
 allocations per request, spread over every layer.`
       }`,
       `**Memory.** What is alive stays small and flat (about 20 MB after a full collection): the emulators keep
 counters rather than arrivals, \`Simulation\` checks windows as arrivals stream in (a sliding count per key, bounded
-by the busiest window), the in-memory transport registers no abort controller for requests the platform does not
-trace. The peak is garbage waiting for a mark-compact: allocation sites that V8 pretenures early in a run (Effect's
-fiber stacks, fiber-ref arrays and spans, made per attempt by the deadline's child fiber and per request by the
-client's span) allocate straight into the old generation, about 6 KB per request here; without
-the per-attempt fiber no site is pretenured. Part of the peak resident set is there before the run starts: Node and
+by the busiest window), and no response of the in-memory transport is registered to be aborted when collected (it
+is declared in memory: its responses hold no connection). The peak is garbage waiting for a mark-compact, allocated
+per request by the client and the simulator. Part of the peak resident set is there before the run starts: Node and
 the loaded modules (see the row above).`,
       `**What it would take.** At ${budget.toFixed(0)} µs per request, the client must cost about what the
-simulator costs: no fiber per attempt (a deadline the transport takes, which an in-memory transport can honour at its
-virtual-time waits), and fewer Effect steps per request in the client and its limiter. That also ends the
-old-generation garbage, which is most of the gap to 200 MB.`
+simulator costs: fewer Effect steps and allocations per request in the client and its limiter (the fast path of
+issue 16), and a deadline cheaper than an \`AbortController\` per attempt where the transport is in memory.`
     ]
   }
 }
