@@ -81,6 +81,11 @@ export interface PermitOptions extends Subject {
  */
 export interface Report extends PermitOptions {
   readonly throttledUntil?: DateTime.Utc | undefined
+  /**
+   * The response was a 429 (implied by `throttledUntil`; set it for a 429 without a retry instant). A 429
+   * that names no limit teaches one: what the server admitted in the trailing window.
+   */
+  readonly throttled?: boolean | undefined
 }
 
 /**
