@@ -13,15 +13,17 @@
  * learned mid-traffic starts with the requests already on their way.
  *
  * A bare 429 (no limit, remaining, reset or `Retry-After`) still teaches a limit: the server refused after
- * admitting what it answered us in the trailing window W (the configured budgets' window, else the learning window), so at most that many
- * requests fit in W. That count becomes a quota of its own (a sliding window over W, started with those
- * answers as its permits still out), and a later such 429 only lowers it. A sliding-window server of limit
- * L is then never overdrawn again; against a fixed window the trailing count lies between L and 2L, so
- * the next refusals bring it down. The quota is probed one request higher after `RELAX_WINDOWS` windows
- * without a refusal in which it held requests back, since the refusals may have come from another client
- * sharing the server's budget, or from a plan that has since grown; without demand it stays as it is.
- * A 429 that says when to retry paces us itself: counting over our W could take a server with a shorter
- * window for a far stricter one, so only the gate learns from it.
+ * admitting what it answered us in the trailing window W (the configured budgets' window, else the learning
+ * window) and perhaps some of our requests still in flight, so at most that many requests fit in W. That
+ * count becomes a quota of its own (a sliding window over W, started with those answers as its permits
+ * still out), and a later bare 429 only lowers it. Each later refusal finds its own request counted in the
+ * quota, so it lowers the quota by at least one: against a sliding-window server the quota settles on the
+ * real limit, against a fixed window (where the trailing count lies between L and 2L) it comes down with
+ * the next refusals. The quota is probed one request higher after `RELAX_WINDOWS` windows without a
+ * refusal in which it held requests back, since the refusals may have come from another client sharing the
+ * server's budget, or from a plan that has since grown; without demand it stays as it is, and it never
+ * goes past the configured limit. A 429 that says when to retry paces us itself: counting over our W could
+ * take a server with a shorter window for a far stricter one, so only the gate learns from it.
  */
 import type { Budget, Observation } from "./budget.js"
 import { All, SlidingWindow, Unlimited } from "./budget.js"
@@ -251,7 +253,7 @@ export class LocalLane {
       else if (
         observation.limit === undefined && observation.remaining === undefined &&
         observation.resetAt === undefined && observation.retryAfter === undefined
-      ) this.learnRefused(now)
+      ) this.learnRefused(now, observation.cost ?? 1)
       const refused = this.refused
       if (refused !== undefined && now >= refused.relaxAt) this.relax(now, refused)
     }
@@ -304,14 +306,19 @@ export class LocalLane {
   }
 
   /**
-   * A 429 that named no limit: what the server admitted us in the trailing window is at most its limit.
-   * Nothing admitted teaches nothing (the gate's pause still applies).
+   * A bare 429: what the server admitted us in the trailing window, with what may have been admitted of
+   * ours in flight, is at least its limit. Nothing admitted and nothing in flight teaches nothing (the
+   * gate's pause still applies: the budget may have gone to another client).
    */
-  private learnRefused(now: number): void {
+  private learnRefused(now: number, cost: number): void {
     const admitted = this.admitted!
     const count = admitted.count(now)
-    if (count === 0) return
-    const limit = Math.min(MAX_COUNT, count)
+    // The others still in flight (as far as this lane counts them) may have been admitted before this one
+    // was refused: a limit below them would idle what the server admits, and one above the truth is
+    // brought down by the refusals they get (each finds itself counted, so each lowers it).
+    const flying = Math.max(0, this.active - cost)
+    if (count + flying === 0) return
+    const limit = Math.min(MAX_COUNT, count + flying)
     const window = admitted.window
     let quota = this.refused
     if (quota === undefined) {
