@@ -14,11 +14,12 @@
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
-import { DateTime, Duration, Effect, Exit, Fiber, Option, TestClock } from "effect"
+import { DateTime, Duration, Effect, Fiber, Option, TestClock } from "effect"
 import * as fc from "fast-check"
 import * as ApiClient from "../src/ApiClient.js"
 import * as RateLimiter from "../src/RateLimiter.js"
 import * as RateLimitHeaders from "../src/RateLimitHeaders.js"
+import { drive } from "./utils/Drive.js"
 import * as FakeServer from "./utils/FakeServer.js"
 
 type Kind = "fixed" | "sliding"
@@ -57,22 +58,6 @@ const bareServer = (kind: Kind, limit: number, windowMillis: number) => {
   }
   return { handle, arrivals }
 }
-
-/** `total` GETs by `concurrency` callers, each taking the next request when its last one is done. */
-const drive = (client: ApiClient.Service, total: number, concurrency: number) =>
-  Effect.gen(function*() {
-    let next = 0
-    const failures: Array<unknown> = []
-    const caller = Effect.gen(function*() {
-      while (next < total) {
-        next++
-        const exit = yield* Effect.exit(Effect.flatMap(client.get("/x"), (response) => response.text))
-        if (Exit.isFailure(exit)) failures.push(exit.cause)
-      }
-    })
-    yield* Effect.all(Array.from({ length: concurrency }, () => caller), { concurrency: "unbounded", discard: true })
-    return failures
-  })
 
 /** Arrivals per window of `windowMillis` from the first one. */
 const perWindow = (arrivals: ReadonlyArray<Arrival>, windowMillis: number) => {

@@ -7,7 +7,7 @@
  * one), in force beside the configured budgets, so it can only tighten them. With `replace`, the first
  * announcement retires the configured budgets instead (the user's numbers were a starting guess). With
  * no configured budget at all, `probe` requests may be in flight until the first response says
- * something; a server that says nothing in `probe` responses is left to pace us with its 429s alone.
+ * something; a server that says nothing in `probe` responses is left to pace us with its 429s.
  *
  * Every permit taken while anything here needs to see it come back is counted in flight, so a quota
  * learned mid-traffic starts with the requests already on their way.
