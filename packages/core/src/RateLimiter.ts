@@ -81,6 +81,11 @@ export interface PermitOptions extends Subject {
  */
 export interface Report extends PermitOptions {
   readonly throttledUntil?: DateTime.Utc | undefined
+  /**
+   * The response was a 429 (implied by `throttledUntil`; set it for a 429 without a retry instant). A 429
+   * that names no limit teaches one: what the server admitted in the trailing window.
+   */
+  readonly throttled?: boolean | undefined
 }
 
 /**
@@ -292,7 +297,8 @@ export const unlimited: Policy = { _tag: "Unlimited" }
  * (default 1); every announced limit then becomes a sliding window over the announced window
  * (`RateLimit-Policy`'s `w`, else the longest reset delay seen, else `window`, default 1 minute), and
  * `Remaining` keeps it in step with the server. A server that says nothing in `probe` responses paces
- * requests with its 429s alone.
+ * requests with its 429s: a bare one teaches a limit, what it admitted in the trailing `window` (and
+ * so does a configured policy's lane, over its own window).
  *
  * With `initial`, that policy applies until the server announces its own limit, which then replaces it
  * (up or down): the opt-in for loosening a configured policy. Without `learned`, a configured policy is

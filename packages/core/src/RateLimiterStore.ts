@@ -73,6 +73,13 @@ export interface Observation {
   readonly window?: number | undefined
   /** The permits of the request that got this response; it is still in flight when observed. */
   readonly cost: number
+  /**
+   * The response was a 429. A bare one (no limit, remaining, reset or `retryAfter`) teaches a limit: what
+   * the server admitted in the trailing window (`learning.window`).
+   */
+  readonly throttled?: boolean | undefined
+  /** The instant a 429's `Retry-After` said retries may start: the server paces us itself. */
+  readonly retryAfter?: number | undefined
 }
 
 /**

@@ -10,7 +10,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import FastifyRateLimit from "@fastify/rate-limit"
-import { Clock, DateTime, Duration, Effect, Exit, Fiber, TestClock } from "effect"
+import { Clock, DateTime, Duration, Effect, Fiber, TestClock } from "effect"
 import type { Scope } from "effect"
 import * as fc from "fast-check"
 import Fastify from "fastify"
@@ -18,6 +18,7 @@ import type { AddressInfo } from "node:net"
 import * as ApiClient from "../src/ApiClient.js"
 import * as RateLimiter from "../src/RateLimiter.js"
 import * as RateLimitHeaders from "../src/RateLimitHeaders.js"
+import { drive } from "./utils/Drive.js"
 import * as FakeServer from "./utils/FakeServer.js"
 import * as FixedWindowServer from "./utils/FixedWindowServer.js"
 
@@ -32,22 +33,6 @@ const policyFor = (mode: Mode, limit: number, windowMillis: number): RateLimiter
     ? undefined
     : RateLimiter.slidingWindow({ limit: configured, window: Duration.millis(windowMillis) })
 }
-
-/** `total` GETs by `concurrency` callers, each taking the next request when its last one is done. */
-const drive = (client: ApiClient.Service, total: number, concurrency: number) =>
-  Effect.gen(function*() {
-    let next = 0
-    const failures: Array<unknown> = []
-    const caller = Effect.gen(function*() {
-      while (next < total) {
-        next++
-        const exit = yield* Effect.exit(Effect.flatMap(client.get("/x"), (response) => response.text))
-        if (Exit.isFailure(exit)) failures.push(exit.cause)
-      }
-    })
-    yield* Effect.all(Array.from({ length: concurrency }, () => caller), { concurrency: "unbounded", discard: true })
-    return failures
-  })
 
 const expectIssueFigures = (
   mode: Mode,

@@ -56,7 +56,10 @@ export interface Connection {
  * @category options
  */
 export interface Tuning {
-  /** The API's request budget. Default: the provider's documented limit, or `unlimited`. */
+  /**
+   * The API's request budget. Default: the provider's documented limit, or `RateLimiter.learned()` (what the
+   * server's headers announce, or its 429s teach) where the docs give none.
+   */
   readonly limits?: RateLimiter.Policy | undefined
   /** The limit on token requests. Default: the provider's documented one, if any. */
   readonly tokenLimits?: RateLimiter.Policy | undefined
@@ -241,7 +244,7 @@ export interface Definition<
   readonly limit:
     | { readonly limit: number; readonly windowMillis: number; readonly keyed: boolean }
     | undefined
-  /** The documented limit as a policy, or `unlimited`. */
+  /** The documented limit as a policy, or `RateLimiter.learned()` where the docs give none. */
   readonly defaultLimits: RateLimiter.Policy
   readonly tokenLimits: RateLimiter.Policy | undefined
   /** A limit of the documented shape (per key or not) with other numbers: a sandbox's, a plan's. */

@@ -89,6 +89,15 @@ const budgetSpec = (budget: RateLimiterStore.Budget): string =>
     ? `tb:${budget.perMillis}:${budget.burst}`
     : `fw:${budget.limit}:${budget.window}:${budget.offset}`
 
+/** What a response was, for the learning lane: admitted, a bare 429 (it teaches a limit), another 429. */
+const answerOf = (observation: RateLimiterStore.Observation): string =>
+  observation.throttled !== true
+    ? "a"
+    : observation.limit === undefined && observation.remaining === undefined && observation.resetAt === undefined &&
+        observation.retryAfter === undefined
+    ? "b"
+    : "r"
+
 const budgetKeys = (budget: RateLimiterStore.Budget, i: number): ReadonlyArray<string> =>
   budget._tag === "SlidingWindow"
     ? [`sw${i}:held`, `sw${i}:ret`, `sw${i}:ext`]
@@ -133,7 +142,9 @@ class Lane implements RateLimiterStore.SharedLane {
       key("epoch"),
       ...budgets.flatMap((b, i) => budgetKeys(b, i).map(key)),
       ...this.queueKeys,
-      ...(lane.learning === undefined ? [] : ["lh", "lq", "l1:ret", "l1:ext", "l2:ret", "l2:ext"].map(key))
+      ...(lane.learning === undefined
+        ? []
+        : ["lh", "lq", "l1:ret", "l1:ext", "l2:ret", "l2:ext", "l3:ret", "l3:ext", "la"].map(key))
     ]
     this.configuredCapacity = Math.min(
       Number.POSITIVE_INFINITY,
@@ -274,7 +285,9 @@ class Lane implements RateLimiterStore.SharedLane {
           this.learning,
           observation.limit === undefined ? "" : observation.limit,
           observation.window === undefined ? "" : Math.ceil(observation.window),
-          observation.cost
+          observation.cost,
+          answerOf(observation),
+          `${this.ticket}.${(permitCounter++).toString(36)}`
         ]),
         (reply) => this.gateOf(reply)
       )

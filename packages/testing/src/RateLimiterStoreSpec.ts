@@ -132,6 +132,31 @@ export const run = (subject: Subject): void => {
     )
 
     it.scopedLive(
+      "a bare 429 teaches what was admitted in the trailing window: it tightens a configured limit",
+      () =>
+        Effect.gen(function*() {
+          const limiter = yield* limiterOn(
+            yield* subject.store,
+            RateLimiter.slidingWindow({ limit: 10, window: "1 second" })
+          )
+          const admitted = limiter.withPermit()(limiter.observe(RateLimitHeaders.empty))
+          yield* Effect.forEach(Array.from({ length: 6 }), () => admitted, { discard: true })
+          yield* limiter.withPermit()(limiter.observe(RateLimitHeaders.empty, { throttled: true }))
+          let running = 0
+          const rest = yield* Effect.forEach(
+            Array.from({ length: 12 }),
+            () => Effect.fork(limiter.withPermit()(Effect.zipRight(Effect.sync(() => running++), Effect.never)))
+          )
+          // Once the window has passed, six run (not the configured ten) and stay the only ones.
+          while (running < 6) yield* Effect.sleep("20 millis")
+          yield* Effect.sleep("300 millis")
+          expect(running).toBe(6)
+          yield* Effect.forEach(rest, Fiber.interrupt)
+        }),
+      20_000
+    )
+
+    it.scopedLive(
       "an announced limit tightens a configured one; Remaining: 0 closes the gate until the reset",
       () =>
         Effect.gen(function*() {

@@ -12,6 +12,10 @@ export interface Observation {
   readonly window?: number | undefined
   /** The permits of the request whose response this is (it is still counted in flight). Default: 1. */
   readonly cost?: number | undefined
+  /** The response was a 429: the server refused the request. */
+  readonly throttled?: boolean | undefined
+  /** The instant a 429's `Retry-After` said retries may start. */
+  readonly retryAfter?: number | undefined
 }
 
 /**
@@ -79,7 +83,7 @@ export class SlidingWindow implements Budget {
    * `active` starts at the permits already in flight when a window is learned mid-traffic: they settle
    * into it like its own.
    */
-  constructor(public limit: number, public window: number, private active = 0) {
+  constructor(public limit: number, public window: number, protected active = 0) {
     this.capacity = limit
     this.period = window
   }

@@ -335,7 +335,9 @@ export class Journeys {
       Effect.as(
         limiter.observe(
           info,
-          next === undefined ? j.permit : { ...j.permit, throttledUntil: DateTime.unsafeMake(next) }
+          next === undefined
+            ? { ...j.permit, throttled: true }
+            : { ...j.permit, throttledUntil: DateTime.unsafeMake(next) }
         ),
         { outcome, next }
       ))

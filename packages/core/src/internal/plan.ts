@@ -145,12 +145,18 @@ export const toRequest = (options: RateLimiter.PermitOptions): Request | Tollgat
   return check.issue ?? request
 }
 
-export const toObservation = (info: RateLimitHeaders.RateLimitInfo, cost: number): RateLimiterStore.Observation => ({
+export const toObservation = (
+  info: RateLimitHeaders.RateLimitInfo,
+  cost: number,
+  throttled = false
+): RateLimiterStore.Observation => ({
   limit: Option.getOrUndefined(info.limit),
   remaining: Option.getOrUndefined(info.remaining),
   resetAt: Option.getOrUndefined(Option.map(info.resetAt, DateTime.toEpochMillis)),
   window: Option.getOrUndefined(Option.map(info.window, Duration.toMillis)),
-  cost
+  cost,
+  throttled,
+  retryAfter: throttled ? Option.getOrUndefined(Option.map(info.retryAt, DateTime.toEpochMillis)) : undefined
 })
 
 /** The limiter's service over a compiled policy. */
@@ -174,9 +180,10 @@ export const serve = (root: Compile.Node, provider: string): RateLimiter.Service
     observe: (info, report) =>
       Effect.suspend(() => {
         const cost = report?.cost
-        const observation = toObservation(info, typeof cost === "number" && cost >= 1 ? cost : 1)
-        const observed = root.observe(observation, report ?? noSubject)
         const until = report?.throttledUntil
+        const throttled = report?.throttled === true || until !== undefined
+        const observation = toObservation(info, typeof cost === "number" && cost >= 1 ? cost : 1, throttled)
+        const observed = root.observe(observation, report ?? noSubject)
         if (until === undefined) return observed
         // A 429: the gate closes for the quota the server named, as `pauseUntil` would close it.
         const paused = root.pauseUntil(DateTime.toEpochMillis(until), { ...report, limit: observation.limit })

@@ -227,7 +227,7 @@ export const define = <
     const window = RateLimiter.slidingWindow(limit)
     return input.limit?.per === undefined ? window : RateLimiter.keyed(input.limit.per, window)
   }
-  const defaultLimits = input.limit === undefined ? RateLimiter.unlimited : limitsFor(input.limit)
+  const defaultLimits = input.limit === undefined ? RateLimiter.learned() : limitsFor(input.limit)
 
   const make = (options: Provider.Options<F>) =>
     Effect.gen(function*() {

@@ -244,22 +244,30 @@ end
 
 -- learned quotas: what the server announced, beside the configured budgets. Keys (after the budgets'
 -- and the queue's): lh (ZSET of this lane's permits in flight, score = lease end), lq (HASH: silent,
--- opened, and per slot i: li limit, wi window, si source, ti last seen), then per slot ret and ext.
+-- opened, and per slot i: li limit, wi window, si source, ti last seen; p3 pressed, r3 relax instant),
+-- then per slot ret and ext, then la (ZSET of the permits of admitted responses, score = answered at).
+-- Slots 1 and 2 hold announced limits; slot 3 the limit learned from bare 429s (source 'refused').
+local RELAX_WINDOWS = 10
 local function learning(spec, k)
   if spec == nil or spec == '' then return nil end
   local f = {}
   for x in string.gmatch(spec, '[^:]+') do f[#f + 1] = x end
   return { replace = f[1] == '1', probe = tonumber(f[2]), window = tonumber(f[3]), held = KEYS[k],
-    state = KEYS[k + 1], slots = { { ret = KEYS[k + 2], ext = KEYS[k + 3] }, { ret = KEYS[k + 4], ext = KEYS[k + 5] } } }
+    state = KEYS[k + 1], slots = { { ret = KEYS[k + 2], ext = KEYS[k + 3] }, { ret = KEYS[k + 4], ext = KEYS[k + 5] },
+      { ret = KEYS[k + 6], ext = KEYS[k + 7] } }, admitted = KEYS[k + 8] }
 end
 local function learn_load(L, now, hasBudgets)
   redis.call('ZREMRANGEBYSCORE', L.held, '-inf', num(now))
   L.active = redis.call('ZCARD', L.held)
-  local s = redis.call('HMGET', L.state, 'silent', 'opened', 'l1', 'w1', 's1', 't1', 'l2', 'w2', 's2', 't2')
+  local s = redis.call('HMGET', L.state, 'silent', 'opened', 'l1', 'w1', 's1', 't1', 'l2', 'w2', 's2', 't2',
+    'l3', 'w3', 's3', 't3', 'p3', 'r3')
   L.silent = tonumber(s[1]) or 0
   L.opened = s[2] == '1'
+  L.pressed = s[15] == '1'
+  L.relaxAt = tonumber(s[16]) or 0
   L.quotas = {}
-  for i = 1, 2 do
+  L.announced = 0
+  for i = 1, 3 do
     local limit = tonumber(s[3 + (i - 1) * 4])
     local q = L.slots[i]
     q.slot = i
@@ -274,6 +282,7 @@ local function learn_load(L, now, hasBudgets)
       q.pending = redis.call('ZCARD', q.ret)
       q.used = L.active + q.pending + q.ecost
       L.quotas[#L.quotas + 1] = q
+      if i < 3 then L.announced = L.announced + 1 end
     end
   end
   L.probing = (not hasBudgets) and #L.quotas == 0 and not L.opened
@@ -335,7 +344,7 @@ local function learn_observe(L, now, limit, remaining, resetAt, window, cost)
   local untilReset = nil
   if resetAt ~= nil and resetAt > now then untilReset = resetAt - now end
   local q = nil
-  for _, x in ipairs(L.quotas) do if x.limit == limit then q = x end end
+  for _, x in ipairs(L.quotas) do if x.limit == limit and x.slot < 3 then q = x end end
   if q == nil then
     q = L.slots[1]
     if L.slots[1].limit ~= nil then
@@ -359,6 +368,47 @@ local function learn_observe(L, now, limit, remaining, resetAt, window, cost)
   redis.call('HSET', L.state, 'l' .. i, num(q.limit), 'w' .. i, num(q.window), 's' .. i, q.src, 't' .. i, num(now))
   redis.call('PEXPIRE', L.state, ttl)
   quota_reconcile(L, q, now, remaining, resetAt, cost)
+end
+-- A bare 429: what the fleet was admitted in the trailing window, with its requests still in flight
+-- (the server may have counted them), is at least the server's limit; a later one only lowers it (core's
+-- internal/learned.ts says why).
+local function learn_refused(L, now, cost)
+  local W = math.max(1, math.ceil(L.window))
+  redis.call('ZREMRANGEBYSCORE', L.admitted, '-inf', num(now - W))
+  local count = redis.call('ZCARD', L.admitted)
+  local flying = math.max(0, L.active - cost)
+  if count + flying == 0 then return end
+  local limit = count + flying
+  local q = L.slots[3]
+  if q.limit == nil then
+    -- The answers in the window hold their permits as if the quota had existed all along.
+    redis.call('DEL', q.ret, q.ext)
+    local items = redis.call('ZRANGE', L.admitted, 0, -1, 'WITHSCORES')
+    for i = 1, #items, 2 do redis.call('ZADD', q.ret, num(tonumber(items[i + 1]) + W), items[i]) end
+    zttl(q.ret, now)
+    q.limit = limit
+    q.window = W
+  elseif limit < q.limit then
+    q.limit = limit
+  end
+  redis.call('HSET', L.state, 'l3', num(q.limit), 'w3', num(W), 's3', 'refused', 't3', num(now), 'p3', '0',
+    'r3', num(now + RELAX_WINDOWS * W))
+  redis.call('PEXPIRE', L.state, 24 * 3600 * 1000)
+  L.pressed = false
+  L.relaxAt = now + RELAX_WINDOWS * W
+end
+local function learn_admitted(L, now, id, cost)
+  local W = math.max(1, math.ceil(L.window))
+  redis.call('ZREMRANGEBYSCORE', L.admitted, '-inf', num(now - W))
+  for k = 1, cost do redis.call('ZADD', L.admitted, num(now), member(id, k)) end
+  redis.call('PEXPIRE', L.admitted, ms(W + 1000))
+end
+-- Another stretch without a refusal: one more request per window, if the quota held any back.
+local function learn_relax(L, now, ceiling)
+  local q = L.slots[3]
+  if q.limit == nil or now < L.relaxAt then return end
+  if L.pressed and q.limit < ceiling then q.limit = q.limit + 1 end
+  redis.call('HSET', L.state, 'l3', num(q.limit), 'p3', '0', 'r3', num(now + RELAX_WINDOWS * q.window))
 end
 local function pause(now, untilT)
   local g = gate_of(now)

@@ -69,7 +69,7 @@ local useConfigured = true
 local capacity = math.huge
 if L then
   learn_load(L, now, #bs > 0)
-  if L.replace and #L.quotas > 0 then useConfigured = false end
+  if L.replace and L.announced > 0 then useConfigured = false end
   if L.probing then
     capacity = L.probe
     if L.active + cost + ahead > L.probe then free = false; at = math.max(at, now + 100) end
@@ -77,7 +77,10 @@ if L then
   for _, q in ipairs(L.quotas) do
     capacity = math.min(capacity, q.limit)
     local t = quota_earliest(L, q, now, cost + ahead)
-    if t > now then free = false end
+    if t > now then
+      free = false
+      if q.slot == 3 and take and not L.pressed then redis.call('HSET', L.state, 'p3', '1'); L.pressed = true end
+    end
     if t > at then at = t end
   end
 end
@@ -233,7 +236,8 @@ return {num(now)}
  * giving up probing, and `Remaining: 0` closes the gate until the reset (or one period). ARGV: spec,
  * mask ("1" per budget that learns), remaining ("" when unknown), reset delay in ms ("" when unknown),
  * period (ms); optionally 6 the learning spec, 7 the announced limit, 8 the announced window (ms),
- * 9 the cost of the request that got the response.
+ * 9 the cost of the request that got the response, 10 what the response was ("a" admitted, "b" a bare
+ * 429, "r" a 429 that said more; "" unknown), 11 an id for the admitted permits.
  */
 export const observe = RedisConnection.script(
   "limiter observe",
@@ -249,7 +253,14 @@ local L = learning(ARGV[6], k + 2)
 local limit = tonumber(ARGV[7] or '')
 if L then
   learn_load(L, now, #bs > 0)
-  learn_observe(L, now, limit, remaining, resetAt, tonumber(ARGV[8] or ''), tonumber(ARGV[9] or '1') or 1)
+  local cost = tonumber(ARGV[9] or '1') or 1
+  local answer = ARGV[10] or ''
+  if answer == 'a' then learn_admitted(L, now, ARGV[11], cost)
+  elseif answer == 'b' then learn_refused(L, now, cost) end
+  local ceiling = math.huge
+  if not (L.replace and L.announced > 0) then for _, b in ipairs(bs) do ceiling = math.min(ceiling, b.cap) end end
+  learn_relax(L, now, ceiling)
+  learn_observe(L, now, limit, remaining, resetAt, tonumber(ARGV[8] or ''), cost)
 end
 for i, b in ipairs(bs) do
   if string.sub(mask, i, i) == '1' then
