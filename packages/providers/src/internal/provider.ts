@@ -10,9 +10,23 @@ import * as RateLimiter from "@tollgate/core/RateLimiter"
 import type * as RateLimitHeaders from "@tollgate/core/RateLimitHeaders"
 import * as TokenCache from "@tollgate/core/TokenCache"
 import type * as TokenSource from "@tollgate/core/TokenSource"
-import type * as TollgateError from "@tollgate/core/TollgateError"
+import * as TollgateError from "@tollgate/core/TollgateError"
 import type { Scope } from "effect"
-import { Clock, Config, ConfigError, Context, Duration, Effect, Either, Layer, Option, Redacted } from "effect"
+import {
+  Clock,
+  Config,
+  ConfigError,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  FiberId,
+  Layer,
+  Option,
+  Redacted
+} from "effect"
 import type * as Provider from "../Provider.js"
 
 /** The settings every provider accepts on top of its options (see `Provider.Tuning`). */
@@ -127,6 +141,11 @@ const makeClient = (spec: Spec, tokens: TokenCache.Service, limiter: RateLimiter
  * `tokens` is the view the token cache gets: a token request goes before every queued API request (they
  * are all waiting for it) and waits for its permit instead of failing when the API's budget is spent for
  * longer than the cache's `maxRetryAfter`, which is normal for a saturated API.
+ *
+ * While that token request is queued for its permit, a request waiting for the token is really waiting
+ * for a permit of its own budget, so its permit bounds (`deadline`, `timeout`) bound that wait as they
+ * would bound its wait in the queue: it fails `RateLimited` (at once for a bound of 0), and only its own
+ * wait ends; the token request goes on for the others.
  */
 export const shareWithTokenRequests = (limiter: RateLimiter.Service): {
   readonly tokens: RateLimiter.Service
@@ -134,48 +153,136 @@ export const shareWithTokenRequests = (limiter: RateLimiter.Service): {
     tokens: TokenCache.Service,
     options?: Pick<TokenCache.Options, "refreshBefore" | "safetyMargin">
   ) => RateLimiter.Service
-} => ({
-  tokens: {
-    ...limiter,
-    withPermit: ((options?: RateLimiter.PermitOptions) => {
-      const { deadline: _deadline, timeout: _timeout, ...waitItsTurn } = options ?? {}
-      // Every queued request is waiting for this token: it goes before all of them.
-      return limiter.withPermit({ ...waitItsTurn, priority: tokenRequestPriority })
-    }) as RateLimiter.Service["withPermit"]
-  },
-  requests: (tokens, options) => {
-    const usableNow = Effect.flatMap(tokens.current, (current) =>
-      Option.isNone(current)
-        ? Effect.succeed(false)
-        : Effect.map(
-          Clock.currentTimeMillis,
-          (now) => now < TokenCache.schedule(current.value, options).usableUntil
-        ))
-    return {
+} => {
+  const queued = tokenRequestsQueued()
+  return {
+    tokens: {
       ...limiter,
       withPermit: ((options?: RateLimiter.PermitOptions) => <A, E, R>(effect: Effect.Effect<A, E, R>) => {
-        const guarded = limiter.withPermit(options ?? {})(effect)
-        const onPermit = limiter.withPermit(options ?? {})(
-          Effect.flatMap(usableNow, (usable) => usable ? Effect.asSome(effect) : Effect.succeedNone)
-        )
-        const attempt: Effect.Effect<A, E | TollgateError.RateLimited | TollgateError.InvalidArgument, R> = Effect
-          .flatMap(
-            Effect.either(tokens.get),
-            (token) =>
-              // The cache's failure is the request's to report: it meets the same error inside, at once.
-              Either.isLeft(token) ? guarded : Effect.flatMap(
-                onPermit,
-                Option.match({
-                  onNone: () => attempt,
-                  onSome: Effect.succeed
-                })
-              )
-          )
-        return attempt
+        const { deadline: _deadline, timeout: _timeout, ...waitItsTurn } = options ?? {}
+        // Every queued request is waiting for this token: it goes before all of them. Asked first not to
+        // wait at all, so that it counts as queued only when it really waits for its permit.
+        const ask = { ...waitItsTurn, priority: tokenRequestPriority }
+        return Effect.matchEffect(limiter.withPermit({ ...ask, deadline: Duration.zero })(Effect.exit(effect)), {
+          onFailure: (error) =>
+            error._tag === "RateLimited" && error.reason === "deadline"
+              ? queued.whileQueued((granted) => limiter.withPermit(ask)(Effect.zipRight(granted, effect)))
+              : Effect.fail(error),
+          onSuccess: (exit) => exit
+        })
       }) as RateLimiter.Service["withPermit"]
+    },
+    requests: (tokens, options) => {
+      const usableNow = Effect.flatMap(tokens.current, (current) =>
+        Option.isNone(current)
+          ? Effect.succeed(false)
+          : Effect.map(
+            Clock.currentTimeMillis,
+            (now) => now < TokenCache.schedule(current.value, options).usableUntil
+          ))
+      return {
+        ...limiter,
+        withPermit: ((options?: RateLimiter.PermitOptions) => <A, E, R>(effect: Effect.Effect<A, E, R>) => {
+          const guarded = limiter.withPermit(options ?? {})(effect)
+          const onPermit = limiter.withPermit(options ?? {})(
+            Effect.flatMap(usableNow, (usable) => usable ? Effect.asSome(effect) : Effect.succeedNone)
+          )
+          const tokenWait = queued.bound(Effect.either(tokens.get), limiter.provider, options)
+          const attempt: Effect.Effect<A, E | TollgateError.RateLimited | TollgateError.InvalidArgument, R> = Effect
+            .flatMap(
+              tokenWait,
+              (token) =>
+                // The cache's failure is the request's to report: it meets the same error inside, at once.
+                Either.isLeft(token) ? guarded : Effect.flatMap(
+                  onPermit,
+                  Option.match({
+                    onNone: () => attempt,
+                    onSome: Effect.succeed
+                  })
+                )
+            )
+          return attempt
+        }) as RateLimiter.Service["withPermit"]
+      }
     }
   }
-})
+}
+
+/**
+ * Whether token requests are queued for a permit of the shared budget, and the bound that puts on a wait
+ * for the token: from the moment the wait became a wait for a permit, at most the waiter's own `deadline`
+ * or `timeout` of it, counted only while a token request is queued (its exchange with the token endpoint
+ * is not a permit wait).
+ */
+const tokenRequestsQueued = () => {
+  let queued = 0
+  let changed = Deferred.unsafeMake<void>(FiberId.none)
+  const change = (delta: number) => {
+    queued += delta
+    const previous = changed
+    changed = Deferred.unsafeMake<void>(FiberId.none)
+    Deferred.unsafeDone(previous, Exit.void)
+  }
+  const millisOf = (input: Duration.DurationInput | undefined): number | undefined =>
+    input === undefined
+      ? undefined
+      : Option.getOrUndefined(Option.map(Duration.decodeUnknown(input), Duration.toMillis))
+
+  /** Runs `use`, a token request queued for its permit, counted until it calls `granted` or ends. */
+  const whileQueued = <A, E, R>(
+    use: (granted: Effect.Effect<void>) => Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E, R> =>
+    Effect.uninterruptibleMask((restore) => {
+      let counted = true
+      const leave = Effect.sync(() => {
+        if (counted) {
+          counted = false
+          change(-1)
+        }
+      })
+      change(1)
+      return Effect.ensuring(restore(use(leave)), leave)
+    })
+
+  /** `wait`, ended with `RateLimited` once a token request has kept it queued past the waiter's bound. */
+  const bound = <A, E, R>(
+    wait: Effect.Effect<A, E, R>,
+    provider: string,
+    options: RateLimiter.PermitOptions | undefined
+  ): Effect.Effect<A, E | TollgateError.RateLimited, R> => {
+    const deadline = millisOf(options?.deadline)
+    const timeout = millisOf(options?.timeout)
+    const limit = Math.min(deadline ?? Number.POSITIVE_INFINITY, timeout ?? Number.POSITIVE_INFINITY)
+    if (limit === Number.POSITIVE_INFINITY || Number.isNaN(limit)) return wait
+    // As the limiter says it: a bound of 0 refuses at once ("deadline"), a bound that runs out is a "timeout".
+    const refused = (reason: "deadline" | "timeout") =>
+      Effect.fail(
+        new TollgateError.RateLimited({
+          provider,
+          reason,
+          key: options?.key === undefined || options.key === "" ? undefined : options.key
+        })
+      )
+    let until: number | undefined = undefined
+    const expired: Effect.Effect<never, TollgateError.RateLimited> = Effect.suspend(() => {
+      const next = changed
+      if (queued === 0) return Effect.zipRight(Deferred.await(next), expired)
+      return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        until ??= now + limit
+        if (limit <= 0) return refused(deadline !== undefined && deadline <= 0 ? "deadline" : "timeout")
+        if (now >= until) return refused("timeout")
+        return Effect.raceFirst(
+          Effect.zipRight(Effect.sleep(Duration.millis(until - now)), refused("timeout")),
+          Effect.zipRight(Deferred.await(next), expired)
+        )
+      })
+    })
+    // Interrupting this caller's wait leaves the token request in flight for the others.
+    return Effect.raceFirst(wait, expired)
+  }
+
+  return { whileQueued, bound }
+}
 
 /** The three services under the provider's Tags, built in the Layer's scope. */
 export const layer = <C, T, L, E, R>(
