@@ -1,9 +1,10 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
+import * as ApiClient from "@tollgate/core/ApiClient"
 import * as RateLimiter from "@tollgate/core/RateLimiter"
 import { NoraSandbox, Sandbox } from "@tollgate/testing"
-import { Cause, Duration, Effect, Exit, Fiber, Layer, Option, Redacted, TestClock } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, Fiber, Layer, Option, Redacted, TestClock } from "effect"
 import * as Nora from "../src/Nora.js"
 import * as Loopback from "./utils/Loopback.js"
 import * as Memory from "./utils/Memory.js"
@@ -211,6 +212,93 @@ describe("Nora", () => {
         )
         // Two permits: the token request's and the API request's.
         expect(result).toMatchObject({ stats: { fetches: 1 }, granted: 2 })
+      }))
+  })
+
+  describe("a wait for a token that waits for a permit of the shared budget, in virtual time", () => {
+    const api = (seen: ReadonlyArray<Memory.Seen>) => seen.filter((r) => r.url.pathname === "/api/forms")
+    const tokenRequests = (seen: ReadonlyArray<Memory.Seen>) => seen.filter((r) => r.url.pathname === "/api/token")
+
+    it.scoped("permitDeadline 0 fails RateLimited at once; the token request goes on and serves the others", () =>
+      Effect.gen(function*() {
+        const memory = Memory.make((request) =>
+          request.url.pathname === "/api/token"
+            ? { body: { token: Loopback.jwt({ at: request.at }), expires_in: 3600, token_type: "Bearer" } }
+            : { body: [] }
+        )
+        const { client, limiter, tokens } = yield* Nora.make({
+          ...credentials,
+          limits: RateLimiter.slidingWindow({ limit: 2, window: "1 minute" })
+        }).pipe(Effect.provideService(HttpClient.HttpClient, memory.client))
+        // The token request and one API request spend the budget until 60 s; the token is then dropped.
+        yield* client.get("/api/forms")
+        yield* tokens.invalidate(Option.getOrThrow(yield* tokens.current))
+
+        // A patient caller starts the token request, which queues for its permit (free at 60 s).
+        const patient = yield* Effect.fork(client.get("/api/forms"))
+        yield* TestClock.adjust("1 second")
+        expect(tokenRequests(memory.seen)).toHaveLength(1)
+
+        const impatient = yield* Effect.flip(
+          client.get("/api/forms").pipe(ApiClient.withRequestOptions({ permitDeadline: 0 }))
+        )
+        expect(impatient).toMatchObject({ _tag: "RateLimited", provider: "nora", reason: "deadline" })
+        expect(impatient._tag === "RateLimited" && impatient.retryAt?.epochMillis).toBe(60_000)
+        // A deadline shorter than the predicted wait is refused at once too, as the limiter refuses it.
+        const short = yield* Effect.flip(
+          client.get("/api/forms").pipe(ApiClient.withRequestOptions({ permitDeadline: "30 seconds" }))
+        )
+        expect(short).toMatchObject({ _tag: "RateLimited", reason: "deadline" })
+        expect(yield* Clock.currentTimeMillis).toBe(1_000)
+
+        // Their giving up cancelled nothing: the one token request completes and serves later requests.
+        yield* TestClock.adjust("1 minute")
+        expect((yield* Fiber.join(patient)).status).toBe(200)
+        yield* TestClock.adjust("2 minutes")
+        const later = yield* client.get("/api/forms").pipe(ApiClient.withRequestOptions({ permitDeadline: 0 }))
+        expect(later.status).toBe(200)
+        expect(tokenRequests(memory.seen).map((r) => r.at)).toEqual([0, 60_000])
+        expect(api(memory.seen)).toHaveLength(3)
+        expect((yield* limiter.stats).queued).toBe(0)
+      }))
+
+    it.scoped("a deadline longer than the predicted wait waits for the token like a permit", () =>
+      Effect.gen(function*() {
+        const memory = Memory.make((request) =>
+          request.url.pathname === "/api/token"
+            ? { body: { token: Loopback.jwt({ at: request.at }), expires_in: 3600, token_type: "Bearer" } }
+            : { body: [] }
+        )
+        const { client, tokens } = yield* Nora.make({
+          ...credentials,
+          limits: RateLimiter.slidingWindow({ limit: 2, window: "1 minute" })
+        }).pipe(Effect.provideService(HttpClient.HttpClient, memory.client))
+        yield* client.get("/api/forms")
+        yield* tokens.invalidate(Option.getOrThrow(yield* tokens.current))
+        const fiber = yield* Effect.fork(
+          client.get("/api/forms").pipe(ApiClient.withRequestOptions({ permitDeadline: "90 seconds" }))
+        )
+        yield* TestClock.adjust("61 seconds")
+        expect((yield* Fiber.join(fiber)).status).toBe(200)
+        expect(tokenRequests(memory.seen).map((r) => r.at)).toEqual([0, 60_000])
+      }))
+
+    it.scoped("a 401 announcing a budget of 1 ends a request with permitDeadline 0 at once, not after a minute", () =>
+      Effect.gen(function*() {
+        const memory = Memory.make((request) =>
+          request.url.pathname === "/api/token"
+            ? { body: { token: Loopback.jwt({ at: request.at }), expires_in: 3600, token_type: "Bearer" } }
+            : { status: 401, headers: { "ratelimit-policy": "1" }, body: "\"\"" }
+        )
+        const { client } = yield* Nora.make({
+          ...credentials,
+          client: { retry: { rateLimited: 0, transient: 0, maxWait: 0 }, permitDeadline: 0 },
+          tokenCache: { retry: { attempts: 1 } }
+        }).pipe(Effect.provideService(HttpClient.HttpClient, memory.client))
+        const error = yield* Effect.flip(client.get("/api/forms"))
+        expect(error).toMatchObject({ _tag: "RateLimited", provider: "nora", reason: "deadline" })
+        expect(yield* Clock.currentTimeMillis).toBe(0)
+        expect(tokenRequests(memory.seen)).toHaveLength(1)
       }))
   })
 

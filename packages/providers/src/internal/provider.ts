@@ -17,6 +17,7 @@ import {
   Config,
   ConfigError,
   Context,
+  DateTime,
   Deferred,
   Duration,
   Effect,
@@ -166,7 +167,10 @@ export const shareWithTokenRequests = (limiter: RateLimiter.Service): {
         return Effect.matchEffect(limiter.withPermit({ ...ask, deadline: Duration.zero })(Effect.exit(effect)), {
           onFailure: (error) =>
             error._tag === "RateLimited" && error.reason === "deadline"
-              ? queued.whileQueued((granted) => limiter.withPermit(ask)(Effect.zipRight(granted, effect)))
+              ? queued.whileQueued(
+                error.retryAt === undefined ? undefined : DateTime.toEpochMillis(error.retryAt),
+                (granted) => limiter.withPermit(ask)(Effect.zipRight(granted, effect))
+              )
               : Effect.fail(error),
           onSuccess: (exit) => exit
         })
@@ -216,6 +220,8 @@ export const shareWithTokenRequests = (limiter: RateLimiter.Service): {
  */
 const tokenRequestsQueued = () => {
   let queued = 0
+  /** When the limiter expects to grant the queued token request its permit (epoch milliseconds). */
+  let expectedAt: number | undefined = undefined
   let changed = Deferred.unsafeMake<void>(FiberId.none)
   const change = (delta: number) => {
     queued += delta
@@ -228,11 +234,16 @@ const tokenRequestsQueued = () => {
       ? undefined
       : Option.getOrUndefined(Option.map(Duration.decodeUnknown(input), Duration.toMillis))
 
-  /** Runs `use`, a token request queued for its permit, counted until it calls `granted` or ends. */
+  /**
+   * Runs `use`, a token request queued for its permit (expected at `expected`, as the limiter predicted
+   * when it refused to grant it at once), counted until it calls `granted` or ends.
+   */
   const whileQueued = <A, E, R>(
+    expected: number | undefined,
     use: (granted: Effect.Effect<void>) => Effect.Effect<A, E, R>
   ): Effect.Effect<A, E, R> =>
     Effect.uninterruptibleMask((restore) => {
+      expectedAt = expected
       let counted = true
       const leave = Effect.sync(() => {
         if (counted) {
@@ -254,13 +265,15 @@ const tokenRequestsQueued = () => {
     const timeout = millisOf(options?.timeout)
     const limit = Math.min(deadline ?? Number.POSITIVE_INFINITY, timeout ?? Number.POSITIVE_INFINITY)
     if (limit === Number.POSITIVE_INFINITY || Number.isNaN(limit)) return wait
-    // As the limiter says it: a bound of 0 refuses at once ("deadline"), a bound that runs out is a "timeout".
+    // As the limiter says it: a predicted wait past the deadline is refused at once ("deadline"), a bound
+    // that runs out while waiting is a "timeout"; either way with the instant the permit is expected.
     const refused = (reason: "deadline" | "timeout") =>
       Effect.fail(
         new TollgateError.RateLimited({
           provider,
           reason,
-          key: options?.key === undefined || options.key === "" ? undefined : options.key
+          key: options?.key === undefined || options.key === "" ? undefined : options.key,
+          retryAt: expectedAt === undefined ? undefined : DateTime.unsafeMake(expectedAt)
         })
       )
     let until: number | undefined = undefined
@@ -268,8 +281,12 @@ const tokenRequestsQueued = () => {
       const next = changed
       if (queued === 0) return Effect.zipRight(Deferred.await(next), expired)
       return Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        until ??= now + limit
-        if (limit <= 0) return refused(deadline !== undefined && deadline <= 0 ? "deadline" : "timeout")
+        if (until === undefined) {
+          until = now + limit
+          if (deadline !== undefined && (expectedAt ?? Number.POSITIVE_INFINITY) - now > deadline) {
+            return refused("deadline")
+          }
+        }
         if (now >= until) return refused("timeout")
         return Effect.raceFirst(
           Effect.zipRight(Effect.sleep(Duration.millis(until - now)), refused("timeout")),
