@@ -218,14 +218,17 @@ describe("Nora", () => {
   describe("a wait for a token that waits for a permit of the shared budget, in virtual time", () => {
     const api = (seen: ReadonlyArray<Memory.Seen>) => seen.filter((r) => r.url.pathname === "/api/forms")
     const tokenRequests = (seen: ReadonlyArray<Memory.Seen>) => seen.filter((r) => r.url.pathname === "/api/token")
+    /** Tokens for an hour; every API request answered with `answer`. */
+    const serving = (answer: Memory.Reply) =>
+      Memory.make((request) =>
+        request.url.pathname === "/api/token"
+          ? { body: { token: Loopback.jwt({ at: request.at }), expires_in: 3600, token_type: "Bearer" } }
+          : answer
+      )
 
     it.scoped("permitDeadline 0 fails RateLimited at once; the token request goes on and serves the others", () =>
       Effect.gen(function*() {
-        const memory = Memory.make((request) =>
-          request.url.pathname === "/api/token"
-            ? { body: { token: Loopback.jwt({ at: request.at }), expires_in: 3600, token_type: "Bearer" } }
-            : { body: [] }
-        )
+        const memory = serving({ body: [] })
         const { client, limiter, tokens } = yield* Nora.make({
           ...credentials,
           limits: RateLimiter.slidingWindow({ limit: 2, window: "1 minute" })
@@ -264,11 +267,7 @@ describe("Nora", () => {
 
     it.scoped("a deadline longer than the predicted wait waits for the token like a permit", () =>
       Effect.gen(function*() {
-        const memory = Memory.make((request) =>
-          request.url.pathname === "/api/token"
-            ? { body: { token: Loopback.jwt({ at: request.at }), expires_in: 3600, token_type: "Bearer" } }
-            : { body: [] }
-        )
+        const memory = serving({ body: [] })
         const { client, tokens } = yield* Nora.make({
           ...credentials,
           limits: RateLimiter.slidingWindow({ limit: 2, window: "1 minute" })
@@ -285,11 +284,7 @@ describe("Nora", () => {
 
     it.scoped("a 401 announcing a budget of 1 ends a request with permitDeadline 0 at once, not after a minute", () =>
       Effect.gen(function*() {
-        const memory = Memory.make((request) =>
-          request.url.pathname === "/api/token"
-            ? { body: { token: Loopback.jwt({ at: request.at }), expires_in: 3600, token_type: "Bearer" } }
-            : { status: 401, headers: { "ratelimit-policy": "1" }, body: "\"\"" }
-        )
+        const memory = serving({ status: 401, headers: { "ratelimit-policy": "1" }, body: "\"\"" })
         const { client } = yield* Nora.make({
           ...credentials,
           client: { retry: { rateLimited: 0, transient: 0, maxWait: 0 }, permitDeadline: 0 },

@@ -145,8 +145,8 @@ const makeClient = (spec: Spec, tokens: TokenCache.Service, limiter: RateLimiter
  *
  * While that token request is queued for its permit, a request waiting for the token is really waiting
  * for a permit of its own budget, so its permit bounds (`deadline`, `timeout`) bound that wait as they
- * would bound its wait in the queue: it fails `RateLimited` (at once for a bound of 0), and only its own
- * wait ends; the token request goes on for the others.
+ * would bound its wait in the queue: it fails `RateLimited`, at once ("deadline") when the permit is
+ * expected later than its deadline, and only its own wait ends; the token request goes on for the others.
  */
 export const shareWithTokenRequests = (limiter: RateLimiter.Service): {
   readonly tokens: RateLimiter.Service
