@@ -10,47 +10,12 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Duration, Effect, Exit, Fiber, Redacted, TestClock } from "effect"
-import * as fc from "fast-check"
 import * as ApiClient from "../src/ApiClient.js"
 import * as OAuth2 from "../src/OAuth2.js"
 import * as RateLimiter from "../src/RateLimiter.js"
 import * as TokenCache from "../src/TokenCache.js"
 import * as FakeSource from "./utils/FakeSource.js"
-
-export const anyNumber: fc.Arbitrary<number> = fc.oneof(
-  fc.double(),
-  fc.constantFrom(Number.NaN, Infinity, -Infinity, Number.MIN_VALUE, -Number.MIN_VALUE, 0, -0, 1e300, 2 ** 53, 0.5),
-  fc.integer({ min: -5, max: 50 })
-)
-
-export const anyString: fc.Arbitrary<string> = fc.oneof(
-  fc.string(),
-  fc.constantFrom("", " ", "\t", "a\r\nb", "x\nInjected: 1", "nul\0", "é", "😀", "soon", "5 parsecs", "-5 seconds")
-)
-
-const anyDuration: fc.Arbitrary<unknown> = fc.oneof(
-  anyNumber,
-  anyString,
-  fc.constantFrom(Duration.infinity, Duration.zero, Duration.millis(1), "1 second", "10 minutes", undefined)
-)
-
-export const anyUrl: fc.Arbitrary<string> = fc.oneof(
-  fc.webUrl(),
-  anyString,
-  fc.constantFrom(
-    "https://user:s3cret@api.test",
-    "https://:s3cret@api.test/x",
-    "http://api.test",
-    "http://127.0.0.1:1",
-    "api.test/v1",
-    "//api.test",
-    "https://exa mple.com",
-    "https://api.test/%ZZ",
-    "ftp://api.test",
-    "https://api.test?x=1#y",
-    "javascript:alert(1)"
-  )
-)
+import { anyDuration, anyNumber, anyString, anyUrl } from "./utils/Hostile.js"
 
 const TYPED =
   /^(InvalidArgument|ConfigError|InvalidCredentials|MalformedTokenResponse|TokenEndpointUnavailable|ProviderError|Timeout|RateLimited|RequestError|ResponseError|TokenError|Unauthorized|ServerError)$/

@@ -7,6 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Cause, Clock, Duration, Effect, Exit, Fiber, TestClock } from "effect"
 import * as fc from "fast-check"
 import * as RateLimiter from "../src/RateLimiter.js"
+import { anyNumber } from "./utils/Hostile.js"
 
 const now = Clock.currentTimeMillis
 
@@ -34,12 +35,6 @@ const admittedAtOnce = (limiter: RateLimiter.Service, attempts: number) =>
     yield* Effect.forEach(fibers, Fiber.interrupt)
     return count
   })
-
-const anyNumber = fc.oneof(
-  fc.double(),
-  fc.constantFrom(Number.NaN, Infinity, -Infinity, Number.MIN_VALUE, -Number.MIN_VALUE, 0, -0, 1e300, 2 ** 53),
-  fc.integer({ min: -5, max: 50 })
-)
 
 describe("RateLimiter arguments", () => {
   describe("regressions (issue 18)", () => {

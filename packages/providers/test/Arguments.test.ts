@@ -6,34 +6,11 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import type * as RateLimiter from "@tollgate/core/RateLimiter"
+import * as Arbitraries from "@tollgate/testing/Arbitraries"
 import { Cause, Duration, Effect, Exit, Fiber, Redacted, TestClock } from "effect"
 import * as fc from "fast-check"
 import * as Providers from "../src/Providers.js"
 import * as Memory from "./utils/Memory.js"
-
-const anyNumber = fc.oneof(
-  fc.double(),
-  fc.constantFrom(Number.NaN, Infinity, -Infinity, Number.MIN_VALUE, -Number.MIN_VALUE, 0, -0, 1e300, 2 ** 53, 0.5),
-  fc.integer({ min: -5, max: 50 })
-)
-const anyString = fc.oneof(
-  fc.string(),
-  fc.constantFrom("", " ", "a\r\nb", "x\nInjected: 1", "nul\0", "é", "😀", "soon", "-5 seconds")
-)
-const anyDuration: fc.Arbitrary<unknown> = fc.oneof(anyNumber, anyString, fc.constantFrom("1 second", undefined))
-const anyUrl = fc.oneof(
-  fc.webUrl(),
-  anyString,
-  fc.constantFrom(
-    "https://user:s3cret@api.test",
-    "http://api.test",
-    "http://127.0.0.1:1",
-    "api.test/v1",
-    "https://exa mple.com",
-    "https://api.test/%ZZ",
-    "javascript:alert(1)"
-  )
-)
 
 const TYPED =
   /^(InvalidArgument|ConfigError|InvalidCredentials|MalformedTokenResponse|TokenEndpointUnavailable|ProviderError|Timeout|RateLimited|RequestError|ResponseError|Unauthorized)$/
@@ -53,16 +30,16 @@ describe("providers' make: a typed error or a working client, whatever the optio
     "every provider, every option",
     {
       provider: fc.constantFrom(...Providers.all.map((definition) => definition.name)),
-      credential: anyString,
-      baseUrl: anyUrl,
+      credential: Arbitraries.hostileString,
+      baseUrl: Arbitraries.hostileUrl,
       allowInsecureLoopback: fc.boolean(),
-      tokenTimeout: anyDuration,
-      timeout: anyDuration,
-      permitDeadline: anyDuration,
-      transient: anyNumber,
-      header: anyString,
-      refreshBefore: anyDuration,
-      attempts: anyNumber
+      tokenTimeout: Arbitraries.hostileDuration,
+      timeout: Arbitraries.hostileDuration,
+      permitDeadline: Arbitraries.hostileDuration,
+      transient: Arbitraries.hostileNumber,
+      header: Arbitraries.hostileString,
+      refreshBefore: Arbitraries.hostileDuration,
+      attempts: Arbitraries.hostileNumber
     },
     (o) =>
       Effect.gen(function*() {

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import * as RateLimiter from "@tollgate/core/RateLimiter"
 import * as TokenSource from "@tollgate/core/TokenSource"
+import * as Arbitraries from "@tollgate/testing/Arbitraries"
 import { Cause, Duration, Effect, Exit, Fiber, Redacted } from "effect"
 import * as fc from "fast-check"
 import * as RedisConnection from "../src/RedisConnection.js"
@@ -16,17 +17,6 @@ import { connect, uniquePrefix } from "./utils/Redis.js"
 import * as RedisServer from "./utils/RedisServer.js"
 
 const available = await RedisServer.requireRedis("Arguments")
-
-const anyNumber = fc.oneof(
-  fc.double(),
-  fc.constantFrom(Number.NaN, Infinity, -Infinity, Number.MIN_VALUE, -Number.MIN_VALUE, 0, -0, 1e300, 2 ** 53, 0.5),
-  fc.integer({ min: -5, max: 50 })
-)
-const anyString = fc.oneof(
-  fc.string(),
-  fc.constantFrom("", " ", "a\r\nb", "nul\0", "é", "😀", "soon", "-5 seconds")
-)
-const anyDuration: fc.Arbitrary<unknown> = fc.oneof(anyNumber, anyString, fc.constantFrom("1 second", undefined))
 
 /** A typed failure (or success); the tag of what came back. */
 const outcome = (exit: Exit.Exit<unknown, unknown>): string => {
@@ -53,12 +43,12 @@ describe.skipIf(!available)("Redis options (issue 18)", () => {
     "RedisConnection.make: URLs, prefixes and timeouts",
     {
       url: fc.oneof(
-        anyString,
+        Arbitraries.hostileString,
         fc.constantFrom("redis://127.0.0.1:1", "redis://:%ZZ@127.0.0.1:1", "http://127.0.0.1:1", "redis://exa mple")
       ),
-      prefix: anyString,
-      commandTimeout: anyDuration,
-      connectTimeout: anyDuration
+      prefix: Arbitraries.hostileString,
+      commandTimeout: Arbitraries.hostileDuration,
+      connectTimeout: Arbitraries.hostileDuration
     },
     (o) =>
       Effect.gen(function*() {
@@ -82,15 +72,15 @@ describe.skipIf(!available)("Redis options (issue 18)", () => {
   it.live.prop(
     "RedisRateLimiter.make and RedisTokenCache.make: durations and keys",
     {
-      lease: anyDuration,
-      maxPoll: anyDuration,
-      name: anyString,
-      ttl: anyDuration,
-      pollInitial: anyDuration,
-      pollMax: anyDuration,
-      membershipLease: anyDuration,
-      noExpiryTtl: anyDuration,
-      encryptionKey: anyString
+      lease: Arbitraries.hostileDuration,
+      maxPoll: Arbitraries.hostileDuration,
+      name: Arbitraries.hostileString,
+      ttl: Arbitraries.hostileDuration,
+      pollInitial: Arbitraries.hostileDuration,
+      pollMax: Arbitraries.hostileDuration,
+      membershipLease: Arbitraries.hostileDuration,
+      noExpiryTtl: Arbitraries.hostileDuration,
+      encryptionKey: Arbitraries.hostileString
     },
     (o) =>
       Effect.gen(function*() {

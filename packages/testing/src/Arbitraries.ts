@@ -103,3 +103,67 @@ export const faultSchedule = (durationMillis: number, maxEvents = 6): fc.Arbitra
     ),
     { maxLength: maxEvents }
   ).map((events) => [...events].sort((a, b) => a.at - b.at))
+
+/**
+ * Numbers a caller should never pass and a library must refuse or survive: NaN, ±∞, ±0, subnormals,
+ * huge values, fractions where whole numbers are due, negatives, mixed with ordinary ones. For argument
+ * properties: every public constructor fed these answers with a typed error or works.
+ *
+ * @since 0.2.0
+ * @category arbitraries
+ */
+export const hostileNumber: fc.Arbitrary<number> = fc.oneof(
+  fc.double(),
+  fc.constantFrom(Number.NaN, Infinity, -Infinity, Number.MIN_VALUE, -Number.MIN_VALUE, 0, -0, 1e300, 2 ** 53, 0.5),
+  fc.integer({ min: -5, max: 50 })
+)
+
+/**
+ * Strings a caller should never pass: empty, blank, CR/LF (header injection), NUL, non-ASCII, and
+ * nonsense durations, mixed with arbitrary ones.
+ *
+ * @since 0.2.0
+ * @category arbitraries
+ */
+export const hostileString: fc.Arbitrary<string> = fc.oneof(
+  fc.string(),
+  fc.constantFrom("", " ", "\t", "a\r\nb", "x\nInjected: 1", "nul\0", "é", "😀", "soon", "5 parsecs", "-5 seconds")
+)
+
+/**
+ * Duration inputs of every kind a caller can pass: hostile numbers and strings, and real durations
+ * (zero, infinity, one millisecond) or none.
+ *
+ * @since 0.2.0
+ * @category arbitraries
+ */
+export const hostileDuration: fc.Arbitrary<unknown> = fc.oneof(
+  hostileNumber,
+  hostileString,
+  fc.constantFrom(Duration.infinity, Duration.zero, Duration.millis(1), "1 second", "10 minutes", undefined)
+)
+
+/**
+ * URLs a base URL option should refuse or handle: user-info with a password, plain http, no scheme,
+ * spaces, bad percent-encoding, other schemes, mixed with valid web URLs and hostile strings.
+ *
+ * @since 0.2.0
+ * @category arbitraries
+ */
+export const hostileUrl: fc.Arbitrary<string> = fc.oneof(
+  fc.webUrl(),
+  hostileString,
+  fc.constantFrom(
+    "https://user:s3cret@api.test",
+    "https://:s3cret@api.test/x",
+    "http://api.test",
+    "http://127.0.0.1:1",
+    "api.test/v1",
+    "//api.test",
+    "https://exa mple.com",
+    "https://api.test/%ZZ",
+    "ftp://api.test",
+    "https://api.test?x=1#y",
+    "javascript:alert(1)"
+  )
+)
