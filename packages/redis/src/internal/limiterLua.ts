@@ -106,21 +106,27 @@ local function sw_renew(b, now, id, cost, lease)
   for k = 1, cost do redis.call('ZADD', b.held, 'XX', 'GT', num(now + lease + b.window), member(id, k)) end
   zttl(b.held, now)
 end
--- Our requests in flight other than the one reporting were not counted in the server's Remaining yet.
-local function sw_observe(b, now, remaining, resetAt, cost)
-  if remaining == nil then return end
-  local ours = b.limit - b.used
-  local theirs = remaining - math.max(0, b.nheld - cost)
+-- The server's Remaining leaves room for our requests in flight it has not seen yet (inflight: the one
+-- reporting excepted): what is left beyond them is what we may send. Moves the external cost of a budget
+-- or a learned quota; returns whether it changed.
+local function reconcile(x, now, remaining, resetAt, inflight)
+  if remaining == nil then return false end
+  local ours = x.limit - x.used
+  local theirs = remaining - math.max(0, inflight)
   if theirs < ours then
-    b.ecost = b.ecost + (ours - theirs)
-    local untilT = now + b.window
+    x.ecost = x.ecost + (ours - theirs)
+    local untilT = now + x.window
     if resetAt ~= nil and resetAt > now then untilT = resetAt end
-    b.euntil = math.max(b.euntil, untilT)
-  elseif theirs > ours and b.ecost > 0 then
-    b.ecost = math.max(0, b.ecost - (theirs - ours))
-  else
-    return
+    x.euntil = math.max(x.euntil, untilT)
+    return true
+  elseif theirs > ours and x.ecost > 0 then
+    x.ecost = math.max(0, x.ecost - (theirs - ours))
+    return true
   end
+  return false
+end
+local function sw_observe(b, now, remaining, resetAt, cost)
+  if not reconcile(b, now, remaining, resetAt, b.nheld - cost) then return end
   b.used = b.nheld + b.nret + b.ecost
   redis.call('HSET', b.ext, 'cost', num(b.ecost), 'until', num(b.euntil))
   redis.call('PEXPIRE', b.ext, ms(math.max(b.euntil - now, 0) + 1))
@@ -309,21 +315,8 @@ local function learn_release(L, now, id, cost, settled)
   end
   if settled then for _, q in ipairs(L.quotas) do zttl(q.ret, now) end end
 end
--- The server's Remaining leaves room for our requests it has not seen yet: beyond them is what we may send.
 local function quota_reconcile(L, q, now, remaining, resetAt, cost)
-  if remaining == nil then return end
-  local ours = q.limit - q.used
-  local theirs = remaining - math.max(0, L.active - cost)
-  if theirs < ours then
-    q.ecost = q.ecost + (ours - theirs)
-    local untilT = now + q.window
-    if resetAt ~= nil and resetAt > now then untilT = resetAt end
-    q.euntil = math.max(q.euntil, untilT)
-    quota_save(q, now)
-  elseif theirs > ours and q.ecost > 0 then
-    q.ecost = math.max(0, q.ecost - (theirs - ours))
-    quota_save(q, now)
-  end
+  if reconcile(q, now, remaining, resetAt, L.active - cost) then quota_save(q, now) end
 end
 local function learn_observe(L, now, limit, remaining, resetAt, window, cost)
   local ttl = 24 * 3600 * 1000
